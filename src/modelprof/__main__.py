@@ -1,0 +1,5 @@
+"""``python -m modelprof``."""
+
+from .cli import main
+
+main()
