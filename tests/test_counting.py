@@ -1,0 +1,201 @@
+"""The collector on whole models: references, attribution, rows adding up, and the model left untouched."""
+
+import copy
+
+import pytest
+import torch
+from fixtures import (
+    CAPTION_SPECS,
+    CaptionModel,
+    Decoder,
+    FunctionalOps,
+    Recurrent,
+    Shared,
+    TinyTransformer,
+    resnet18,
+    resnet50,
+)
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import modelprof
+from modelprof import SingleTensorAdapter
+from modelprof.loading import build_inputs
+from modelprof.report import COST_FIELDS, ROOT
+
+
+def assert_rows_add_up(report):
+    for key in COST_FIELDS:
+        assert sum(getattr(r, key) for r in report.layers) == getattr(report.total, key), key
+
+
+@pytest.mark.parametrize(
+    ("factory", "macs", "params"),
+    [(resnet18, 1_814_073_344, 11_689_512), (resnet50, 4_089_184_256, 25_557_032)],  # COUNTING.md references
+)
+def test_resnet_conv_and_linear_match_published_counts(factory, macs, params):
+    model = factory()
+    report = modelprof.profile(model, torch.randn(1, 3, 224, 224))
+    assert sum(r.flops for r in report.layers if r.type in ("Conv2d", "Linear")) == macs
+    assert report.total.params == params == sum(p.numel() for p in model.parameters())
+    assert not report.unsupported
+    assert_rows_add_up(report)
+    # the residual adds run in the blocks' own forward: each block has a row of its own
+    assert any(r.name == "layer1.0" and "add" in r.type for r in report.layers)
+
+
+def test_matmul_and_conv_agree_with_flop_counter_mode():
+    # PyTorch's FlopCounterMode counts 2 x multiply-accumulates for mm/bmm/convolution
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 10, bias=False))
+    x = torch.randn(2, 3, 8, 8)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    report = modelprof.profile(model, x)
+    conv_bias = 2 * 8 * 6 * 6  # modelprof also counts Conv2d's bias add (torchstat); FlopCounterMode does not
+    assert 2 * (report.total.flops - conv_bias) == counter.get_total_flops()
+
+
+def test_functional_ops_hand_arithmetic():
+    model = FunctionalOps()
+    x = torch.randn(2, 4, 6, 8)
+    report = modelprof.profile(model, x)
+    assert [r.name for r in report.layers] == [ROOT]
+    # matmul (2,4,6,8)@(8,8): 384 outputs * K 8 = 3072;  y @ y^T: (2,4,6,6) = 288 outputs * 8 = 2304
+    # SDPA BH=8, L=S=6, E=Ev=8: 8*6*6*16 + 8*6*6 + 8*6*(3*6-1) = 4608 + 288 + 816 = 5712
+    # interpolate nearest to (2,4,12,16): 1536 outputs * 1 tap;  + 1.0: 1536 outputs
+    assert report.total.flops == 3072 + 2304 + 5712 + 1536 + 1536
+    assert report.total.params == 64
+    assert not report.unsupported
+
+
+def test_transformer_residuals_attention_and_tied_weights():
+    model = TinyTransformer()
+    report = modelprof.profile(model, torch.randint(0, 1000, (1, 32)))
+    assert report.total.params == sum(p.numel() for p in model.parameters())  # tied head counted once
+    assert_rows_add_up(report)
+    rows = {r.name: r for r in report.layers}
+    assert "matmul" in rows["blocks.0"].type and "scaled_dot_product_attention" in rows["blocks.1"].type
+    assert not report.unsupported
+
+
+def test_shared_and_frozen_parameters():
+    report = modelprof.profile(Shared(), torch.randn(3, 4))
+    assert report.total.params == 16 + 10 and report.total.trainable_params == 16
+    assert report.total.non_trainable_params == 10
+    assert_rows_add_up(report)
+
+
+def test_five_input_model_batch_scales_linear_layers():
+    model = CaptionModel()
+    for batch in (1, 3):
+        args, kwargs = build_inputs(CAPTION_SPECS, batch, "cpu")
+        report = modelprof.profile(model, *args, **kwargs)
+        rows = {r.name: r for r in report.layers}
+        assert rows["region_proj"].flops == batch * 50 * 2048 * 512
+        assert rows["word_embedding"].input_shape == ((batch, 19),)
+        assert not report.unsupported
+        assert_rows_add_up(report)
+
+
+def test_thop_on_adapter_agrees_on_the_layers_thop_supports():
+    thop = pytest.importorskip("thop")
+    model = CaptionModel()
+    adapter = SingleTensorAdapter(copy.deepcopy(model), CAPTION_SPECS)
+    x = torch.randn(2, 50, 2048)
+    _, _, layers = thop.profile(adapter, inputs=(x,), ret_layer_info=True, verbose=False)
+    thop_linear = {name: info[0] for name, info in layers["model"][2].items()
+                   if isinstance(getattr(model, name), nn.Linear)}
+    thop_linear["feed_forward"] = layers["model"][2]["feed_forward"][0]  # two Linears and a ReLU (0 in thop)
+
+    args, kwargs = build_inputs(CAPTION_SPECS, 2, "cpu")
+    report = modelprof.profile(model, *args, **kwargs)
+    ours = {}
+    for row in report.layers:
+        if row.type == "Linear":
+            ours[row.name.split(".")[0]] = ours.get(row.name.split(".")[0], 0) + row.flops
+    assert ours == {k: int(v) for k, v in thop_linear.items()}
+
+
+def test_recurrent_model_counted():
+    report = modelprof.profile(Recurrent(), torch.randn(2, 5, 8))
+    assert {r.name for r in report.layers} == {"lstm", "gru", "rnn"}
+    assert all(r.flops > 0 for r in report.layers)
+    assert not report.unsupported
+
+
+def test_unsupported_ops_are_listed_not_zeroed():
+    from fixtures import Unsupported
+
+    report = modelprof.profile(Unsupported(), torch.randn(2, 3, 3))
+    assert report.unsupported and all(n >= 1 for n in report.unsupported.values())
+    assert any("inv" in op for op in report.unsupported)
+
+
+def test_model_left_exactly_as_before():
+    model = resnet18()
+    model.train()
+    model.layer1.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    attrs = {name: set(vars(m)) for name, m in model.named_modules()}
+    modes = {name: m.training for name, m in model.named_modules()}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    modelprof.profile(model, torch.randn(2, 3, 64, 64))
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BN stats not updated
+    assert {name: set(vars(m)) for name, m in model.named_modules()} == attrs
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+    assert torch.backends.mha.get_fastpath_enabled() == fastpath
+
+
+def test_model_left_untouched_when_forward_fails():
+    model = resnet18()
+    with pytest.raises(modelprof.errors.ModelError, match="conv1"):
+        modelprof.profile(model, torch.randn(1, 4, 32, 32))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert model.training
+
+
+def test_meta_device_matches_cpu_counts():
+    torch.manual_seed(0)
+    cpu = Decoder()
+    with torch.device("meta"):
+        meta = Decoder()
+    tokens = torch.randint(0, 1000, (1, 16))
+    a = modelprof.profile(cpu, tokens)
+    b = modelprof.profile(meta, tokens.to("meta"))
+    # Arithmetic and parameters are identical. Memory may differ: the meta SDPA kernel returns a contiguous
+    # output where CPU flash attention returns a transposed one, so a later reshape copies on meta only.
+    def arithmetic(r):
+        return [(x.name, x.params, x.madd, x.flops) for x in (*r.layers, r.total)]
+
+    assert arithmetic(a) == arithmetic(b)
+    assert b.device == "meta"
+
+
+def test_encoder_fast_path_is_counted_layer_by_layer():
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    report = modelprof.profile(model, torch.randn(1, 10, 32))
+    assert not report.unsupported
+    rows = {r.name: r for r in report.layers}
+    # FFN Linear modules per layer: 10*32*64 + 10*64*32 = 40960 MACs, two layers
+    assert sum(r.flops for r in report.layers if r.type == "Linear") == 2 * 40960
+    # MultiheadAttention uses in_proj and out_proj functionally, so they land on its own row:
+    # in_proj 10*32*96 = 30720, out_proj 10*32*32 = 10240, attention BH=4, L=S=10, E=Ev=8:
+    # 4*10*10*16 + 4*10*10 + 4*10*(3*10-1) = 6400 + 400 + 1160 = 7960
+    assert rows["layers.0.self_attn"].flops == 30720 + 10240 + 7960
+    assert rows["layers.0.self_attn.out_proj"].flops == 0  # never called as a module: params only
+    assert rows["layers.0.self_attn.out_proj"].params == 32 * 32 + 32
+
+
+def test_fold_depth_keeps_totals():
+    report = modelprof.profile(resnet18(), torch.randn(1, 3, 64, 64))
+    for depth in (1, 2, 3):
+        folded = report.fold(depth)
+        assert_rows_add_up(folded)
+        assert all(r.name == ROOT or r.name.count(".") < depth for r in folded.layers)
+    assert [r.name for r in report.fold(1).layers][:5] == ["conv1", "bn1", "relu", "maxpool", "layer1"]
+    assert report.fold(0).layers == ()
+    assert dict((r.name, r.type) for r in report.fold(1).layers)["layer1"] == "Sequential"
