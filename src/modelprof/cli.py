@@ -55,7 +55,8 @@ def model_options(command: Callable) -> Callable:
                      help="A function of the batch size returning a tensor, tuple, dict or (tuple, dict)."),
         click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Batch size prepended to every input."),
-        click.option("--kwargs", "kwargs_json", metavar="JSON", help="""Constructor arguments: '{"num_classes": 10}'."""),
+        click.option("--kwargs", "kwargs_json", metavar="JSON",
+                     help="""Constructor arguments: '{"num_classes": 10}'."""),
         click.option("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
                      help="meta builds and runs the model on shapes alone, allocating no weights."),
         click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]),
@@ -113,7 +114,7 @@ def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; report any failure in one line with exit code 2 (usage) or 1 (model)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     debug = "--debug" in argv
     try:
         code = cli.main(args=argv, prog_name="modelprof", standalone_mode=False)
