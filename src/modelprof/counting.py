@@ -17,21 +17,36 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map_only
+from torch.utils._pytree import tree_flatten
 
 from .errors import ModelError
-from .formulas import FORMULAS, FREE_OPS, Cost, TensorSpec
+from .formulas import FORMULAS, FREE_OPS, Cost, TensorSpec, leaves
 from .report import ROOT, InputInfo, LayerCost, ModuleInfo, Report, Shape, TotalCost
 
 
 def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
-    """The shape of every tensor inside ``values`` (nested tuples, lists and dicts included)."""
-    leaves, _ = tree_flatten(values)
-    return tuple(tuple(t.shape) for t in leaves if isinstance(t, torch.Tensor))
+    """The shape of every tensor inside ``values`` (nested tuples, lists and dicts included; other containers,
+    such as a model's output dataclass, are read through pytree)."""
+    found = []
+    for leaf in leaves(values):
+        if isinstance(leaf, torch.Tensor):
+            found.append(tuple(leaf.shape))
+        elif leaf is not None and not isinstance(leaf, int | float | bool | str):
+            found.extend(tuple(t.shape) for t in tree_flatten(leaf)[0] if isinstance(t, torch.Tensor))
+    return tuple(found)
 
 
-def _spec(t: torch.Tensor) -> TensorSpec:
-    return TensorSpec(tuple(t.shape), t.dtype.itemsize)
+def _specs(value: Any) -> Any:
+    """``value`` with every tensor replaced by its TensorSpec (op arguments: tensors in tuples, lists, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return TensorSpec(tuple(value.shape), value.dtype.itemsize)
+    if isinstance(value, list):
+        return [_specs(v) for v in value]
+    if isinstance(value, tuple):  # plain tuples, and the named tuples some ops return (torch.return_types)
+        return tuple(_specs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _specs(v) for k, v in value.items()}
+    return value
 
 
 def _has_decomposition(func: Any) -> bool:
@@ -74,9 +89,8 @@ class _CostMode(TorchDispatchMode):
             self.unsupported[str(packet)] += 1
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
-        spec_args, spec_kwargs, spec_out = tree_map_only(torch.Tensor, _spec, (args, kwargs, out))
         try:
-            cost = formula(spec_args, spec_kwargs, spec_out)
+            cost = formula(_specs(args), _specs(kwargs), _specs(out))
         except Exception as exc:  # a formula's bug must not be blamed on the user's model
             raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
         record = self.records.setdefault(self.stack[-1], _Record())

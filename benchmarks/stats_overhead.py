@@ -1,0 +1,120 @@
+"""Profiling overhead of `modelprof stats` against thop, ptflops, fvcore and FlopCounterMode.
+
+Each tool's time to count a model is divided by the time of one plain eager forward of the same model
+(eval mode, torch.inference_mode()), measured in the same run. Reports medians over --repeat runs.
+
+    python benchmarks/stats_overhead.py --repeat 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from resnet import resnet50  # noqa: E402
+
+import modelprof  # noqa: E402
+
+
+def bert_base_encoder() -> nn.Module:
+    """A BERT-base-sized encoder: 12 layers, hidden 768, 12 heads, MLP 3072."""
+    layer = nn.TransformerEncoderLayer(768, 12, 3072, activation="gelu", batch_first=True)
+    return nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
+
+
+def median_seconds(fn: Callable[[nn.Module], object], model: nn.Module, repeat: int, fresh: bool) -> float:
+    """Median time of fn(model); with ``fresh`` each run gets a deep copy (made outside the timing), for tools
+    that leave buffers behind in the model they profile."""
+    samples = []
+    for _ in range(repeat):
+        target = copy.deepcopy(model) if fresh else model
+        start = time.perf_counter()
+        fn(target)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def tools(x: torch.Tensor) -> dict[str, tuple[Callable[[nn.Module], object], bool]]:
+    """name -> (count function of the model, whether it needs a fresh copy per run)."""
+    out: dict[str, tuple[Callable, bool]] = {"modelprof": (lambda m: modelprof.profile(m, x), False)}
+    fresh = True
+
+    try:
+        import thop
+
+        out["thop"] = (lambda m: thop.profile(m, inputs=(x,), verbose=False), fresh)
+    except ImportError:
+        pass
+    try:
+        from ptflops import get_model_complexity_info
+
+        def ptflops_run(m):
+            def constructor(_):
+                return {"src": x} if isinstance(m, nn.TransformerEncoder) else x
+
+            return get_model_complexity_info(m, tuple(x.shape[1:]), input_constructor=constructor,
+                                             as_strings=False, print_per_layer_stat=False, verbose=False)
+
+        out["ptflops"] = (ptflops_run, fresh)
+    except ImportError:
+        pass
+    try:
+        from fvcore.nn import FlopCountAnalysis
+
+        def fvcore_run(m):
+            analysis = FlopCountAnalysis(m, x)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return analysis.total()
+
+        out["fvcore"] = (fvcore_run, False)
+    except ImportError:
+        pass
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flop_counter(m):
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            m(x)
+        return counter.get_total_flops()
+
+    out["FlopCounterMode"] = (flop_counter, False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cases = {
+        "ResNet-50 1×3×224×224": (resnet50().eval(), torch.randn(1, 3, 224, 224)),
+        "BERT-base encoder 1×128×768": (bert_base_encoder().eval(), torch.randn(1, 128, 768)),
+    }
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeat} runs\n")
+    print("| model | tool | time [ms] | × one forward |")
+    print("|---|---|---:|---:|")
+    for label, (model, x) in cases.items():
+        def forward(m, x=x):
+            with torch.inference_mode():
+                m(x)
+
+        forward(model)  # warm-up: the first call allocates and picks kernels
+        for run, fresh in tools(x).values():
+            run(copy.deepcopy(model) if fresh else model)  # warm-up each tool once
+        base = median_seconds(forward, model, args.repeat, False)
+        print(f"| {label} | plain forward | {base * 1e3:.1f} | 1.00 |")
+        for name, (run, fresh) in tools(x).items():
+            seconds = median_seconds(run, model, args.repeat, fresh)
+            print(f"| {label} | {name} | {seconds * 1e3:.1f} | {seconds / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
