@@ -1,7 +1,9 @@
 """Profiling overhead of `modelprof stats` against thop, ptflops, fvcore and FlopCounterMode.
 
 Each tool's time to count a model is divided by the time of one plain eager forward of the same model
-(eval mode, torch.inference_mode()), measured in the same run. Reports medians over --repeat runs.
+(eval mode, torch.inference_mode()). Runs are interleaved: every round times the plain forward and then each tool
+once, and the ratio is taken within the round, so drift in machine load hits every tool alike. Reports the median
+time and the median per-round ratio over --repeat rounds.
 
     python benchmarks/stats_overhead.py --repeat 7
 """
@@ -31,27 +33,24 @@ def bert_base_encoder() -> nn.Module:
     return nn.TransformerEncoder(layer, 12, enable_nested_tensor=False)
 
 
-def median_seconds(fn: Callable[[nn.Module], object], model: nn.Module, repeat: int, fresh: bool) -> float:
-    """Median time of fn(model); with ``fresh`` each run gets a deep copy (made outside the timing), for tools
-    that leave buffers behind in the model they profile."""
-    samples = []
-    for _ in range(repeat):
-        target = copy.deepcopy(model) if fresh else model
-        start = time.perf_counter()
-        fn(target)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def seconds(fn: Callable[[nn.Module], object], model: nn.Module, fresh: bool) -> float:
+    """Time of one fn(model); with ``fresh`` it gets a deep copy (made outside the timing), for tools that leave
+    buffers behind in the model they profile."""
+    target = copy.deepcopy(model) if fresh else model
+    start = time.perf_counter()
+    fn(target)
+    return time.perf_counter() - start
 
 
 def tools(x: torch.Tensor) -> dict[str, tuple[Callable[[nn.Module], object], bool]]:
     """name -> (count function of the model, whether it needs a fresh copy per run)."""
-    out: dict[str, tuple[Callable, bool]] = {"modelprof": (lambda m: modelprof.profile(m, x), False)}
+    out: dict[str, tuple[Callable, bool]] = {"modelprof": (lambda m: modelprof.profile(m, x).total.flops, False)}
     fresh = True
 
     try:
         import thop
 
-        out["thop"] = (lambda m: thop.profile(m, inputs=(x,), verbose=False), fresh)
+        out["thop"] = (lambda m: thop.profile(m, inputs=(x,), verbose=False)[0], fresh)
     except ImportError:
         pass
     try:
@@ -62,7 +61,7 @@ def tools(x: torch.Tensor) -> dict[str, tuple[Callable[[nn.Module], object], boo
                 return {"src": x} if isinstance(m, nn.TransformerEncoder) else x
 
             return get_model_complexity_info(m, tuple(x.shape[1:]), input_constructor=constructor,
-                                             as_strings=False, print_per_layer_stat=False, verbose=False)
+                                             as_strings=False, print_per_layer_stat=False, verbose=False)[0]
 
         out["ptflops"] = (ptflops_run, fresh)
     except ImportError:
@@ -83,7 +82,7 @@ def tools(x: torch.Tensor) -> dict[str, tuple[Callable[[nn.Module], object], boo
     def flop_counter(m):
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             m(x)
-        return counter.get_total_flops()
+        return counter.get_total_flops() / 2  # it counts 2 per multiply-accumulate
 
     out["FlopCounterMode"] = (flop_counter, False)
     return out
@@ -99,21 +98,27 @@ def main() -> None:
         "BERT-base encoder 1×128×768": (bert_base_encoder().eval(), torch.randn(1, 128, 768)),
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeat} runs\n")
-    print("| model | tool | time [ms] | × one forward |")
-    print("|---|---|---:|---:|")
+    print("| model | tool | time [ms] | × one forward | multiply-accumulates it reports |")
+    print("|---|---|---:|---:|---:|")
     for label, (model, x) in cases.items():
         def forward(m, x=x):
             with torch.inference_mode():
                 m(x)
 
+        candidates = tools(x)
         forward(model)  # warm-up: the first call allocates and picks kernels
-        for run, fresh in tools(x).values():
-            run(copy.deepcopy(model) if fresh else model)  # warm-up each tool once
-        base = median_seconds(forward, model, args.repeat, False)
-        print(f"| {label} | plain forward | {base * 1e3:.1f} | 1.00 |")
-        for name, (run, fresh) in tools(x).items():
-            seconds = median_seconds(run, model, args.repeat, fresh)
-            print(f"| {label} | {name} | {seconds * 1e3:.1f} | {seconds / base:.2f} |")
+        counts = {"plain forward": ""}
+        for name, (run, fresh) in candidates.items():  # warm-up each tool once, keeping what it counts
+            counts[name] = f"{int(run(copy.deepcopy(model) if fresh else model)):,}"
+        times: dict[str, list[float]] = {name: [] for name in ["plain forward", *candidates]}
+        for _ in range(args.repeat):
+            times["plain forward"].append(seconds(forward, model, False))
+            for name, (run, fresh) in candidates.items():
+                times[name].append(seconds(run, model, fresh))
+        base = times["plain forward"]
+        for name, samples in times.items():
+            ratio = statistics.median(t / b for t, b in zip(samples, base, strict=True))
+            print(f"| {label} | {name} | {statistics.median(samples) * 1e3:.1f} | {ratio:.2f} | {counts[name]} |")
 
 
 if __name__ == "__main__":

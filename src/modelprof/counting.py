@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -57,12 +56,21 @@ class FormulaError(RuntimeError):
     """A cost formula raised: a bug in modelprof or in a user-registered formula, not in the model."""
 
 
-@dataclass
 class _Record:
-    """Mutable accumulator for one row while the forward runs."""
+    """Mutable accumulator for one row while the forward runs (plain ints: this is the hot path)."""
 
-    cost: Cost = field(default_factory=Cost)
-    ops: Counter = field(default_factory=Counter)
+    __slots__ = ("madd", "flops", "mem_read", "mem_write", "ops")
+
+    def __init__(self) -> None:
+        self.madd = self.flops = self.mem_read = self.mem_write = 0
+        self.ops: Counter = Counter()
+
+    def add(self, cost: Cost, op: str) -> None:
+        self.madd += cost.madd
+        self.flops += cost.flops
+        self.mem_read += cost.mem_read
+        self.mem_write += cost.mem_write
+        self.ops[op] += 1
 
 
 class _CostMode(TorchDispatchMode):
@@ -90,12 +98,14 @@ class _CostMode(TorchDispatchMode):
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         try:
-            cost = formula(_specs(args), _specs(kwargs), _specs(out))
+            cost = formula(_specs(args), _specs(kwargs) if kwargs else kwargs, _specs(out))
         except Exception as exc:  # a formula's bug must not be blamed on the user's model
             raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
-        record = self.records.setdefault(self.stack[-1], _Record())
-        record.cost = record.cost + cost
-        record.ops[packet.__name__] += 1
+        owner = self.stack[-1]
+        record = self.records.get(owner)
+        if record is None:
+            record = self.records[owner] = _Record()
+        record.add(cost, packet.__name__)
         return out
 
 
@@ -215,9 +225,8 @@ def count_costs(
         if not is_leaf and record.ops:
             kind = f"{kind} ({', '.join(record.ops)})"
         in_shape, out_shape = shapes.get(name, ((), ()))
-        c = record.cost
-        rows.append(LayerCost(name, kind, in_shape, out_shape, params_by_row[name], c.madd, c.flops,
-                              c.mem_read, c.mem_write, calls[name]))
+        rows.append(LayerCost(name, kind, in_shape, out_shape, params_by_row[name], record.madd, record.flops,
+                              record.mem_read, record.mem_write, calls[name]))
 
     total = TotalCost(
         name="total",
