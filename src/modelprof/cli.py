@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import click
+import torch
 
-from . import __version__
+from . import __version__, units
+from .bench import run_bench
 from .counting import count_costs
 from .errors import ModelprofError, UsageError
-from .loading import MODEL_DTYPES, Device, DType, build_model, input_options, parse_kwargs
+from .loading import MODEL_DTYPES, Device, DType, ModelSource, input_options, parse_kwargs
 from .renderers import OutputFormat, render
+from .renderers.plot import save_plot
+from .timing import TimingSettings
 
 
 def check_writable(output: str) -> None:
@@ -41,6 +45,24 @@ def write_output(text: str, output: str) -> None:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"-o {output}: cannot write ({exc.strerror}); choose another path") from None
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[str], Callable[[float], None]] | None]:
+    """A rich progress bar on stderr, one task per batch size; yields None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        def task(label: str) -> Callable[[float], None]:
+            task_id = bar.add_task(label, total=1.0)
+            return lambda done: bar.update(task_id, completed=done)
+
+        yield task
 
 
 def model_options(command: Callable) -> Callable:
@@ -71,15 +93,12 @@ def model_options(command: Callable) -> Callable:
     return command
 
 
-def load(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None,
-         batch: int, kwargs_json: str | None, device: str, dtype: str | None) -> tuple[Any, tuple, dict]:
-    """Model and inputs from the shared options: (model, args, kwargs)."""
-    inputs = input_options(shape, input_specs, inputs_factory)
-    constructor_kwargs = parse_kwargs(kwargs_json)
-    model_dtype = DType(dtype) if dtype else None
-    model = build_model(target, constructor_kwargs, Device(device), model_dtype)
-    args, kwargs = inputs.build(batch, device, model_dtype.torch if model_dtype else None)
-    return model, args, kwargs
+def model_source(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None,
+                 kwargs_json: str | None, device: str, dtype: str | None, channels_last: bool = False) -> ModelSource:
+    """Check the shared options and describe how to build the model and its inputs."""
+    return ModelSource(target=target, inputs=input_options(shape, input_specs, inputs_factory),
+                       kwargs=parse_kwargs(kwargs_json), device=Device(device),
+                       dtype=DType(dtype) if dtype else None, channels_last=channels_last)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -102,7 +121,9 @@ def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
     module instance.
     """
     check_writable(output)
-    model, args, kwargs = load(target, shape, input_specs, inputs_factory, batch, kwargs_json, device, dtype)
+    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
+    model = source.build_model()
+    args, kwargs = source.build_inputs(batch)
     report = count_costs(model, args, kwargs, model_name=target).fold(depth)
     color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
     write_output(render(report, fmt, color=color), output)
@@ -110,6 +131,72 @@ def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
         raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops}); "
                              "register one with modelprof.register_formula or drop --strict")
+
+
+def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return units.parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@model_options
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Warm-up calls before timing (also at least --warmup-time).")
+@click.option("--warmup-time", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="SECONDS")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              metavar="SECONDS", help="Time budget of the measurement per batch size.")
+@click.option("--reps", type=click.IntRange(min=1), help="Time exactly this many calls instead of --duration.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
+@click.option("--amp", is_flag=True, help="Autocast: float16 on CUDA, bfloat16 on CPU.")
+@click.option("--channels-last", is_flag=True, help="Model and 4-D inputs in channels-last memory format.")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile the model; compile time is reported apart from the timed calls.")
+@click.option("--find-batch", is_flag=True, help="Find the largest batch that fits and the best-throughput one.")
+@click.option("--max-batch", type=click.IntRange(min=1), help="Upper bound for --find-batch.")
+@click.option("--batch-tolerance", type=click.FloatRange(min=0, max=1), default=0.01, show_default=True,
+              help="Stop bisecting when the gap is within this share of the answer.")
+@click.option("--memory-limit", callback=_parse_bytes_option, metavar="SIZE",
+              help="CPU: probe each batch in a child process capped at this much memory (4GiB, 500MB).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Save a throughput-vs-batch chart (needs matplotlib).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
+          kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
+          warmup: int, warmup_time: float, duration: float, reps: int | None, threads: int | None, amp: bool,
+          channels_last: bool, compile_model: bool, find_batch: bool, max_batch: int | None,
+          batch_tolerance: float, memory_limit: int | None, plot: str | None, quiet: bool) -> None:
+    """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one.
+
+    Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
+    under torch.inference_mode(); every raw sample is kept in the JSON output.
+    """
+    check_writable(output)
+    if plot:
+        check_writable(plot)
+    if find_batch and device == "cpu" and memory_limit is None and max_batch is None:
+        raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch, or it would "
+                         "use up this machine's memory")
+    if memory_limit is not None and device != "cpu":
+        raise UsageError("--memory-limit applies to --device cpu; on cuda the GPU's own memory is the limit")
+    if compile_model and find_batch:
+        raise UsageError("--compile with --find-batch is not supported: every batch size would recompile; "
+                         "find the batch first, then time it with --compile --batch N")
+    if threads:
+        torch.set_num_threads(threads)
+    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype, channels_last)
+    settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
+                              amp=amp)
+    show_progress = not quiet and sys.stderr.isatty()
+    with progress_bar(show_progress) as progress:
+        report = run_bench(source, settings, batch, find_batch, max_batch, batch_tolerance, memory_limit,
+                           compile_model, threads, progress)
+    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
+    write_output(render(report, fmt, color=color), output)
+    if plot:
+        save_plot(report, plot)
 
 
 def main(argv: list[str] | None = None) -> None:

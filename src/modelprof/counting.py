@@ -243,7 +243,7 @@ def count_costs(
     )
     device, dtype = _device_and_dtype(model, args, kwargs)
     if inputs is None:
-        inputs = _describe_inputs(args, kwargs)
+        inputs = describe_inputs(args, kwargs)
     return Report(
         model=model_name or type(model).__name__,
         inputs=inputs,
@@ -265,7 +265,8 @@ def _parameter_owners(model: nn.Module, names: dict[int, str]) -> dict[int, str]
     return owner
 
 
-def _describe_inputs(args: tuple, kwargs: dict) -> tuple[InputInfo, ...]:
+def describe_inputs(args: tuple, kwargs: dict) -> tuple[InputInfo, ...]:
+    """Name (None when positional), shape and dtype of every tensor input."""
     infos = [InputInfo(None, tuple(a.shape), str(a.dtype).removeprefix("torch.")) for a in args
              if isinstance(a, torch.Tensor)]
     infos += [InputInfo(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in kwargs.items()

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -337,3 +337,47 @@ class SingleTensorAdapter(nn.Module):
         args, kwargs = build_inputs(self.specs, x.shape[0], x.device, float_dtype)
         args = args[: self.position] + (x,) + args[self.position + 1:]
         return self.model(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Everything needed to build the model and its inputs again, in this process or in a child process."""
+
+    target: str
+    inputs: Inputs
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    device: Device = Device.CPU
+    dtype: DType | None = None
+    channels_last: bool = False
+
+    def build_model(self) -> nn.Module:
+        """The model, on its device and dtype (and in channels-last memory format when asked)."""
+        model = build_model(self.target, self.kwargs, self.device, self.dtype)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def build_inputs(self, batch: int) -> tuple[tuple, dict]:
+        """``(args, kwargs)`` at this batch size; 4-D float inputs in channels-last when asked."""
+        args, kwargs = self.inputs.build(batch, self.device.value, self.dtype.torch if self.dtype else None)
+        if self.channels_last:
+            def channels_last(t: torch.Tensor) -> torch.Tensor:
+                return t.to(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
+
+            args, kwargs = tree_map_only(torch.Tensor, channels_last, (args, kwargs))
+        return args, kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, to hand the source to a child process."""
+        return {
+            "target": self.target, "kwargs": self.kwargs, "device": self.device.value,
+            "dtype": self.dtype.value if self.dtype else None, "channels_last": self.channels_last,
+            "factory": self.inputs.factory,
+            "specs": [{"shape": list(s.shape), "dtype": s.dtype.value, "name": s.name, "high": s.high}
+                      for s in self.inputs.specs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSource:
+        specs = tuple(InputSpec(tuple(s["shape"]), DType(s["dtype"]), s["name"], s["high"]) for s in d["specs"])
+        return cls(target=d["target"], inputs=Inputs(specs=specs, factory=d["factory"]), kwargs=d["kwargs"],
+                   device=Device(d["device"]), dtype=DType(d["dtype"]) if d["dtype"] else None,
+                   channels_last=d["channels_last"])

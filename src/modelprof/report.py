@@ -151,3 +151,149 @@ class Report:
             else:
                 merged[name] = row
         return replace(self, layers=tuple(merged.values()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Timing (modelprof bench)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: A result is flagged as noisy when its interquartile range exceeds this share of its median.
+NOISY_IQR_RATIO = 0.10
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted data (NumPy's default, 'linear'): position q*(n-1)."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of per-call latencies, in seconds; ``samples`` keeps every raw measurement in call order.
+
+    mean, stddev (sample standard deviation, n - 1), median, p90, p99, min, max; ``iqr`` = p75 - p25.
+    Quantiles interpolate linearly between the closest ranks (NumPy's default).
+    """
+
+    samples: tuple[float, ...]
+    mean: float
+    stddev: float
+    median: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+    iqr: float
+
+    @classmethod
+    def from_samples(cls, samples: tuple[float, ...] | list[float]) -> LatencyStats:
+        """Summarize raw latencies (at least one)."""
+        if not samples:
+            raise ValueError("no latency samples")
+        ordered = sorted(samples)
+        n = len(ordered)
+        mean = sum(ordered) / n
+        stddev = (sum((x - mean) ** 2 for x in ordered) / (n - 1)) ** 0.5 if n > 1 else 0.0
+        return cls(
+            samples=tuple(samples), mean=mean, stddev=stddev, median=_quantile(ordered, 0.5),
+            p90=_quantile(ordered, 0.9), p99=_quantile(ordered, 0.99), min=ordered[0], max=ordered[-1],
+            iqr=_quantile(ordered, 0.75) - _quantile(ordered, 0.25),
+        )
+
+    @property
+    def noisy(self) -> bool:
+        """True when IQR / median exceeds 10 %: the machine was busy or the model's time varies."""
+        return self.median > 0 and self.iqr / self.median > NOISY_IQR_RATIO
+
+    def to_dict(self) -> dict[str, Any]:
+        ms = 1e3
+        return {
+            "samples_ms": [s * ms for s in self.samples],
+            "mean_ms": self.mean * ms, "stddev_ms": self.stddev * ms, "median_ms": self.median * ms,
+            "p90_ms": self.p90 * ms, "p99_ms": self.p99 * ms, "min_ms": self.min * ms, "max_ms": self.max * ms,
+            "iqr_ms": self.iqr * ms, "noisy": self.noisy,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LatencyStats:
+        return cls.from_samples([s / 1e3 for s in d["samples_ms"]])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One batch size measured: latency per call, throughput, and the peak memory of the measurement.
+
+    ``throughput`` is batch / mean latency (samples/s). On CUDA ``pipelined_throughput`` comes from a separate run
+    with no synchronization between calls (events at both ends); None elsewhere.
+    """
+
+    batch: int
+    latency: LatencyStats
+    throughput: float
+    peak_memory: int
+    pipelined_throughput: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, **self.latency.to_dict(), "throughput": self.throughput,
+                "pipelined_throughput": self.pipelined_throughput, "peak_memory": self.peak_memory}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchResult:
+        return cls(d["batch"], LatencyStats.from_dict(d), d["throughput"], d["peak_memory"],
+                   d.get("pipelined_throughput"))
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything ``modelprof bench`` measured. ``to_dict()`` is the documented JSON.
+
+    ``sweep`` holds one result per batch size measured (one without ``--find-batch``); ``max_batch`` is the
+    largest batch that ran, ``best_batch`` the smallest reaching 95 % of the best throughput, ``probes`` the
+    forward passes the search ran (None without ``--find-batch``).
+    """
+
+    model: str
+    inputs: tuple[InputInfo, ...]
+    device: str
+    dtype: str
+    environment: dict[str, Any]
+    sweep: tuple[BatchResult, ...]
+    compile_seconds: float | None = None
+    max_batch: int | None = None
+    best_batch: int | None = None
+    probes: int | None = None
+    failed: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form documented in the README."""
+        return {
+            "model": self.model, "inputs": [i.to_dict() for i in self.inputs], "device": self.device,
+            "dtype": self.dtype, "environment": dict(self.environment), "compile_seconds": self.compile_seconds,
+            "max_batch": self.max_batch, "best_batch": self.best_batch, "probes": self.probes,
+            "failed_batches": list(self.failed), "sweep": [r.to_dict() for r in self.sweep],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchReport:
+        return cls(
+            model=d["model"],
+            inputs=tuple(InputInfo(i.get("name"), tuple(i["shape"]), i["dtype"]) for i in d.get("inputs", ())),
+            device=d["device"], dtype=d["dtype"], environment=d.get("environment", {}),
+            sweep=tuple(BatchResult.from_dict(r) for r in d["sweep"]), compile_seconds=d.get("compile_seconds"),
+            max_batch=d.get("max_batch"), best_batch=d.get("best_batch"), probes=d.get("probes"),
+            failed=tuple(d.get("failed_batches", ())),
+        )
+
+
+#: The best-throughput batch is the smallest reaching this share of the best throughput seen.
+BEST_BATCH_SHARE = 0.95
+
+
+def best_batch(sweep: tuple[BatchResult, ...] | list[BatchResult]) -> int | None:
+    """The smallest batch whose throughput is at least 95 % of the best throughput in the sweep."""
+    if not sweep:
+        return None
+    best = max(r.throughput for r in sweep)
+    return min(r.batch for r in sweep if r.throughput >= BEST_BATCH_SHARE * best)

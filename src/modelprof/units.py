@@ -30,3 +30,31 @@ def shapes(value: tuple[tuple[int, ...], ...]) -> str:
 def milliseconds(seconds: float) -> str:
     """Seconds as milliseconds with three significant decimals: ``0.0012345 -> '1.234'``."""
     return f"{seconds * 1e3:.3f}"
+
+
+_BYTE_SUFFIXES = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                  "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_COUNT_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _parse(text: str, suffixes: dict[str, int], what: str, example: str) -> int:
+    cleaned = text.strip().replace("_", "").replace(",", "")
+    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    suffix = cleaned[len(number):].upper()
+    try:
+        value = float(number)
+    except ValueError:
+        value = None
+    if value is None or suffix not in suffixes or value < 0:
+        raise ValueError(f"'{text}' is not {what}; write e.g. {example}")
+    return int(round(value * suffixes[suffix]))
+
+
+def parse_bytes(text: str) -> int:
+    """``'4GiB' -> 4294967296``, ``'300MB' -> 300000000``; KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024."""
+    return _parse(text, _BYTE_SUFFIXES, "a size in bytes", "4GiB or 300MB")
+
+
+def parse_count(text: str) -> int:
+    """``'25M' -> 25000000``, ``'4.5G' -> 4500000000`` (K, M, G, T are powers of 1000)."""
+    return _parse(text, _COUNT_SUFFIXES, "a count", "25M or 4.5G")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ..report import Report
+from ..report import BenchReport, Report
 from . import csv, json, markdown, table
 
 
@@ -18,17 +18,12 @@ class OutputFormat(StrEnum):
     MARKDOWN = "markdown"
 
 
-_RENDERERS = {
-    OutputFormat.TABLE: table.render,
-    OutputFormat.JSON: json.render,
-    OutputFormat.CSV: csv.render,
-    OutputFormat.MARKDOWN: markdown.render,
-}
+_MODULES = {OutputFormat.TABLE: table, OutputFormat.JSON: json, OutputFormat.CSV: csv,
+            OutputFormat.MARKDOWN: markdown}
 
 
-def render(report: Report, fmt: OutputFormat | str, color: bool = False) -> str:
-    """The report as text in ``fmt``; ``color`` only affects the rich table."""
-    fmt = OutputFormat(fmt)
-    if fmt is OutputFormat.TABLE:
-        return table.render(report, color=color)
-    return _RENDERERS[fmt](report)
+def render(report: Report | BenchReport, fmt: OutputFormat | str, color: bool = False) -> str:
+    """A stats or bench report as text in ``fmt``; ``color`` only affects the rich table."""
+    module = _MODULES[OutputFormat(fmt)]
+    renderer = module.render_bench if isinstance(report, BenchReport) else module.render
+    return renderer(report, color=color) if module is table else renderer(report)

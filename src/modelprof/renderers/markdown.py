@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import units
-from ..report import Report
+from ..report import BenchReport, Report
+from .bench_columns import BENCH_COLUMNS, summary_lines
 from .columns import COLUMNS, NUMERIC_FROM
 
 
@@ -26,3 +27,13 @@ def render(report: Report) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def render_bench(report: BenchReport) -> str:
+    """The sweep as a Markdown table, then the environment and the search's answer."""
+    headers = [h for h, _, _ in BENCH_COLUMNS]
+    lines = [f"**{report.model}** on {report.device}", "",
+             "| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
+    for row in report.sweep:
+        lines.append("| " + " | ".join(human(row) for _, human, _ in BENCH_COLUMNS) + " |")
+    return "\n".join(lines + [""] + summary_lines(report)) + "\n"
