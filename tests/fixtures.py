@@ -114,3 +114,10 @@ def attention_flops(bh: int, length: int, source: int, e: int, ev: int) -> int:
     return bh * length * source * (e + ev) + bh * length * source + bh * length * (3 * source - 1)
 
 
+
+
+class Hungry(nn.Module):
+    """Each sample makes a 16 MiB activation (4 Mi float32), so a small --memory-limit is reached at a small batch."""
+
+    def forward(self, x):                     # x: (N, 1024)
+        return x.repeat(1, 4096).sum(dim=1)   # (N, 4194304) floats = 16 MiB per sample

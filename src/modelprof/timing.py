@@ -270,6 +270,9 @@ class InProcessProbe:
             release_memory(device)
 
 
+_THREAD_FAILURE = "Thread creation failed"  # libgomp aborts like this when the cap leaves no room for a stack
+
+
 class ChildProcessProbe:
     """Probe each batch size in a fresh child process whose address space is capped (RLIMIT_AS) at the memory
     the runtime had after importing torch plus ``memory_limit``: exceeding the limit is a real allocation failure
@@ -289,19 +292,21 @@ class ChildProcessProbe:
         answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
         if "result" in answer:
             return BatchResult.from_dict(answer["result"])
-        if answer.get("oom") or done.returncode < 0:  # refused allocation, or killed for memory
-            return None
+        if answer.get("oom") or done.returncode < 0 or _THREAD_FAILURE in done.stderr:
+            return None  # refused allocation, killed for memory, or no memory left for a thread stack
         detail = answer.get("error") or (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelError(f"the probe at batch {batch} failed: {detail}")
 
 
 def probe_in_child(request: dict) -> dict:
     """The child's side of :class:`ChildProcessProbe`: cap the address space, build, measure, answer."""
-    base = _address_space_bytes()
-    limit = base + int(request["memory_limit"])
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if request.get("threads"):
         torch.set_num_threads(request["threads"])
+    # start the thread pools first, so their stacks belong to the runtime and not to the probe's allowance
+    (torch.ones(1 << 20) + 1).sum()
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    limit = _address_space_bytes() + int(request["memory_limit"])
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     source = ModelSource.from_dict(request["source"])
     settings = TimingSettings(**request["settings"])
     try:
