@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import traceback
@@ -13,13 +14,15 @@ import click
 import torch
 
 from . import __version__, units
+from .backends import Backend, run_backend
 from .bench import run_bench
+from .compare import check_limits, compare_reports, load_budget, load_report, parse_limit, parse_percent
 from .counting import count_costs
-from .errors import ModelprofError, UsageError
+from .errors import ModelError, ModelprofError, UsageError
 from .loading import MODEL_DTYPES, Device, DType, ModelSource, input_options, parse_kwargs
 from .renderers import OutputFormat, render
 from .renderers.plot import save_plot
-from .timing import TimingSettings
+from .timing import TimingSettings, measure
 
 
 def check_writable(output: str) -> None:
@@ -112,9 +115,12 @@ def cli() -> None:
 @click.option("--depth", type=click.IntRange(min=0), help="Fold rows into the module tree at this depth "
               "(0: total only). Default: leaf rows.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any op with a cost could not be counted.")
+@click.option("--backend", type=click.Choice([b.value for b in Backend]),
+              help="Also run thop or torchstat and show their per-layer numbers beside modelprof's, with why they "
+                   "differ (pip install 'modelprof[compare]').")
 def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
           kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
-          depth: int | None, strict: bool) -> None:
+          depth: int | None, strict: bool, backend: str | None) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals.
 
     TARGET is pkg.module:Name or path/to/file.py:Name: an nn.Module class, a function returning a module, or a
@@ -124,9 +130,13 @@ def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
     source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
     model = source.build_model()
     args, kwargs = source.build_inputs(batch)
-    report = count_costs(model, args, kwargs, model_name=target).fold(depth)
+    if backend and fmt == OutputFormat.CSV:
+        raise UsageError("--backend has no csv output; use table, markdown or json")
+    full = count_costs(model, args, kwargs, model_name=target)
+    comparison = run_backend(Backend(backend), source, model, full, batch) if backend else None
+    report = full.fold(depth)
     color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
-    write_output(render(report, fmt, color=color), output)
+    write_output(render(report, fmt, color=color, backend=comparison), output)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
         raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops}); "
@@ -197,6 +207,83 @@ def bench(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
     write_output(render(report, fmt, color=color), output)
     if plot:
         save_plot(report, plot)
+
+
+@cli.command()
+@model_options
+@click.option("--max-params", metavar="N", help="Limit on parameters: 25M.")
+@click.option("--max-flops", metavar="N", help="Limit on Flops (multiply-accumulates): 4.5G.")
+@click.option("--max-madd", metavar="N", help="Limit on MAdd: 9G.")
+@click.option("--max-mem", metavar="SIZE", help="Limit on MemRead + MemWrite: 300MB.")
+@click.option("--max-mem-read", metavar="SIZE", help="Limit on MemRead.")
+@click.option("--max-mem-write", metavar="SIZE", help="Limit on MemWrite.")
+@click.option("--max-latency-ms", metavar="MS", help="Limit on median latency; runs a timing (see bench).")
+@click.option("--budget", "budget_file", metavar="FILE.toml",
+              help="Limits from a TOML file (top level or [tool.modelprof]); default: ./pyproject.toml's "
+                   "[tool.modelprof]. Options given on the command line win.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              metavar="SECONDS", help="Timing budget for --max-latency-ms.")
+def check(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
+          kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
+          budget_file: str | None, duration: float, **limit_options: str | None) -> None:
+    """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.
+
+    Counts take K/M/G/T suffixes, sizes KB/MB/GB or KiB/MiB/GiB. Only stats run unless a latency limit is given.
+    """
+    check_writable(output)
+    budget = load_budget(budget_file)
+    budget.update({k: v for k, v in limit_options.items() if v is not None})
+    if not budget:
+        raise UsageError("no limits given; pass --max-params/--max-flops/--max-madd/--max-mem/--max-latency-ms "
+                         "or a --budget file")
+    limits = {key: parse_limit(key, value) for key, value in budget.items()}
+    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
+    model = source.build_model()
+    args, kwargs = source.build_inputs(batch)
+    report = count_costs(model, args, kwargs, model_name=target)
+    latency = None
+    if "max_latency_ms" in limits:
+        try:
+            latency = measure(model, args, kwargs, batch, source.device.value,
+                              TimingSettings(duration=duration)).latency.median
+        except Exception as exc:
+            raise ModelError(f"timing for --max-latency-ms failed: {exc}") from exc
+    results = check_limits(limits, report, latency)
+    if fmt == OutputFormat.JSON:
+        text = json.dumps({"model": target, "passed": all(r.passed for r in results),
+                           "limits": [r.to_dict() for r in results]}, indent=2) + "\n"
+    else:
+        text = "".join(r.line() + "\n" for r in results)
+    write_output(text, output)
+    if not all(r.passed for r in results):
+        failed = sum(not r.passed for r in results)
+        raise ModelprofError(f"{failed} of {len(results)} limit(s) exceeded")
+
+
+@cli.command()
+@click.argument("old_path", metavar="OLD.json")
+@click.argument("new_path", metavar="NEW.json")
+@click.option("--fail-over", metavar="PERCENT", help="Exit 1 when any total (or median latency) grows by more "
+              "than this: 5%.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True)
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def compare(old_path: str, new_path: str, fail_over: str | None, fmt: str, output: str, debug: bool) -> None:
+    """Per-layer and total differences between two saved JSON reports (stats, or bench).
+
+    Layers added or removed are listed; with --fail-over the exit code is 1 when a total grows too much.
+    """
+    check_writable(output)
+    threshold = parse_percent(fail_over) if fail_over is not None else None
+    comparison = compare_reports(load_report(old_path), load_report(new_path))
+    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
+    write_output(render(comparison, fmt, color=color), output)
+    if threshold is not None:
+        grown = comparison.grown_over(threshold)
+        if grown:
+            what = ", ".join(f"{d.metric} {'+' if d.percent is None else f'{d.percent:+.1f} %'}" for d in grown)
+            raise ModelprofError(f"--fail-over {fail_over}: {what}")
 
 
 def main(argv: list[str] | None = None) -> None:

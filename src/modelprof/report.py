@@ -11,6 +11,8 @@ Shape = tuple[int, ...]
 ROOT = "(root)"
 
 COST_FIELDS = ("params", "madd", "flops", "mem_read", "mem_write")
+#: How each cost field is titled in tables.
+COST_TITLES = {"params": "Params", "madd": "MAdd", "flops": "Flops", "mem_read": "MemRead", "mem_write": "MemWrite"}
 
 
 @dataclass(frozen=True)

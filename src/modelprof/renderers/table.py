@@ -9,7 +9,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import units
-from ..report import BenchReport, Report
+from ..backends import BackendComparison
+from ..compare import Comparison
+from ..report import COST_FIELDS, COST_TITLES, BenchReport, Report
+from . import backend_cells, comparison_cells
 from .bench_columns import BENCH_COLUMNS, summary_lines, throughput_chart
 from .columns import COLUMNS, NUMERIC_FROM
 
@@ -53,4 +56,44 @@ def render_bench(report: BenchReport, color: bool = False, width: int | None = N
     console.print(table)
     for line in summary_lines(report) + throughput_chart(report):
         console.print(Text(line))
+    return buffer.getvalue()
+
+
+def render_comparison(comparison: Comparison, color: bool = False, width: int | None = None) -> str:
+    """Totals (and latencies) old vs new, then the layers that changed."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
+                      width=width or 200, highlight=False)
+    totals = Table(title=Text(f"{comparison.old} → {comparison.new}"))
+    for header in ("Metric", "Old", "New", "Change"):
+        totals.add_column(header, justify="left" if header == "Metric" else "right")
+    for _, cells in comparison_cells.rows(comparison):
+        totals.add_row(*(Text(c) for c in cells))
+    console.print(totals)
+    changed = comparison_cells.layer_rows(comparison)
+    if changed:
+        layers = Table(title="Layers added, removed or changed")
+        for header in ("Layer", "Status", *(COST_TITLES[f] for f in COST_FIELDS)):
+            layers.add_column(header)
+        for cells in changed:
+            layers.add_row(*(Text(c) for c in cells))
+        console.print(layers)
+    elif comparison.layers:
+        console.print("No layer changed.")
+    return buffer.getvalue()
+
+
+def render_backend(comparison: BackendComparison, ours_total: int, color: bool = False) -> str:
+    """modelprof's per-layer numbers beside another tool's, with the reason wherever they differ."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None, width=200,
+                      highlight=False)
+    if comparison.rows:
+        table = Table(title=Text(f"modelprof beside {comparison.backend}"))
+        for index, header in enumerate(backend_cells.headers(comparison)):
+            table.add_column(Text(header), justify="right" if 2 <= index <= 5 else "left", overflow="fold")
+        for cells in backend_cells.rows(comparison):
+            table.add_row(*(Text(c) for c in cells))
+        console.print(table)
+    console.print(Text(backend_cells.summary(comparison, ours_total)))
     return buffer.getvalue()
