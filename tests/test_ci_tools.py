@@ -189,3 +189,17 @@ def test_torchstat_backend_survives_layers_it_cannot_handle(capsys):
     assert rows["conv1"]["backend_madd"] == 36_625_000 and rows["conv1"]["reason"] == ""
     code, _, err = run(capsys, "stats", WORKED, "--shape", "3,8,8", "--backend", "torchstat", "--batch", "2")
     assert code == 2 and "--batch 1" in err
+
+
+def test_example_workflow_commands_pass(capsys, tmp_path):
+    # the commands of examples/ci/modelprof.yml, against its committed baseline and budget
+    ci = EXAMPLES / "ci"
+    target = str(EXAMPLES / "resnet.py") + ":resnet18"
+    code, out, err = run(capsys, "check", target, "--shape", "3,224,224", "--budget", ci / "budget.toml")
+    assert code == 0, out + err
+    new = save_stats(capsys, tmp_path / "new.json", target, "--shape", "3,224,224")
+    code, out, err = run(capsys, "compare", ci / "baseline.json", new, "--format", "markdown", "--fail-over", "5%")
+    assert code == 0, err
+    assert "| flops | 1.82G | 1.82G | ±0 (+0.0 %) |" in out
+    workflow = (ci / "modelprof.yml").read_text()
+    assert "modelprof check" in workflow and "modelprof compare examples/ci/baseline.json" in workflow
