@@ -24,6 +24,7 @@ def summary(comparison: BackendComparison, ours_total: int) -> str:
     if comparison.error:
         return f"{comparison.backend}: {comparison.error}; modelprof's counts above stand on their own"
     theirs = comparison.total_flops or 0
-    return (f"{comparison.backend} counts {units.count(theirs)} multiply-accumulates in total, modelprof "
-            f"{units.count(ours_total)} ({units.count(ours_total - theirs)} that {comparison.backend} misses or "
-            "counts differently, see the last column)")
+    gap = ours_total - theirs
+    sign = "+" if gap > 0 else "-" if gap < 0 else "±"
+    return (f"{comparison.backend} counts {units.count(theirs)} Flops in total, modelprof {units.count(ours_total)} "
+            f"(modelprof {sign}{units.count(abs(gap))}; the last column says why, layer by layer)")
