@@ -148,7 +148,7 @@ def _torchstat_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[floa
                 values.append(float(value))
         results[name] = (values[1], values[0], "; ".join(dict.fromkeys(notes)))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
     try:
         with torch.inference_mode():
             model.eval()(x)

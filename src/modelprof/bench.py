@@ -35,16 +35,18 @@ def run_bench(source: ModelSource, settings: TimingSettings, batch: int = 1, fin
     On CPU with ``memory_limit`` every probe runs in a child process capped at that much memory; otherwise probes
     run here and out-of-memory errors are caught and recovered from.
     """
+    if threads:
+        torch.set_num_threads(threads)
     model = source.build_model() if not (find_batch and memory_limit is not None) else None
     dtype = source.dtype.value if source.dtype else "float32"
     compile_seconds = None
     if compile_model:
         model, compile_seconds = _compiled(model, source, batch)
     env = environment(source.device.value, dtype, settings.amp, source.channels_last, compile_model)
-    inputs = describe_inputs(*source.build_inputs(batch if not find_batch else 1))
+    args, kwargs = source.build_inputs(batch if not find_batch else 1)
+    inputs = describe_inputs(args, kwargs)
 
     if not find_batch:
-        args, kwargs = source.build_inputs(batch)
         try:
             result = measure(model, args, kwargs, batch, source.device.value, settings,
                              progress(f"batch {batch}") if progress else None)
@@ -52,6 +54,8 @@ def run_bench(source: ModelSource, settings: TimingSettings, batch: int = 1, fin
             raise _failure(exc, batch) from exc
         return BenchReport(model=source.target, inputs=inputs, device=source.device.value, dtype=dtype,
                            environment=env, sweep=(result,), compile_seconds=compile_seconds)
+
+    args = kwargs = None  # the search builds its own inputs per batch size
 
     def label(b: int) -> Progress | None:
         return progress(f"batch {b}") if progress else None

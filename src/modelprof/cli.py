@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
-import torch
 
 from . import __version__, units
 from .backends import Backend, run_backend
@@ -194,8 +193,6 @@ def bench(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
     if compile_model and find_batch:
         raise UsageError("--compile with --find-batch is not supported: every batch size would recompile; "
                          "find the batch first, then time it with --compile --batch N")
-    if threads:
-        torch.set_num_threads(threads)
     source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype, channels_last)
     settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
                               amp=amp)

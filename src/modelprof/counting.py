@@ -110,31 +110,40 @@ class _CostMode(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def preserved(model: nn.Module) -> Iterator[None]:
-    """Eval mode, inference mode and MHA's fused fast path off for the duration; the model's training flags
-    and the fast-path setting are restored afterwards, whatever happens.
-
-    The fast path (``_transformer_encoder_layer_fwd``) runs a whole encoder layer as one opaque op; turning it off
-    lets its linear layers and attention be counted one by one.
-    """
+def eval_inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode under ``torch.inference_mode()`` for the duration; every module's training flag is restored
+    afterwards, whatever happens. Shared by the counting and the timing collectors."""
     modes = [(m, m.training) for m in model.modules()]
-    mha = getattr(torch.backends, "mha", None)
-    fastpath = mha.get_fastpath_enabled() if mha else None
     try:
         model.eval()
-        if mha:
-            mha.set_fastpath_enabled(False)
         with torch.inference_mode():
             yield
     finally:
         for module, training in modes:
             module.training = training
-        if mha:
-            mha.set_fastpath_enabled(fastpath)
 
 
-def _call(model: nn.Module, args: tuple, kwargs: dict) -> Any:
-    return model(*args, **kwargs)
+@contextlib.contextmanager
+def fused_attention_off() -> Iterator[None]:
+    """MultiheadAttention's fused fast path off for the duration, then restored.
+
+    The fast path (``_transformer_encoder_layer_fwd``) runs a whole encoder layer as one opaque op; turning it off
+    lets its linear layers and attention be counted one by one.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    fastpath = mha.get_fastpath_enabled()
+    try:
+        mha.set_fastpath_enabled(False)
+        yield
+    finally:
+        mha.set_fastpath_enabled(fastpath)
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return next(module.children(), None) is None
 
 
 def _shape_text(shapes: tuple[Shape, ...]) -> str:
@@ -147,7 +156,6 @@ def count_costs(
     kwargs: dict | None = None,
     *,
     model_name: str | None = None,
-    inputs: tuple[InputInfo, ...] | None = None,
 ) -> Report:
     """Run ``model(*args, **kwargs)`` once and return the per-layer cost report.
 
@@ -170,7 +178,7 @@ def count_costs(
         calls[name] += 1
         if name not in shapes:
             shapes[name] = (tensor_shapes(m_args, m_kwargs), ())
-        if not any(True for _ in module.children()):
+        if _is_leaf(module):
             order.setdefault(name)
 
     def post_hook(module: nn.Module, m_args: tuple, m_kwargs: dict, output: Any) -> None:
@@ -183,9 +191,9 @@ def count_costs(
         for module in model.modules():
             handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
             handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
-        with preserved(model), mode:
+        with eval_inference(model), fused_attention_off(), mode:
             try:
-                output = _call(model, args, kwargs)
+                output = model(*args, **kwargs)
             except FormulaError:
                 raise
             except Exception as exc:
@@ -221,8 +229,7 @@ def count_costs(
         record = mode.records.get(name, _Record())
         module = modules[name]
         kind = type(module).__name__
-        is_leaf = not any(True for _ in module.children())
-        if not is_leaf and record.ops:
+        if not _is_leaf(module) and record.ops:
             kind = f"{kind} ({', '.join(record.ops)})"
         in_shape, out_shape = shapes.get(name, ((), ()))
         rows.append(LayerCost(name, kind, in_shape, out_shape, params_by_row[name], record.madd, record.flops,
@@ -242,11 +249,9 @@ def count_costs(
         trainable_params=sum(p.numel() for p in unique.values() if p.requires_grad),
     )
     device, dtype = _device_and_dtype(model, args, kwargs)
-    if inputs is None:
-        inputs = describe_inputs(args, kwargs)
     return Report(
         model=model_name or type(model).__name__,
-        inputs=inputs,
+        inputs=describe_inputs(args, kwargs),
         device=device,
         dtype=dtype,
         layers=tuple(rows),

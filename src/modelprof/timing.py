@@ -14,12 +14,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .counting import eval_inference
 from .errors import ModelError
 from .loading import ModelSource
 from .report import BatchResult, LatencyStats
@@ -98,18 +99,6 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype)
 
 
-@contextlib.contextmanager
-def _eval_inference(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.inference_mode():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: torch.device | str,
             settings: TimingSettings = TimingSettings(), progress: Progress | None = None) -> BatchResult:
     """Warm up, then time ``model(*args, **kwargs)`` call by call; eval mode, ``torch.inference_mode()``.
@@ -122,7 +111,7 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     device = torch.device(device)
     cuda = device.type == "cuda"
     clock = _CudaClock() if cuda else _CpuClock()
-    with _eval_inference(model), _autocast(device, settings.amp):
+    with eval_inference(model), _autocast(device, settings.amp):
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
