@@ -203,3 +203,9 @@ def test_example_workflow_commands_pass(capsys, tmp_path):
     assert "| flops | 1.82G | 1.82G | ±0 (+0.0 %) |" in out
     workflow = (ci / "modelprof.yml").read_text()
     assert "modelprof check" in workflow and "modelprof compare examples/ci/baseline.json" in workflow
+
+
+def test_backend_without_the_extra_says_how_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "thop", None)  # as if thop were not installed
+    code, out, err = run(capsys, "stats", WORKED, "--shape", "3,8,8", "--backend", "thop")
+    assert code == 2 and "pip install 'modelprof[compare]'" in err and out == ""

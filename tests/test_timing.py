@@ -166,3 +166,21 @@ def test_cuda_bench_reports_pipelined_throughput(capsys):
     assert code == 0, err
     row = json.loads(out)["sweep"][0]
     assert row["pipelined_throughput"] > 0 and row["peak_memory"] > 0
+
+
+def test_plot_saves_png_or_says_how_to_install(capsys, tmp_path, monkeypatch):
+    target = tmp_path / "t.png"
+    argv = ["bench", WORKED, "--shape", "3,8,8", "--find-batch", "--max-batch", "4", "--reps", "2", *FAST,
+            "--plot", target]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "pip install 'modelprof[plot]'" in err
+        return
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if not installed
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "pip install 'modelprof[plot]'" in err
