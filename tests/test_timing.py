@@ -136,6 +136,7 @@ def test_find_batch_in_process_with_max_batch(capsys):
         (["--device", "cuda", "--memory-limit", "1GiB"], "applies to --device cpu"),
         (["--compile", "--find-batch", "--max-batch", "4"], "not supported"),
         (["--reps", "0"], "reps"),
+        (["--device", "meta"], "nothing to time"),
         (["--plot", "/no/such/dir/p.png"], "does not exist"),
     ],
 )

@@ -183,6 +183,9 @@ def bench(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
     check_writable(output)
+    if device == Device.META:
+        raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
+                         "use --device cpu or cuda (stats --device meta counts without running)")
     if plot:
         check_writable(plot)
     if find_batch and device == "cpu" and memory_limit is None and max_batch is None:
@@ -234,6 +237,8 @@ def check(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
         raise UsageError("no limits given; pass --max-params/--max-flops/--max-madd/--max-mem/--max-latency-ms "
                          "or a --budget file")
     limits = {key: parse_limit(key, value) for key, value in budget.items()}
+    if "max_latency_ms" in limits and device == Device.META:
+        raise UsageError("--max-latency-ms cannot be measured on --device meta; use --device cpu or cuda")
     source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
     model = source.build_model()
     args, kwargs = source.build_inputs(batch)
