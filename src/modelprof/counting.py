@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from . import units
 from .errors import ModelError
 from .formulas import FORMULAS, FREE_OPS, Cost, TensorSpec, leaves
 from .report import ROOT, InputInfo, LayerCost, ModuleInfo, Report, Shape, TotalCost
@@ -146,10 +147,6 @@ def _is_leaf(module: nn.Module) -> bool:
     return next(module.children(), None) is None
 
 
-def _shape_text(shapes: tuple[Shape, ...]) -> str:
-    return ", ".join("×".join(map(str, s)) or "scalar" for s in shapes) or "no tensors"
-
-
 def count_costs(
     model: nn.Module,
     args: tuple = (),
@@ -199,7 +196,7 @@ def count_costs(
             except Exception as exc:
                 layer = stack[-1] if stack else ROOT
                 kind = type(modules[layer]).__name__
-                got = _shape_text(shapes.get(layer, ((), ()))[0])
+                got = units.shapes(shapes.get(layer, ((), ()))[0]) or "no tensors"
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise ModelError(
                     f"the forward pass failed in layer '{layer}' ({kind}) with input shapes {got}: {first_line}; "

@@ -27,6 +27,11 @@ def shapes(value: tuple[tuple[int, ...], ...]) -> str:
     return ", ".join("×".join(map(str, s)) if s else "()" for s in value)
 
 
+def inputs(infos) -> str:
+    """Model inputs as ``tokens=1×128 int64, 1×3×224×224 float32`` (keyword inputs named)."""
+    return ", ".join(f"{i.name + '=' if i.name else ''}{shapes((i.shape,))} {i.dtype}" for i in infos)
+
+
 def milliseconds(seconds: float) -> str:
     """Seconds as milliseconds with three significant decimals: ``0.0012345 -> '1.234'``."""
     return f"{seconds * 1e3:.3f}"

@@ -19,8 +19,7 @@ from .columns import COLUMNS, NUMERIC_FROM
 
 def render(report: Report, color: bool = False, width: int | None = None) -> str:
     """The report as a boxed table with humanized numbers, a totals row and the ops that were not counted."""
-    inputs = ", ".join(f"{i.name + '=' if i.name else ''}{units.shapes((i.shape,))} {i.dtype}" for i in report.inputs)
-    table = Table(title=Text(f"{report.model}  ({inputs}; {report.device}, {report.dtype})"),
+    table = Table(title=Text(f"{report.model}  ({units.inputs(report.inputs)}; {report.device}, {report.dtype})"),
                   show_footer=bool(report.layers))
     for index, (header, human, _) in enumerate(COLUMNS):
         justify = "right" if index >= NUMERIC_FROM else "left"
@@ -44,8 +43,7 @@ def render(report: Report, color: bool = False, width: int | None = None) -> str
 
 def render_bench(report: BenchReport, color: bool = False, width: int | None = None) -> str:
     """The sweep as a table (units in headers), then environment, search answer and a throughput chart."""
-    inputs = ", ".join(f"{i.name + '=' if i.name else ''}{units.shapes((i.shape,))} {i.dtype}" for i in report.inputs)
-    table = Table(title=Text(f"{report.model}  ({inputs}; {report.device})"))
+    table = Table(title=Text(f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"))
     for index, (header, _, _) in enumerate(BENCH_COLUMNS):
         table.add_column(Text(header), justify="right" if 0 < index < len(BENCH_COLUMNS) - 1 else "left")
     for row in report.sweep:
