@@ -75,7 +75,7 @@ class _Record:
 
 
 class _CostMode(TorchDispatchMode):
-    """Charges every aten op to ``owner()``, decomposing ops that have no formula."""
+    """Charges every aten op to the module on top of ``stack``, decomposing ops that have no formula."""
 
     def __init__(self, stack: list[str]) -> None:
         super().__init__()
@@ -162,7 +162,7 @@ def count_costs(
     """
     kwargs = kwargs or {}
     names = {id(m): (name or ROOT) for name, m in model.named_modules()}
-    modules = {name: m for m, name in ((m, names[id(m)]) for m in model.modules())}
+    modules = {names[id(m)]: m for m in model.modules()}
     stack: list[str] = []
     calls: Counter = Counter()
     shapes: dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]] = {}

@@ -59,14 +59,6 @@ class Cost:
     mem_read: int = 0
     mem_write: int = 0
 
-    def __add__(self, other: Cost) -> Cost:
-        return Cost(
-            self.madd + other.madd,
-            self.flops + other.flops,
-            self.mem_read + other.mem_read,
-            self.mem_write + other.mem_write,
-        )
-
 
 Formula = Callable[[tuple, dict, Any], Cost]
 
@@ -187,11 +179,11 @@ def conv_cost(x: TensorSpec, w: TensorSpec, bias: TensorSpec | None, out: Tensor
     return Cost(madd, flops, read, out.nbytes)
 
 
-def _batched(x: TensorSpec, out: TensorSpec, spatial: int) -> tuple[TensorSpec, TensorSpec, bool]:
+def _batched(x: TensorSpec, out: TensorSpec, spatial: int) -> tuple[TensorSpec, TensorSpec]:
     """Give unbatched conv input (C, *spatial) a batch of one so the formula sees (N, C, *spatial)."""
     if len(x.shape) == spatial + 1:
-        return TensorSpec((1, *x.shape), x.itemsize), TensorSpec((1, *out.shape), out.itemsize), True
-    return x, out, False
+        return TensorSpec((1, *x.shape), x.itemsize), TensorSpec((1, *out.shape), out.itemsize)
+    return x, out
 
 
 def _conv_formula(transposed: bool, fixed_transposed: bool = True) -> Formula:
@@ -199,7 +191,7 @@ def _conv_formula(transposed: bool, fixed_transposed: bool = True) -> Formula:
         x, w = args[0], args[1]
         bias = arg(args, kwargs, 2, "bias")
         t = transposed if fixed_transposed else bool(arg(args, kwargs, 6, "transposed", False))
-        xb, ob, _ = _batched(x, _first(out), len(w.shape) - 2)
+        xb, ob = _batched(x, _first(out), len(w.shape) - 2)
         return conv_cost(xb, w, bias, ob, t)
 
     formula.__doc__ = conv_cost.__doc__

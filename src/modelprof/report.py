@@ -137,22 +137,20 @@ class Report:
             return self
         if depth <= 0:
             return replace(self, layers=())
-        merged: dict[str, LayerCost] = {}
+        groups: dict[str, list[LayerCost]] = {}
         for row in self.layers:
             name = row.name if row.name == ROOT else ".".join(row.name.split(".")[:depth])
-            if name != row.name:
-                info = self.modules.get(name, ModuleInfo(type=name))
-                row = replace(row, name=name, type=info.type, input_shape=info.input_shape,
-                              output_shape=info.output_shape)
-            if name in merged:
-                old = merged[name]
-                sums = {k: getattr(old, k) + getattr(row, k) for k in COST_FIELDS}
-                merged[name] = replace(old, **sums, calls=max(old.calls, row.calls))
-                if old.type != row.type and name in self.modules:
-                    merged[name] = replace(merged[name], type=self.modules[name].type)
-            else:
-                merged[name] = row
-        return replace(self, layers=tuple(merged.values()))
+            groups.setdefault(name, []).append(row)
+        rows = []
+        for name, group in groups.items():
+            if len(group) == 1 and group[0].name == name:
+                rows.append(group[0])
+                continue
+            info = self.modules.get(name, ModuleInfo(type=name))
+            sums = {k: sum(getattr(r, k) for r in group) for k in COST_FIELDS}
+            rows.append(LayerCost(name, info.type, info.input_shape, info.output_shape, **sums,
+                                  calls=max(r.calls for r in group)))
+        return replace(self, layers=tuple(rows))
 
 
 # ----------------------------------------------------------------------------------------------------------------
