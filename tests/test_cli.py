@@ -166,7 +166,7 @@ def test_bad_input_one_line_no_traceback(capsys, argv, code, needle):
 
 def test_import_error_in_user_file(capsys, tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import torch\nraise RuntimeError('boom at import')\n")
+    bad.write_text("import torch\nraise RuntimeError('boom at import\\nsecond line')\n")  # a two-line message
     code, out, err = run(capsys, "stats", f"{bad}:Net", "--shape", "3")
     assert code == 1 and "boom at import" in err and len(err.strip().splitlines()) == 1
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 from .loading import ModelSource, SingleTensorAdapter
 from .report import Report
 
@@ -90,7 +90,7 @@ def run_backend(backend: Backend, source: ModelSource, model: nn.Module, report:
     except ImportError:
         raise UsageError(f"--backend {backend}: {backend} is not installed; {_INSTALL}") from None
     except Exception as exc:  # the tool crashed outright: say so, keep modelprof's report
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = first_line(exc)
         return BackendComparison(str(backend), (), None, f"{backend} failed: {type(exc).__name__}: {message}")
     if wrapped:
         theirs = {name.removeprefix("model."): value for name, value in theirs.items()}

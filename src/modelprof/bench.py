@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from .counting import describe_inputs
-from .errors import ModelError, UsageError
+from .errors import ModelError, UsageError, first_line
 from .loading import Device, ModelSource
 from .report import BenchReport, best_batch
 from .timing import (
@@ -88,12 +88,12 @@ def _compiled(model: torch.nn.Module, source: ModelSource, batch: int) -> tuple[
             torch.cuda.synchronize()
     except Exception as exc:
         raise ModelError(f"--compile: torch.compile failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0]}") from exc
+                         f"{first_line(exc)}") from exc
     return compiled, time.perf_counter() - started
 
 
 def _failure(exc: Exception, batch: int) -> Exception:
     if is_out_of_memory(exc):
         return ModelError(f"batch {batch} ran out of memory; try a smaller --batch or --find-batch")
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first_line(exc)
     return ModelError(f"the forward pass failed at batch {batch}: {first}; check the input shapes and dtypes")

@@ -288,6 +288,11 @@ def compare(old_path: str, new_path: str, fail_over: str | None, fmt: str, outpu
             raise ModelprofError(f"--fail-over {fail_over}: {what}")
 
 
+def one_line(exc: BaseException) -> str:
+    """The whole message on one line: a user's import or constructor error may span several."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; report any failure in one line with exit code 2 (usage) or 1 (model)."""
     argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]
@@ -305,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModelprofError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"modelprof: error: {exc}", err=True)
+        click.echo(f"modelprof: error: {one_line(exc)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("modelprof: interrupted", err=True)
@@ -313,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug of ours: still one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"modelprof: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+        click.echo(f"modelprof: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the "
                    "traceback and report it)", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

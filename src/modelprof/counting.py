@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from . import units
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .formulas import FORMULAS, FREE_OPS, Cost, TensorSpec, leaves
 from .report import ROOT, InputInfo, LayerCost, ModuleInfo, Report, Shape, TotalCost
 
@@ -197,9 +197,9 @@ def count_costs(
                 layer = stack[-1] if stack else ROOT
                 kind = type(modules[layer]).__name__
                 got = units.shapes(shapes.get(layer, ((), ()))[0]) or "no tensors"
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                message = first_line(exc)
                 raise ModelError(
-                    f"the forward pass failed in layer '{layer}' ({kind}) with input shapes {got}: {first_line}; "
+                    f"the forward pass failed in layer '{layer}' ({kind}) with input shapes {got}: {message}; "
                     "check the input shapes and dtypes given with --shape/--input/--inputs"
                 ) from exc
     finally:

@@ -17,3 +17,8 @@ class ModelError(ModelprofError):
     """The user's model failed (its constructor, its import, or its forward pass). Exit code 1."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .counting import eval_inference
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .loading import ModelSource
 from .report import BatchResult, LatencyStats
 
@@ -305,7 +305,7 @@ def probe_in_child(request: dict) -> dict:
     except Exception as exc:
         if is_out_of_memory(exc):
             return {"oom": True}
-        return {"error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"}
+        return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
     return {"result": result.to_dict()}
 
 
