@@ -17,6 +17,12 @@ from .bench_columns import BENCH_COLUMNS, summary_lines, throughput_chart
 from .columns import COLUMNS, NUMERIC_FROM
 
 
+def _console(buffer: io.StringIO, color: bool, width: int | None) -> Console:
+    """A console writing to ``buffer``: colour only for a terminal, 200 columns unless told otherwise."""
+    return Console(file=buffer, force_terminal=color, color_system="auto" if color else None, width=width or 200,
+                   highlight=False)
+
+
 def render(report: Report, color: bool = False, width: int | None = None) -> str:
     """The report as a boxed table with humanized numbers, a totals row and the ops that were not counted."""
     table = Table(title=Text(f"{report.model}  ({units.inputs(report.inputs)}; {report.device}, {report.dtype})"),
@@ -29,8 +35,7 @@ def render(report: Report, color: bool = False, width: int | None = None) -> str
     if not report.layers:
         table.add_row(*(Text(human(report.total)) for _, human, _ in COLUMNS))
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
-                      width=width or 200, highlight=False)
+    console = _console(buffer, color, width)
     console.print(table)
     total = report.total
     console.print(Text(f"Params: {total.params:,} ({total.trainable_params:,} trainable, "
@@ -49,8 +54,7 @@ def render_bench(report: BenchReport, color: bool = False, width: int | None = N
     for row in report.sweep:
         table.add_row(*(Text(human(row)) for _, human, _ in BENCH_COLUMNS))
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
-                      width=width or 200, highlight=False)
+    console = _console(buffer, color, width)
     console.print(table)
     for line in summary_lines(report) + throughput_chart(report):
         console.print(Text(line))
@@ -60,8 +64,7 @@ def render_bench(report: BenchReport, color: bool = False, width: int | None = N
 def render_comparison(comparison: Comparison, color: bool = False, width: int | None = None) -> str:
     """Totals (and latencies) old vs new, then the layers that changed."""
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None,
-                      width=width or 200, highlight=False)
+    console = _console(buffer, color, width)
     totals = Table(title=Text(f"{comparison.old} → {comparison.new}"))
     for header in ("Metric", "Old", "New", "Change"):
         totals.add_column(header, justify="left" if header == "Metric" else "right")
@@ -84,8 +87,7 @@ def render_comparison(comparison: Comparison, color: bool = False, width: int | 
 def render_backend(comparison: BackendComparison, ours_total: int, color: bool = False) -> str:
     """modelprof's per-layer numbers beside another tool's, with the reason wherever they differ."""
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, color_system="auto" if color else None, width=200,
-                      highlight=False)
+    console = _console(buffer, color, None)
     if comparison.rows:
         table = Table(title=Text(f"modelprof beside {comparison.backend}"))
         for index, header in enumerate(backend_cells.headers(comparison)):
