@@ -19,7 +19,7 @@ import copy
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ from resnet import resnet18, resnet50  # noqa: E402
 
 import modelprof  # noqa: E402
 from modelprof import DType, InputSpec, SingleTensorAdapter  # noqa: E402
-from modelprof.backends import _torchstat_layers  # noqa: E402
+from modelprof.crosscheck import _torchstat_layers  # noqa: E402
 from modelprof.formulas import FORMULAS, Cost, conv_cost  # noqa: E402
 
 
@@ -120,9 +120,9 @@ def reference(model: nn.Module, inputs: tuple) -> int:
     return counter.get_total_flops() // 2
 
 
-@contextlib.contextmanager
-def products_only() -> Iterator[None]:
-    """modelprof's engine with every formula but the matrix products' set to zero Flops."""
+def products_only() -> dict:
+    """A formula table for modelprof's engine with every formula but the matrix products' set to zero Flops
+    (the global registry is left alone)."""
     saved = dict(FORMULAS)
     aten = torch.ops.aten
 
@@ -161,13 +161,7 @@ def products_only() -> Iterator[None]:
             aten.convolution: conv(None), aten.linear: linear, aten.mm: product, aten.bmm: product,
             aten.matmul: product, aten.addmm: addmm, aten.baddbmm: addmm,
             aten.scaled_dot_product_attention: attention, aten.lstm: lstm}
-    try:
-        for op in FORMULAS:
-            FORMULAS[op] = keep.get(op, lambda args, kwargs, out: Cost())
-        yield
-    finally:
-        FORMULAS.clear()
-        FORMULAS.update(saved)
+    return {op: keep.get(op, lambda args, kwargs, out: Cost()) for op in saved}
 
 
 def tools(model: nn.Module, inputs: tuple) -> dict[str, Callable[[], float]]:
@@ -176,8 +170,7 @@ def tools(model: nn.Module, inputs: tuple) -> dict[str, Callable[[], float]]:
     x = inputs[0]
 
     def modelprof_products():
-        with products_only():
-            return modelprof.profile(model, *inputs).total.flops
+        return modelprof.count_costs(model, inputs, formulas=products_only()).total.flops
 
     def thop_count():
         import thop

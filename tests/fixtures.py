@@ -14,6 +14,10 @@ from worked import Net as WorkedNet  # noqa: F401
 from modelprof import DType, InputSpec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: Target paths the tests run through the CLI.
+WORKED = str(EXAMPLES / "worked.py") + ":Net"
+CAPTION = str(EXAMPLES / "captioning.py") + ":CaptionModel"
+RESNET18 = str(EXAMPLES / "resnet.py") + ":resnet18"
 
 CAPTION_SPECS = (
     InputSpec((50, 2048)),
@@ -121,3 +125,8 @@ class Hungry(nn.Module):
 
     def forward(self, x):                     # x: (N, 1024)
         return x.repeat(1, 4096).sum(dim=1)   # (N, 4194304) floats = 16 MiB per sample
+
+
+def broken_factory():
+    """A factory that fails the way a real one does when its checkpoint is missing (a two-line message)."""
+    raise RuntimeError("weights file not found\nsecond line of the message")

@@ -21,11 +21,12 @@ from torch.utils.flop_counter import FlopCounterMode
 import modelprof
 from modelprof import SingleTensorAdapter
 from modelprof.loading import build_inputs
-from modelprof.report import COST_FIELDS, ROOT
+from modelprof.metrics import KEYS
+from modelprof.report import ROOT
 
 
 def assert_rows_add_up(report):
-    for key in COST_FIELDS:
+    for key in KEYS:
         assert sum(getattr(r, key) for r in report.layers) == getattr(report.total, key), key
 
 
@@ -41,7 +42,7 @@ def test_resnet_conv_and_linear_match_published_counts(factory, macs, params):
     assert not report.unsupported
     assert_rows_add_up(report)
     # the residual adds run in the blocks' own forward: each block has a row of its own
-    assert any(r.name == "layer1.0" and "add" in r.type for r in report.layers)
+    assert any(r.name == "layer1.0" and "add" in r.ops for r in report.layers)
 
 
 def test_matmul_and_conv_agree_with_flop_counter_mode():
@@ -74,7 +75,7 @@ def test_transformer_residuals_attention_and_tied_weights():
     assert report.total.params == sum(p.numel() for p in model.parameters())  # tied head counted once
     assert_rows_add_up(report)
     rows = {r.name: r for r in report.layers}
-    assert "matmul" in rows["blocks.0"].type and "scaled_dot_product_attention" in rows["blocks.1"].type
+    assert "matmul" in rows["blocks.0"].ops and "scaled_dot_product_attention" in rows["blocks.1"].ops
     assert not report.unsupported
 
 

@@ -6,7 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import modelprof
-from modelprof.formulas import FORMULAS, Cost, TensorSpec, adaptive_window_sum, register_formula
+from modelprof.formulas import (
+    FORMULAS,
+    REQUESTED_OP_NAMES,
+    Cost,
+    TensorSpec,
+    adaptive_window_sum,
+    register_formula,
+)
 
 
 def only_row(model, *args, **kwargs):
@@ -240,8 +247,13 @@ def test_register_formula_refuses_duplicates_and_counts_custom_ops():
     report = modelprof.profile(Fn(op), torch.randn(3))
     assert report.unsupported == {"modelproftest.double": 1}
 
-    register_formula(op)(lambda args, kwargs, out: Cost(madd=3, flops=3))
-    try:
-        assert modelprof.profile(Fn(op), torch.randn(3)).total.flops == 3
-    finally:
-        del FORMULAS[op]
+    table = dict(FORMULAS)  # a table of its own: the global registry is never edited by a test
+    register_formula(op, table=table)(lambda args, kwargs, out: Cost(madd=3, flops=3))
+    assert modelprof.count_costs(Fn(op), (torch.randn(3),), formulas=table).total.flops == 3
+    assert op.default.overloadpacket not in FORMULAS
+
+
+def test_every_op_name_in_the_registry_exists_in_this_torch():
+    # a misspelt name would be dropped silently when the registry is built
+    missing = sorted({n for n in REQUESTED_OP_NAMES if not hasattr(torch.ops.aten, n)})
+    assert len(REQUESTED_OP_NAMES) > 300 and missing == []

@@ -7,13 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures import EXAMPLES
-from test_cli import run
+from fixtures import WORKED
 
 from modelprof.report import BatchResult, BenchReport, LatencyStats, best_batch
 from modelprof.timing import _CudaClock, find_max_batch
 
-WORKED = str(EXAMPLES / "worked.py") + ":Net"
 FAST = ["--warmup", "1", "--warmup-time", "0"]
 
 
@@ -75,8 +73,8 @@ def test_search_tolerance_cap_and_nothing_fits():
     assert none.max_batch is None and none.probes == 1
 
 
-def test_bench_json_keeps_samples_and_environment(capsys):
-    code, out, err = run(capsys, "bench", WORKED, "--shape", "3,32,32", "--batch", "2", "--reps", "4",
+def test_bench_json_keeps_samples_and_environment(run):
+    code, out, err = run("bench", WORKED, "--shape", "3,32,32", "--batch", "2", "--reps", "4",
                          "--threads", "1", *FAST, "--format", "json")
     assert code == 0, err
     report = json.loads(out)
@@ -91,21 +89,21 @@ def test_bench_json_keeps_samples_and_environment(capsys):
     BenchReport.from_dict(report)  # a saved report loads back
 
 
-def test_bench_formats_and_options(capsys):
-    code, out, err = run(capsys, "bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST,
+def test_bench_formats_and_options(run):
+    code, out, err = run("bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST,
                          "--channels-last", "--amp")
     assert code == 0, err
     assert "Mean [ms]" in out and "Throughput [samples/s]" in out and "amp" in out and "channels-last" in out
-    code, out, _ = run(capsys, "bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST, "--format", "csv")
+    code, out, _ = run("bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST, "--format", "csv")
     assert out.splitlines()[0].startswith("Batch,Calls,Mean [ms]")
-    code, out, _ = run(capsys, "bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST, "--format", "markdown")
+    code, out, _ = run("bench", WORKED, "--shape", "3,32,32", "--reps", "3", *FAST, "--format", "markdown")
     assert "| Batch |" in out
 
 
-def test_find_batch_under_real_memory_limit(capsys):
+def test_find_batch_under_real_memory_limit(run):
     # Hungry makes 16 MiB per sample; under a 256 MiB cap the search must hit real allocation failures in its
     # child processes, survive them, and return a batch it ran
-    code, out, err = run(capsys, "bench", "fixtures:Hungry", "--shape", "1024", "--find-batch", "--memory-limit",
+    code, out, err = run("bench", "fixtures:Hungry", "--shape", "1024", "--find-batch", "--memory-limit",
                          "256MiB", "--reps", "2", *FAST, "--format", "json")
     assert code == 0, err
     report = json.loads(out)
@@ -120,8 +118,8 @@ def test_find_batch_under_real_memory_limit(capsys):
     assert report["best_batch"] in ran
 
 
-def test_find_batch_in_process_with_max_batch(capsys):
-    code, out, err = run(capsys, "bench", WORKED, "--shape", "3,16,16", "--find-batch", "--max-batch", "8",
+def test_find_batch_in_process_with_max_batch(run):
+    code, out, err = run("bench", WORKED, "--shape", "3,16,16", "--find-batch", "--max-batch", "8",
                          "--reps", "2", *FAST, "--format", "json")
     assert code == 0, err
     report = json.loads(out)
@@ -140,13 +138,13 @@ def test_find_batch_in_process_with_max_batch(capsys):
         (["--plot", "/no/such/dir/p.png"], "does not exist"),
     ],
 )
-def test_bench_bad_input(capsys, argv, needle):
-    code, out, err = run(capsys, "bench", WORKED, "--shape", "3,8,8", *argv)
+def test_bench_bad_input(run, argv, needle):
+    code, out, err = run("bench", WORKED, "--shape", "3,8,8", *argv)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and out == ""
 
 
-def test_bench_forward_failure_names_the_problem(capsys):
-    code, _, err = run(capsys, "bench", WORKED, "--shape", "4,8,8", "--reps", "1", *FAST)
+def test_bench_forward_failure_names_the_problem(run):
+    code, _, err = run("bench", WORKED, "--shape", "4,8,8", "--reps", "1", *FAST)
     assert code == 1 and "failed at batch 1" in err
 
 
@@ -161,27 +159,27 @@ def test_cuda_event_order_and_units():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_bench_reports_pipelined_throughput(capsys):
-    code, out, err = run(capsys, "bench", WORKED, "--shape", "3,64,64", "--device", "cuda", "--reps", "5", *FAST,
+def test_cuda_bench_reports_pipelined_throughput(run):
+    code, out, err = run("bench", WORKED, "--shape", "3,64,64", "--device", "cuda", "--reps", "5", *FAST,
                          "--format", "json")
     assert code == 0, err
     row = json.loads(out)["sweep"][0]
     assert row["pipelined_throughput"] > 0 and row["peak_memory"] > 0
 
 
-def test_plot_saves_png_or_says_how_to_install(capsys, tmp_path, monkeypatch):
+def test_plot_saves_png_or_says_how_to_install(run, tmp_path, monkeypatch):
     target = tmp_path / "t.png"
     argv = ["bench", WORKED, "--shape", "3,8,8", "--find-batch", "--max-batch", "4", "--reps", "2", *FAST,
             "--plot", target]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        code, _, err = run(capsys, *argv)
+        code, _, err = run(*argv)
         assert code == 2 and "pip install 'modelprof[plot]'" in err
         return
-    code, _, err = run(capsys, *argv)
+    code, _, err = run(*argv)
     assert code == 0, err
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if not installed
-    code, _, err = run(capsys, *argv)
+    code, _, err = run(*argv)
     assert code == 2 and "pip install 'modelprof[plot]'" in err

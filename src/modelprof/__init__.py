@@ -1,24 +1,30 @@
-"""modelprof: parameters, compute, memory traffic, latency and throughput of PyTorch models."""
+"""modelprof: parameters, compute, memory traffic, latency and throughput of PyTorch models.
+
+The public names are imported on first use (PEP 562), so ``import modelprof.renderers`` and ``modelprof --help``
+never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .counting import count_costs, profile  # noqa: E402
-from .formulas import Cost, TensorSpec, register_formula  # noqa: E402
-from .loading import DType, InputSpec, SingleTensorAdapter  # noqa: E402
-from .report import InputInfo, LayerCost, Report, TotalCost  # noqa: E402
+#: public name -> the module that defines it
+_PUBLIC = {
+    "count_costs": "counting", "profile": "counting",
+    "Cost": "formulas", "TensorSpec": "formulas", "register_formula": "formulas",
+    "SingleTensorAdapter": "loading",
+    "DType": "options", "InputSpec": "options",
+    "InputInfo": "report", "LayerCost": "report", "Report": "report", "TotalCost": "report",
+    "METRICS": "metrics", "Metric": "metrics",
+}
 
-__all__ = [
-    "Cost",
-    "DType",
-    "InputInfo",
-    "InputSpec",
-    "LayerCost",
-    "Report",
-    "SingleTensorAdapter",
-    "TensorSpec",
-    "TotalCost",
-    "__version__",
-    "count_costs",
-    "profile",
-    "register_formula",
-]
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'modelprof' has no attribute {name!r}")

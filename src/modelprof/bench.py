@@ -8,8 +8,8 @@ from collections.abc import Callable
 import torch
 
 from .counting import describe_inputs
-from .errors import ModelError, UsageError, first_line
-from .loading import Device, ModelSource
+from .errors import Hint, ModelError, UsageError, one_line
+from .options import Device, ModelSource
 from .report import BenchReport, best_batch
 from .timing import (
     ChildProcessProbe,
@@ -66,8 +66,9 @@ def run_bench(source: ModelSource, settings: TimingSettings, batch: int = 1, fin
         probe = InProcessProbe(source, model, settings, label)
     search = find_max_batch(probe, max_batch=max_batch, tolerance=tolerance)
     if search.max_batch is None:
-        where = f"under --memory-limit {memory_limit:,} bytes" if memory_limit else "on this device"
-        raise UsageError(f"even batch 1 does not fit {where}; raise --memory-limit or use a smaller model/input")
+        where = f"under the memory limit of {memory_limit:,} bytes" if memory_limit else "on this device"
+        raise UsageError(f"even batch 1 does not fit {where}; raise the limit or use a smaller model or input",
+                         option="memory_limit" if memory_limit else None)
     sweep = tuple(sorted((r for _, r in search.outcomes if r is not None), key=lambda r: r.batch))
     failed = tuple(sorted(b for b, r in search.outcomes if r is None))
     env["memory_limit"] = memory_limit
@@ -87,13 +88,12 @@ def _compiled(model: torch.nn.Module, source: ModelSource, batch: int) -> tuple[
         if source.device == Device.CUDA:
             torch.cuda.synchronize()
     except Exception as exc:
-        raise ModelError(f"--compile: torch.compile failed: {type(exc).__name__}: "
-                         f"{first_line(exc)}") from exc
+        raise ModelError(f"torch.compile failed: {type(exc).__name__}: {one_line(exc)}", option="compile") from exc
     return compiled, time.perf_counter() - started
 
 
 def _failure(exc: Exception, batch: int) -> Exception:
     if is_out_of_memory(exc):
-        return ModelError(f"batch {batch} ran out of memory; try a smaller --batch or --find-batch")
-    first = first_line(exc)
-    return ModelError(f"the forward pass failed at batch {batch}: {first}; check the input shapes and dtypes")
+        return ModelError(f"batch {batch} ran out of memory; try a smaller batch, or search for the largest one",
+                          option="batch")
+    return ModelError(f"the forward pass failed at batch {batch}: {one_line(exc)}", hint=Hint.INPUTS)

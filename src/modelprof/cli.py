@@ -1,27 +1,34 @@
-"""The command line. It parses options, calls loading and the collectors, and picks a renderer: no arithmetic."""
+"""The command line. It parses options into objects, calls a service, and renders its document: no arithmetic.
+
+Torch is imported inside the commands, not here, so ``modelprof --help`` and ``--version`` start at once.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import __version__, units
-from .backends import Backend, run_backend
-from .bench import run_bench
-from .compare import check_limits, compare_reports, load_budget, load_report, parse_limit, parse_percent
-from .counting import count_costs
-from .errors import ModelError, ModelprofError, UsageError
-from .loading import MODEL_DTYPES, Device, DType, ModelSource, input_options, parse_kwargs
+from .budgets import LIMITS, load_budget, parse_limit
+from .document import Document
+from .errors import Hint, ModelprofError, UsageError, one_line
+from .options import MODEL_DTYPES, Device, DType, ModelSource, OutputOptions, input_options, parse_kwargs
 from .renderers import OutputFormat, render
-from .renderers.plot import save_plot
-from .timing import TimingSettings, measure
+
+#: How the command line words each kind of fix a library error points to.
+HINTS = {
+    Hint.INPUTS: "check the input shapes and dtypes given with --shape/--input/--inputs",
+    Hint.KWARGS: """give its arguments as JSON, e.g. --kwargs '{"num_classes": 10}'""",
+    Hint.STRICT: "register one with modelprof.register_formula or drop --strict",
+}
 
 
 def check_writable(output: str) -> None:
@@ -38,15 +45,23 @@ def check_writable(output: str) -> None:
         raise UsageError(f"-o {output}: not writable; choose a path you can write to")
 
 
-def write_output(text: str, output: str) -> None:
-    """Write to ``output`` (``-`` is stdout)."""
-    if output == "-":
+def emit(document: Document, out: OutputOptions) -> None:
+    """Render ``document`` in the chosen format and write it (``-`` is stdout)."""
+    text = render(document, out.fmt, color=out.color)
+    if out.path == "-":
         click.echo(text, nl=False)
         return
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        Path(out.path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"-o {output}: cannot write ({exc.strerror}); choose another path") from None
+        raise UsageError(f"-o {out.path}: cannot write ({exc.strerror}); choose another path") from None
+
+
+def output_options(fmt: str, output: str) -> OutputOptions:
+    """Check ``-o`` and decide colour (a table on a terminal only)."""
+    check_writable(output)
+    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
+    return OutputOptions(fmt=fmt, path=output, color=color)
 
 
 @contextlib.contextmanager
@@ -67,79 +82,84 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str], Callable[[float], No
         yield task
 
 
-def model_options(command: Callable) -> Callable:
-    """TARGET and the input options every model command shares."""
-    options = [
-        click.argument("target"),
-        click.option("--shape", help="One float input, without the batch: 3,224,224."),
-        click.option("--input", "input_specs", multiple=True, metavar="[NAME=]SHAPE[:DTYPE[:HIGH]]",
-                     help="One input per use, in call order; NAME= makes it a keyword argument. "
-                          "DTYPE: " + ", ".join(d.value for d in DType) + "; integers are drawn from [0, HIGH)."),
-        click.option("--inputs", "inputs_factory", metavar="MODULE:FUNCTION",
-                     help="A function of the batch size returning a tensor, tuple, dict or (tuple, dict)."),
-        click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Batch size prepended to every input."),
-        click.option("--kwargs", "kwargs_json", metavar="JSON",
-                     help="""Constructor arguments: '{"num_classes": 10}'."""),
-        click.option("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
-                     help="meta builds and runs the model on shapes alone, allocating no weights."),
-        click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]),
-                     help="Cast the model and its float inputs."),
-        click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="table",
-                     show_default=True),
-        click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_MODEL_OPTIONS = (
+    click.argument("target"),
+    click.option("--shape", help="One float input, without the batch: 3,224,224."),
+    click.option("--input", "input_specs", multiple=True, metavar="[NAME=]SHAPE[:DTYPE[:HIGH]]",
+                 help="One input per use, in call order; NAME= makes it a keyword argument. "
+                      "DTYPE: " + ", ".join(d.value for d in DType) + "; integers are drawn from [0, HIGH)."),
+    click.option("--inputs", "inputs_factory", metavar="MODULE:FUNCTION",
+                 help="A function of the batch size returning a tensor, tuple, dict or (tuple, dict)."),
+    click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Batch size prepended to every input."),
+    click.option("--kwargs", "kwargs_json", metavar="JSON", help="""Constructor arguments: '{"num_classes": 10}'."""),
+    click.option("--device", type=click.Choice([d.value for d in Device]), default="cpu", show_default=True,
+                 help="meta builds and runs the model on shapes alone, allocating no weights."),
+    click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]),
+                 help="Cast the model and its float inputs."),
+    click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="table",
+                 show_default=True),
+    click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout."),
+)
 
 
-def model_source(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None,
-                 kwargs_json: str | None, device: str, dtype: str | None, channels_last: bool = False) -> ModelSource:
-    """Check the shared options and describe how to build the model and its inputs."""
-    return ModelSource(target=target, inputs=input_options(shape, input_specs, inputs_factory),
-                       kwargs=parse_kwargs(kwargs_json), device=Device(device),
-                       dtype=DType(dtype) if dtype else None, channels_last=channels_last)
+def model_command(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command TARGET and the model and output options, delivered as one :class:`ModelSource` (``source``)
+    and one :class:`OutputOptions` (``out``); ``batch`` and the command's own options pass through."""
+
+    @functools.wraps(command)
+    def wrapper(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None,
+                kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str,
+                **options: Any) -> None:
+        out = output_options(fmt, output)
+        source = ModelSource(target=target, inputs=input_options(shape, input_specs, inputs_factory),
+                             kwargs=parse_kwargs(kwargs_json), device=Device(device),
+                             dtype=DType(dtype) if dtype else None,
+                             channels_last=options.pop("channels_last", False))
+        command(source=source, out=out, **options)
+
+    for option in reversed(_MODEL_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="modelprof")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks (also accepted after the command).")
+def cli(debug: bool) -> None:
     """Profile PyTorch models: parameters, compute, memory traffic, latency and throughput."""
 
 
 @cli.command()
-@model_options
+@model_command
 @click.option("--depth", type=click.IntRange(min=0), help="Fold rows into the module tree at this depth "
               "(0: total only). Default: leaf rows.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any op with a cost could not be counted.")
-@click.option("--backend", type=click.Choice([b.value for b in Backend]),
+@click.option("--crosscheck", "--backend", "crosscheck", type=click.Choice(["thop", "torchstat"]),
               help="Also run thop or torchstat and show their per-layer numbers beside modelprof's, with why they "
-                   "differ (pip install 'modelprof[compare]').")
-def stats(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
-          kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
-          depth: int | None, strict: bool, backend: str | None) -> None:
+                   "differ (pip install 'modelprof[crosscheck]').")
+def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
+          crosscheck: str | None) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals.
 
     TARGET is pkg.module:Name or path/to/file.py:Name: an nn.Module class, a function returning a module, or a
     module instance.
     """
-    check_writable(output)
-    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
-    model = source.build_model()
-    args, kwargs = source.build_inputs(batch)
-    if backend and fmt == OutputFormat.CSV:
-        raise UsageError("--backend has no csv output; use table, markdown or json")
-    full = count_costs(model, args, kwargs, model_name=target)
-    comparison = run_backend(Backend(backend), source, model, full, batch) if backend else None
-    report = full.fold(depth)
-    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
-    write_output(render(report, fmt, color=color, backend=comparison), output)
+    from .crosscheck import Tool
+    from .stats import run_stats
+    from .views import stats_document
+
+    if crosscheck == Tool.TORCHSTAT and batch != 1:
+        raise UsageError("--crosscheck torchstat: torchstat always profiles one sample; use --batch 1")
+    if crosscheck and source.inputs.factory:
+        raise UsageError("--crosscheck needs inputs described with --shape/--input (the single-tensor adapter "
+                         "rebuilds them); --inputs factories are not supported")
+    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None)
+    emit(stats_document(report, checked), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
-        raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops}); "
-                             "register one with modelprof.register_formula or drop --strict")
+        raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops})",
+                             hint=Hint.STRICT)
 
 
 def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -152,7 +172,7 @@ def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str |
 
 
 @cli.command()
-@model_options
+@model_command
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
               help="Warm-up calls before timing (also at least --warmup-time).")
 @click.option("--warmup-time", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="SECONDS")
@@ -172,94 +192,83 @@ def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str |
               help="CPU: probe each batch in a child process capped at this much memory (4GiB, 500MB).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save a throughput-vs-batch chart (needs matplotlib).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
-          kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
-          warmup: int, warmup_time: float, duration: float, reps: int | None, threads: int | None, amp: bool,
-          channels_last: bool, compile_model: bool, find_batch: bool, max_batch: int | None,
-          batch_tolerance: float, memory_limit: int | None, plot: str | None, quiet: bool) -> None:
+def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warmup_time: float, duration: float,
+          reps: int | None, threads: int | None, amp: bool, compile_model: bool, find_batch: bool,
+          max_batch: int | None, batch_tolerance: float, memory_limit: int | None, plot: str | None,
+          quiet: bool) -> None:
     """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one.
 
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
-    check_writable(output)
-    if device == Device.META:
-        raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
-                         "use --device cpu or cuda (stats --device meta counts without running)")
+    _check_bench_options(source, find_batch, max_batch, memory_limit, compile_model)
     if plot:
         check_writable(plot)
-    if find_batch and device == "cpu" and memory_limit is None and max_batch is None:
-        raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch, or it would "
-                         "use up this machine's memory")
-    if memory_limit is not None and device != "cpu":
-        raise UsageError("--memory-limit applies to --device cpu; on cuda the GPU's own memory is the limit")
-    if compile_model and find_batch:
-        raise UsageError("--compile with --find-batch is not supported: every batch size would recompile; "
-                         "find the batch first, then time it with --compile --batch N")
-    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype, channels_last)
+    from .bench import run_bench
+    from .renderers.plot import save_plot
+    from .timing import TimingSettings
+    from .views import bench_document
+
     settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
                               amp=amp)
-    show_progress = not quiet and sys.stderr.isatty()
-    with progress_bar(show_progress) as progress:
+    with progress_bar(not quiet and sys.stderr.isatty()) as progress:
         report = run_bench(source, settings, batch, find_batch, max_batch, batch_tolerance, memory_limit,
                            compile_model, threads, progress)
-    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
-    write_output(render(report, fmt, color=color), output)
+    emit(bench_document(report), out)
     if plot:
         save_plot(report, plot)
 
 
+def _check_bench_options(source: ModelSource, find_batch: bool, max_batch: int | None, memory_limit: int | None,
+                         compile_model: bool) -> None:
+    """Refuse option combinations that cannot work, before anything is built."""
+    if source.device == Device.META:
+        raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
+                         "use --device cpu or cuda (stats --device meta counts without running)")
+    if find_batch and source.device == Device.CPU and memory_limit is None and max_batch is None:
+        raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch, or it would "
+                         "use up this machine's memory")
+    if memory_limit is not None and source.device != Device.CPU:
+        raise UsageError("--memory-limit applies to --device cpu; on cuda the GPU's own memory is the limit")
+    if compile_model and find_batch:
+        raise UsageError("--compile with --find-batch is not supported: every batch size would recompile; "
+                         "find the batch first, then time it with --compile --batch N")
+
+
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One ``--max-<metric>`` option per budget in :data:`modelprof.budgets.LIMITS`."""
+    for limit in reversed(LIMITS.values()):
+        command = click.option(limit.option, limit.key, metavar="N", help=limit.help)(command)
+    return command
+
+
 @cli.command()
-@model_options
-@click.option("--max-params", metavar="N", help="Limit on parameters: 25M.")
-@click.option("--max-flops", metavar="N", help="Limit on Flops (multiply-accumulates): 4.5G.")
-@click.option("--max-madd", metavar="N", help="Limit on MAdd: 9G.")
-@click.option("--max-mem", metavar="SIZE", help="Limit on MemRead + MemWrite: 300MB.")
-@click.option("--max-mem-read", metavar="SIZE", help="Limit on MemRead.")
-@click.option("--max-mem-write", metavar="SIZE", help="Limit on MemWrite.")
-@click.option("--max-latency-ms", metavar="MS", help="Limit on median latency; runs a timing (see bench).")
+@model_command
+@limit_options
 @click.option("--budget", "budget_file", metavar="FILE.toml",
               help="Limits from a TOML file (top level or [tool.modelprof]); default: ./pyproject.toml's "
                    "[tool.modelprof]. Options given on the command line win.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               metavar="SECONDS", help="Timing budget for --max-latency-ms.")
-def check(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None, batch: int,
-          kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str, debug: bool,
-          budget_file: str | None, duration: float, **limit_options: str | None) -> None:
+def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str | None, duration: float,
+          **limit_values: str | None) -> None:
     """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.
 
     Counts take K/M/G/T suffixes, sizes KB/MB/GB or KiB/MiB/GiB. Only stats run unless a latency limit is given.
     """
-    check_writable(output)
+    from .check import run_check
+    from .views import check_document
+
     budget = load_budget(budget_file)
-    budget.update({k: v for k, v in limit_options.items() if v is not None})
+    budget.update({k: v for k, v in limit_values.items() if v is not None})
     if not budget:
-        raise UsageError("no limits given; pass --max-params/--max-flops/--max-madd/--max-mem/--max-latency-ms "
+        raise UsageError(f"no limits given; pass {'/'.join(limit.option for limit in LIMITS.values())} "
                          "or a --budget file")
     limits = {key: parse_limit(key, value) for key, value in budget.items()}
-    if "max_latency_ms" in limits and device == Device.META:
-        raise UsageError("--max-latency-ms cannot be measured on --device meta; use --device cpu or cuda")
-    source = model_source(target, shape, input_specs, inputs_factory, kwargs_json, device, dtype)
-    model = source.build_model()
-    args, kwargs = source.build_inputs(batch)
-    report = count_costs(model, args, kwargs, model_name=target)
-    latency = None
-    if "max_latency_ms" in limits:
-        try:
-            latency = measure(model, args, kwargs, batch, source.device.value,
-                              TimingSettings(duration=duration)).latency.median
-        except Exception as exc:
-            raise ModelError(f"timing for --max-latency-ms failed: {exc}") from exc
-    results = check_limits(limits, report, latency)
-    if fmt == OutputFormat.JSON:
-        text = json.dumps({"model": target, "passed": all(r.passed for r in results),
-                           "limits": [r.to_dict() for r in results]}, indent=2) + "\n"
-    else:
-        text = "".join(r.line() + "\n" for r in results)
-    write_output(text, output)
-    if not all(r.passed for r in results):
-        failed = sum(not r.passed for r in results)
-        raise ModelprofError(f"{failed} of {len(results)} limit(s) exceeded")
+    result = run_check(source, limits, batch, duration)
+    emit(check_document(result), out)
+    if not result.passed:
+        raise ModelprofError(f"{result.failed} of {len(result.limits)} limit(s) exceeded")
 
 
 @cli.command()
@@ -267,20 +276,21 @@ def check(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_f
 @click.argument("new_path", metavar="NEW.json")
 @click.option("--fail-over", metavar="PERCENT", help="Exit 1 when any total (or median latency) grows by more "
               "than this: 5%.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="table",
               show_default=True)
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def compare(old_path: str, new_path: str, fail_over: str | None, fmt: str, output: str, debug: bool) -> None:
+def compare(old_path: str, new_path: str, fail_over: str | None, fmt: str, output: str) -> None:
     """Per-layer and total differences between two saved JSON reports (stats, or bench).
 
     Layers added or removed are listed; with --fail-over the exit code is 1 when a total grows too much.
     """
-    check_writable(output)
+    from .compare import compare_reports, load_report, parse_percent
+    from .views import comparison_document
+
+    out = output_options(fmt, output)
     threshold = parse_percent(fail_over) if fail_over is not None else None
     comparison = compare_reports(load_report(old_path), load_report(new_path))
-    color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
-    write_output(render(comparison, fmt, color=color), output)
+    emit(comparison_document(comparison), out)
     if threshold is not None:
         grown = comparison.grown_over(threshold)
         if grown:
@@ -288,15 +298,18 @@ def compare(old_path: str, new_path: str, fail_over: str | None, fmt: str, outpu
             raise ModelprofError(f"--fail-over {fail_over}: {what}")
 
 
-def one_line(exc: BaseException) -> str:
-    """The whole message on one line: a user's import or constructor error may span several."""
-    return " ".join(str(exc).split())
+def error_line(exc: ModelprofError) -> str:
+    """A library error in the command line's words: the flag it is about, the message, the fix."""
+    prefix = f"--{exc.option.replace('_', '-')}: " if exc.option else ""
+    hint = f"; {HINTS[exc.hint]}" if exc.hint else ""
+    return f"{prefix}{one_line(exc)}{hint}"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; report any failure in one line with exit code 2 (usage) or 1 (model)."""
     argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
         code = cli.main(args=argv, prog_name="modelprof", standalone_mode=False)
     except click.exceptions.Abort:
@@ -310,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModelprofError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"modelprof: error: {one_line(exc)}", err=True)
+        click.echo(f"modelprof: error: {error_line(exc)}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("modelprof: interrupted", err=True)

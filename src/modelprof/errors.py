@@ -1,14 +1,39 @@
-"""The two kinds of failure the command line reports in one line: the user's usage, or the user's model."""
+"""The failures modelprof reports in one line: the user's usage, or the user's model.
+
+Library errors speak of the library (``device 'cuda'``, ``batch 8``). Where a command-line option is the fix, the
+error names the parameter (``option``) and the kind of fix (``hint``); the CLI turns those into its own flag names
+and advice, so the Python API never talks about flags.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Hint(StrEnum):
+    """The kinds of fix an error can point to; the CLI words each one for its flags."""
+
+    INPUTS = "inputs"
+    KWARGS = "kwargs"
+    STRICT = "strict"
 
 
 class ModelprofError(Exception):
-    """Base class: a message meant for the user, and the exit code that goes with it."""
+    """Base class: a message meant for the user, and the exit code that goes with it.
+
+    ``option`` names the parameter the message is about (``device``, ``kwargs``); ``hint`` the kind of fix.
+    """
 
     exit_code = 1
 
+    def __init__(self, message: str, *, option: str | None = None, hint: Hint | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.hint = hint
+
 
 class UsageError(ModelprofError):
-    """What the user typed cannot work (unknown module, malformed --shape, unwritable -o). Exit code 2."""
+    """What the user asked for cannot work (unknown module, malformed shape, unwritable file). Exit code 2."""
 
     exit_code = 2
 
@@ -19,6 +44,13 @@ class ModelError(ModelprofError):
     exit_code = 1
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def one_line(exc: BaseException | str) -> str:
+    """An exception's message as one line: its first non-empty line, spaces collapsed (the type name when empty).
+
+    The one way modelprof flattens a message. Every error modelprof prints is a single line; the first line of
+    a user's multi-line error, or of PyTorch's (whose later lines are C++ stack frames), says what went wrong.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return exc if isinstance(exc, str) else type(exc).__name__
+    return " ".join(lines[0].split())

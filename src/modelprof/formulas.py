@@ -70,26 +70,34 @@ def _packet(op: Any) -> Any:
     return getattr(op, "overloadpacket", op)
 
 
-def register_formula(*ops: Any) -> Callable[[Formula], Formula]:
+def register_formula(*ops: Any, table: dict[Any, Formula] | None = None) -> Callable[[Formula], Formula]:
     """Register ``formula(args, kwargs, out) -> Cost`` for one or more aten ops (packets or overloads).
 
     Public so that users can count their own custom ops. A second registration for the same op is refused
-    with ``ValueError`` so that two formulas can never silently compete.
+    with ``ValueError`` so that two formulas can never silently compete. ``table`` registers into another table
+    than the global registry (``dict(FORMULAS)``, say), to count with it through ``count_costs(formulas=...)``.
     """
+    target = FORMULAS if table is None else table
 
     def decorator(formula: Formula) -> Formula:
         for op in ops:
             key = _packet(op)
-            if key in FORMULAS:
+            if key in target:
                 raise ValueError(f"a cost formula for {key} is already registered")
-            FORMULAS[key] = formula
+            target[key] = formula
         return formula
 
     return decorator
 
 
+#: Every op name the registry asked for, so a test can check that each exists in the installed PyTorch (a
+#: misspelt name would otherwise be dropped silently by :func:`_ops`).
+REQUESTED_OP_NAMES: list[str] = []
+
+
 def _ops(*names: str) -> list[Any]:
-    """The aten packets with these names that exist in this PyTorch build."""
+    """The aten packets with these names that exist in this PyTorch build (older builds lack a few)."""
+    REQUESTED_OP_NAMES.extend(names)
     return [getattr(aten, n) for n in names if hasattr(aten, n)]
 
 
@@ -395,7 +403,7 @@ _UNARY = (
     "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "gelu", "gelu_", "silu", "silu_", "sigmoid", "sigmoid_",
     "tanh", "tanh_", "hardswish", "hardswish_", "hardsigmoid", "hardsigmoid_", "elu", "elu_", "leaky_relu",
     "leaky_relu_", "prelu", "_prelu_kernel", "rrelu", "celu", "celu_", "selu", "selu_", "softplus", "softshrink",
-    "hardshrink", "mish", "mish_", "logsigmoid", "log_sigmoid_forward", "threshold", "threshold_", "glu",
+    "hardshrink", "mish", "mish_", "log_sigmoid_forward", "threshold", "threshold_", "glu",
     "exp", "exp_", "exp2", "expm1", "log", "log_", "log2", "log10", "log1p", "sqrt", "sqrt_", "rsqrt", "rsqrt_",
     "neg", "neg_", "abs", "abs_", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "erf", "erfc",
     "erfinv", "reciprocal", "reciprocal_", "square", "sign", "sgn", "floor", "ceil", "round", "trunc", "frac",
@@ -472,7 +480,8 @@ def pool_formula(dims: int, is_max: bool) -> Formula:
 
 
 for _dims in (1, 2, 3):
-    register_formula(*_ops(f"max_pool{_dims}d", f"max_pool{_dims}d_with_indices", f"mkldnn_max_pool{_dims}d"))(
+    register_formula(*_ops(f"max_pool{_dims}d", f"max_pool{_dims}d_with_indices",
+                           *([f"mkldnn_max_pool{_dims}d"] if _dims > 1 else [])))(
         pool_formula(_dims, True)
     )
     register_formula(*_ops(f"avg_pool{_dims}d"))(pool_formula(_dims, False))
@@ -506,7 +515,7 @@ def adaptive_pool_formula(dims: int, is_max: bool) -> Formula:
 
 
 for _dims in (1, 2, 3):
-    register_formula(*_ops(f"adaptive_avg_pool{_dims}d", f"_adaptive_avg_pool{_dims}d"))(
+    register_formula(*_ops(f"adaptive_avg_pool{_dims}d", *([f"_adaptive_avg_pool{_dims}d"] if _dims > 1 else [])))(
         adaptive_pool_formula(_dims, False)
     )
     register_formula(*_ops(f"adaptive_max_pool{_dims}d"))(adaptive_pool_formula(_dims, True))
@@ -559,7 +568,7 @@ def embedding_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full",
         "arange", "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "scalar_tensor",
         "tensor", "linspace", "eye", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im", "nonzero",
-        "one_hot", "bernoulli", "multinomial", "_unsafe_view_copy", "select_scatter", "slice_scatter",
+        "one_hot", "bernoulli", "multinomial", "select_scatter", "slice_scatter",
         "diag_embed", "channel_shuffle", "native_channel_shuffle", "clone", "copy", "copy_", "_to_copy",
         "fill", "fill_", "zero_",
     )

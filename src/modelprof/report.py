@@ -2,57 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
+
+from . import metrics
 
 Shape = tuple[int, ...]
 
 #: Name of the row holding the ops that the top-level module runs itself.
 ROOT = "(root)"
 
-COST_FIELDS = ("params", "madd", "flops", "mem_read", "mem_write")
-#: How each cost field is titled in tables.
-COST_TITLES = {"params": "Params", "madd": "MAdd", "flops": "Flops", "mem_read": "MemRead", "mem_write": "MemWrite"}
+#: Version of the JSON form of every report kind; bumped when a key changes meaning or goes away.
+SCHEMA_VERSION = 1
+
+
+def _shapes_from_json(value: Any) -> tuple[Shape, ...]:
+    return tuple(tuple(s) for s in value or ())
 
 
 @dataclass(frozen=True)
 class LayerCost:
     """One row: a leaf module, or the ops a container module runs itself (a residual add, ``q @ k.T``).
 
-    ``input_shape`` and ``output_shape`` list the shape of every tensor going in and out of the module's first
-    call; ``calls`` counts how often it ran.
+    ``values`` holds one number per column metric of :data:`modelprof.metrics.METRICS`, read as attributes
+    (``row.flops``). ``input_shape`` and ``output_shape`` list the shape of every tensor going in and out of the
+    module's first call; ``calls`` counts how often it ran; ``ops`` names the ops a container ran itself.
     """
 
     name: str
     type: str
     input_shape: tuple[Shape, ...] = ()
     output_shape: tuple[Shape, ...] = ()
-    params: int = 0
-    madd: int = 0
-    flops: int = 0
-    mem_read: int = 0
-    mem_write: int = 0
+    values: Mapping[str, int] = field(default_factory=dict)
     calls: int = 0
+    ops: tuple[str, ...] = ()
+
+    def __getattr__(self, key: str) -> int:
+        if key in metrics.KEYS:
+            return self.values.get(key, 0)
+        raise AttributeError(f"{type(self).__name__} has no attribute {key!r}")
+
+    @property
+    def label(self) -> str:
+        """The type as tables show it: ``Bottleneck (add)`` when a container ran ops itself."""
+        return f"{self.type} ({', '.join(self.ops)})" if self.ops else self.type
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; shapes become lists."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["input_shape"] = [list(s) for s in self.input_shape]
-        d["output_shape"] = [list(s) for s in self.output_shape]
-        return d
+        """JSON-ready dict: one key per metric; shapes become lists."""
+        return {"name": self.name, "type": self.type, "input_shape": [list(s) for s in self.input_shape],
+                "output_shape": [list(s) for s in self.output_shape],
+                **{key: self.values.get(key, 0) for key in metrics.KEYS}, "calls": self.calls,
+                "ops": list(self.ops)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerCost:
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        kw["input_shape"] = tuple(tuple(s) for s in d.get("input_shape", ()))
-        kw["output_shape"] = tuple(tuple(s) for s in d.get("output_shape", ()))
-        return cls(**kw)
+        return cls(name=d["name"], type=d["type"], input_shape=_shapes_from_json(d.get("input_shape")),
+                   output_shape=_shapes_from_json(d.get("output_shape")),
+                   values={key: d[key] for key in metrics.KEYS if key in d}, calls=d.get("calls", 0),
+                   ops=tuple(d.get("ops", ())))
 
 
 @dataclass(frozen=True)
 class TotalCost(LayerCost):
-    """The totals row: the exact sum of the rows, plus the trainable share of the parameters."""
+    """The totals row: rows combined by each metric's rule, plus the trainable share of the parameters."""
 
     trainable_params: int = 0
 
@@ -62,8 +75,20 @@ class TotalCost(LayerCost):
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
+        d["trainable_params"] = self.trainable_params
         d["non_trainable_params"] = self.non_trainable_params
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TotalCost:
+        row = LayerCost.from_dict(d)
+        return cls(**{f.name: getattr(row, f.name) for f in fields(LayerCost)},
+                   trainable_params=d.get("trainable_params", 0))
+
+
+def combine_rows(rows: list[LayerCost] | tuple[LayerCost, ...]) -> dict[str, int]:
+    """The values of several rows combined, metric by metric (sums, or maxima where a metric says so)."""
+    return {m.key: m.combined([r.values.get(m.key, 0) for r in rows]) for m in metrics.COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,10 @@ class InputInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputInfo:
+        return cls(d.get("name"), tuple(d["shape"]), d["dtype"])
+
 
 @dataclass(frozen=True)
 class ModuleInfo:
@@ -86,10 +115,20 @@ class ModuleInfo:
     input_shape: tuple[Shape, ...] = ()
     output_shape: tuple[Shape, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "input_shape": [list(s) for s in self.input_shape],
+                "output_shape": [list(s) for s in self.output_shape]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModuleInfo:
+        return cls(d["type"], _shapes_from_json(d.get("input_shape")), _shapes_from_json(d.get("output_shape")))
+
 
 @dataclass(frozen=True)
 class Report:
-    """Everything ``modelprof stats`` measured. ``to_dict()`` is the documented JSON."""
+    """Everything ``modelprof stats`` measured. ``to_dict()`` is the documented JSON (kind ``stats``)."""
+
+    KIND: ClassVar[str] = "stats"
 
     model: str
     inputs: tuple[InputInfo, ...]
@@ -103,6 +142,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in the README."""
         return {
+            "kind": self.KIND,
+            "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "inputs": [i.to_dict() for i in self.inputs],
             "device": self.device,
@@ -110,27 +151,27 @@ class Report:
             "layers": [layer.to_dict() for layer in self.layers],
             "total": self.total.to_dict(),
             "unsupported": dict(self.unsupported),
+            "modules": {name: info.to_dict() for name, info in self.modules.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
-        """Rebuild a report from its JSON form (for rendering or comparing saved reports)."""
-        total = d["total"]
+        """Rebuild a report from its JSON form (for rendering, folding or comparing saved reports)."""
         return cls(
             model=d["model"],
-            inputs=tuple(InputInfo(i.get("name"), tuple(i["shape"]), i["dtype"]) for i in d.get("inputs", ())),
+            inputs=tuple(InputInfo.from_dict(i) for i in d.get("inputs", ())),
             device=d.get("device", "cpu"),
             dtype=d.get("dtype", "float32"),
             layers=tuple(LayerCost.from_dict(x) for x in d["layers"]),
-            total=TotalCost(**{**LayerCost.from_dict(total).__dict__,
-                               "trainable_params": total.get("trainable_params", 0)}),
+            total=TotalCost.from_dict(d["total"]),
             unsupported=dict(d.get("unsupported", {})),
+            modules={name: ModuleInfo.from_dict(info) for name, info in d.get("modules", {}).items()},
         )
 
     def fold(self, depth: int | None) -> Report:
         """Rows folded into the module tree at ``depth`` (0 keeps the total only; None keeps leaf rows).
 
-        A row deeper than ``depth`` is added into its ancestor at that depth, so the rows still add up to the
+        A row deeper than ``depth`` is combined into its ancestor at that depth, so the rows still add up to the
         total exactly.
         """
         if depth is None:
@@ -147,8 +188,8 @@ class Report:
                 rows.append(group[0])
                 continue
             info = self.modules.get(name, ModuleInfo(type=name))
-            sums = {k: sum(getattr(r, k) for r in group) for k in COST_FIELDS}
-            rows.append(LayerCost(name, info.type, info.input_shape, info.output_shape, **sums,
+            rows.append(LayerCost(name=name, type=info.type, input_shape=info.input_shape,
+                                  output_shape=info.output_shape, values=combine_rows(group),
                                   calls=max(r.calls for r in group)))
         return replace(self, layers=tuple(rows))
 
@@ -266,10 +307,13 @@ class BenchReport:
     probes: int | None = None
     failed: tuple[int, ...] = ()
 
+    KIND: ClassVar[str] = "bench"
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form documented in the README."""
+        """The JSON form documented in the README (kind ``bench``)."""
         return {
-            "model": self.model, "inputs": [i.to_dict() for i in self.inputs], "device": self.device,
+            "kind": self.KIND, "schema_version": SCHEMA_VERSION, "model": self.model,
+            "inputs": [i.to_dict() for i in self.inputs], "device": self.device,
             "dtype": self.dtype, "environment": dict(self.environment), "compile_seconds": self.compile_seconds,
             "max_batch": self.max_batch, "best_batch": self.best_batch, "probes": self.probes,
             "failed_batches": list(self.failed), "sweep": [r.to_dict() for r in self.sweep],
@@ -279,7 +323,7 @@ class BenchReport:
     def from_dict(cls, d: dict[str, Any]) -> BenchReport:
         return cls(
             model=d["model"],
-            inputs=tuple(InputInfo(i.get("name"), tuple(i["shape"]), i["dtype"]) for i in d.get("inputs", ())),
+            inputs=tuple(InputInfo.from_dict(i) for i in d.get("inputs", ())),
             device=d["device"], dtype=d["dtype"], environment=d.get("environment", {}),
             sweep=tuple(BatchResult.from_dict(r) for r in d["sweep"]), compile_seconds=d.get("compile_seconds"),
             max_batch=d.get("max_batch"), best_batch=d.get("best_batch"), probes=d.get("probes"),
@@ -297,3 +341,43 @@ def best_batch(sweep: tuple[BatchResult, ...] | list[BatchResult]) -> int | None
         return None
     best = max(r.throughput for r in sweep)
     return min(r.batch for r in sweep if r.throughput >= BEST_BATCH_SHARE * best)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cross-checks against other tools (modelprof stats --crosscheck thop|torchstat)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrossCheckRow:
+    """One layer: modelprof's numbers, the other tool's (None where it has no row), and why they differ."""
+
+    name: str
+    type: str
+    flops: int
+    theirs_flops: float | None
+    madd: int
+    theirs_madd: float | None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "flops": self.flops, "backend_flops": self.theirs_flops,
+                "madd": self.madd, "backend_madd": self.theirs_madd, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Another tool's per-layer results beside modelprof's. ``error`` is set when the tool failed outright."""
+
+    tool: str
+    rows: tuple[CrossCheckRow, ...]
+    total_flops: float | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.tool, "total_flops": self.total_flops, "error": self.error,
+                "layers": [r.to_dict() for r in self.rows]}
+
+
+#: The report kinds that can be saved as JSON and read back (``compare`` takes two of the same kind).
+SAVED_KINDS: dict[str, type[Report] | type[BenchReport]] = {Report.KIND: Report, BenchReport.KIND: BenchReport}

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .counting import eval_inference
-from .errors import ModelError, first_line
-from .loading import ModelSource
+from .errors import ModelError, one_line
+from .options import ModelSource
 from .report import BatchResult, LatencyStats
+from .runtime import eval_inference
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,7 @@ def probe_in_child(request: dict) -> dict:
     except Exception as exc:
         if is_out_of_memory(exc):
             return {"oom": True}
-        return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+        return {"error": f"{type(exc).__name__}: {one_line(exc)}"}
     return {"result": result.to_dict()}
 
 

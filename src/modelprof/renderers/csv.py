@@ -1,30 +1,26 @@
-"""CSV: one line per row and a final ``total`` line, exact integers, for spreadsheets and scripts."""
+"""CSV: every table with exact values (a total row last), for spreadsheets and scripts; notes are left out.
+
+Several tables are separated by a blank line; a document with no table (``check``) gives its lines as they are.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from ..report import BenchReport, Report
-from .bench_columns import BENCH_COLUMNS
-from .columns import COLUMNS
+from ..document import Document
 
 
-def render(report: Report) -> str:
-    """The layer rows and the total row as CSV with exact integers."""
+def render(document: Document, color: bool = False) -> str:
+    """The document's tables as CSV with exact values."""
+    if not document.tables:
+        return "".join(note.text + "\n" for note in document.blocks)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([header for header, _, _ in COLUMNS] + ["Calls"])
-    for row in (*report.layers, report.total):
-        writer.writerow([exact(row) for _, _, exact in COLUMNS] + [row.calls])
-    return out.getvalue()
-
-
-def render_bench(report: BenchReport) -> str:
-    """One line per batch size measured, exact values (milliseconds, samples/s, bytes)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([header for header, _, _ in BENCH_COLUMNS])
-    for row in report.sweep:
-        writer.writerow([exact(row) for _, _, exact in BENCH_COLUMNS])
+    for index, table in enumerate(document.tables):
+        if index:
+            out.write("\n")
+        writer.writerow([c.title for c in table.columns])
+        for row in (*table.rows, *((table.total,) if table.total else ())):
+            writer.writerow([cell.exact for cell in row])
     return out.getvalue()

@@ -1,69 +1,37 @@
-"""Markdown: a GitHub table with humanized numbers, ready to paste into a pull request."""
+"""Markdown: a heading, GitHub tables with humanized numbers (bold total row) and notes, ready for a pull
+request."""
 
 from __future__ import annotations
 
-from .. import units
-from ..backends import BackendComparison
-from ..compare import Comparison
-from ..report import COST_FIELDS, COST_TITLES, BenchReport, Report
-from . import backend_cells, comparison_cells
-from .bench_columns import BENCH_COLUMNS, summary_lines
-from .columns import COLUMNS, NUMERIC_FROM
-
-
-def render(report: Report) -> str:
-    """A Markdown table of the rows with a bold total row, then the unsupported ops if any."""
-    headers = [h for h, _, _ in COLUMNS]
-    align = ["---" if i < NUMERIC_FROM else "---:" for i in range(len(headers))]
-    lines = [f"**{report.model}**: inputs {units.shapes(tuple(i.shape for i in report.inputs))}, "
-             f"{report.device}, {report.dtype}", "",
-             "| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    for row in report.layers:
-        lines.append("| " + " | ".join(_cell(human(row)) for _, human, _ in COLUMNS) + " |")
-    total = [f"**{_cell(human(report.total))}**" for _, human, _ in COLUMNS]
-    lines.append("| " + " | ".join(total) + " |")
-    if report.unsupported:
-        ops = ", ".join(f"`{op}` ×{n}" for op, n in report.unsupported.items())
-        lines += ["", f"Not counted (no formula): {ops}"]
-    return "\n".join(lines) + "\n"
+from ..document import Document, Note, Table
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render_bench(report: BenchReport) -> str:
-    """The sweep as a Markdown table, then the environment and the search's answer."""
-    headers = [h for h, _, _ in BENCH_COLUMNS]
-    lines = [f"**{report.model}** on {report.device}", "",
-             "| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
-    for row in report.sweep:
-        lines.append("| " + " | ".join(human(row) for _, human, _ in BENCH_COLUMNS) + " |")
-    return "\n".join(lines + [""] + summary_lines(report)) + "\n"
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
-def render_comparison(comparison: Comparison) -> str:
-    """A pull-request-ready Markdown summary: totals, latencies, and the layers that changed."""
-    lines = [f"### modelprof: `{comparison.old}` → `{comparison.new}`", "",
-             "| Metric | Old | New | Change |", "|---|---:|---:|---:|"]
-    lines += ["| " + " | ".join(_cell(c) for c in cells) + " |" for _, cells in comparison_cells.rows(comparison)]
-    changed = comparison_cells.layer_rows(comparison)
-    if changed:
-        headers = ["Layer", "Status", *(COST_TITLES[f] for f in COST_FIELDS)]
-        lines += ["", "| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * len(COST_FIELDS)]
-        lines += ["| " + " | ".join(_cell(c) for c in cells) + " |" for cells in changed]
-    elif comparison.layers:
-        lines += ["", "No layer changed."]
-    return "\n".join(lines) + "\n"
+def _table(table: Table) -> list[str]:
+    shown = [i for i, column in enumerate(table.columns) if not column.extra]
+    lines = [f"**{_cell(table.title)}**", ""] if table.title else []
+    lines.append(_line([_cell(table.columns[i].title) for i in shown]))
+    lines.append(_line(["---:" if table.columns[i].numeric else "---" for i in shown]))
+    lines += [_line([_cell(row[i].text) for i in shown]) for row in table.rows]
+    if table.total:
+        lines.append(_line([f"**{_cell(table.total[i].text)}**" if table.total[i].text else "" for i in shown]))
+    return lines
 
 
-def render_backend(comparison: BackendComparison, ours_total: int) -> str:
-    """modelprof beside another tool as a Markdown table."""
-    lines = ["", f"#### modelprof beside {comparison.backend}", ""]
-    if comparison.rows:
-        headers = backend_cells.headers(comparison)
-        lines += ["| " + " | ".join(headers) + " |", "|---|---|---:|---:|---:|---:|---|"]
-        lines += ["| " + " | ".join(_cell(c) for c in cells) + " |" for cells in backend_cells.rows(comparison)]
-        lines.append("")
-    lines.append(backend_cells.summary(comparison, ours_total))
+def render(document: Document, color: bool = False) -> str:
+    """``### title``, then each table and note separated by blank lines (consecutive notes stay together)."""
+    lines = [f"### {document.title}"] if document.title else []
+    previous = None
+    for block in document.blocks:
+        if lines and not (isinstance(block, Note) and isinstance(previous, Note)):
+            lines.append("")
+        lines += _table(block) if isinstance(block, Table) else [block.text]
+        previous = block
     return "\n".join(lines) + "\n"

@@ -1,20 +1,14 @@
-"""The rich table for people, in the spirit of torchstat's report."""
+"""The rich table for people, in the spirit of torchstat's report: boxed tables, a footer total, notes below."""
 
 from __future__ import annotations
 
 import io
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
-from .. import units
-from ..backends import BackendComparison
-from ..compare import Comparison
-from ..report import COST_FIELDS, COST_TITLES, BenchReport, Report
-from . import backend_cells, comparison_cells
-from .bench_columns import BENCH_COLUMNS, summary_lines, throughput_chart
-from .columns import COLUMNS, NUMERIC_FROM
+from ..document import Document, Table
 
 
 def _console(buffer: io.StringIO, color: bool, width: int | None) -> Console:
@@ -23,77 +17,32 @@ def _console(buffer: io.StringIO, color: bool, width: int | None) -> Console:
                    highlight=False)
 
 
-def render(report: Report, color: bool = False, width: int | None = None) -> str:
-    """The report as a boxed table with humanized numbers, a totals row and the ops that were not counted."""
-    table = Table(title=Text(f"{report.model}  ({units.inputs(report.inputs)}; {report.device}, {report.dtype})"),
-                  show_footer=bool(report.layers))
-    for index, (header, human, _) in enumerate(COLUMNS):
-        justify = "right" if index >= NUMERIC_FROM else "left"
-        table.add_column(Text(header), footer=Text(human(report.total)), justify=justify, overflow="fold")
-    for row in report.layers:
-        table.add_row(*(Text(human(row)) for _, human, _ in COLUMNS))
-    if not report.layers:
-        table.add_row(*(Text(human(report.total)) for _, human, _ in COLUMNS))
+def _rich(table: Table, title: str) -> RichTable:
+    rich = RichTable(title=Text(title) if title else None, show_footer=table.total is not None)
+    shown = [i for i, column in enumerate(table.columns) if not column.extra]
+    for index in shown:
+        column = table.columns[index]
+        footer = Text(table.total[index].text) if table.total else ""
+        rich.add_column(Text(column.title), footer=footer, justify="right" if column.numeric else "left",
+                        overflow="fold")
+    for row in table.rows:
+        rich.add_row(*(Text(row[i].text) for i in shown))
+    return rich
+
+
+def render(document: Document, color: bool = False, width: int | None = None) -> str:
+    """Tables boxed, the first untitled one titled with the document's title; notes as plain lines."""
     buffer = io.StringIO()
     console = _console(buffer, color, width)
-    console.print(table)
-    total = report.total
-    console.print(Text(f"Params: {total.params:,} ({total.trainable_params:,} trainable, "
-                       f"{total.non_trainable_params:,} non-trainable)"))
-    if report.unsupported:
-        ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
-        console.print(Text(f"Not counted (no formula): {ops}"))
-    return buffer.getvalue()
-
-
-def render_bench(report: BenchReport, color: bool = False, width: int | None = None) -> str:
-    """The sweep as a table (units in headers), then environment, search answer and a throughput chart."""
-    table = Table(title=Text(f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"))
-    for index, (header, _, _) in enumerate(BENCH_COLUMNS):
-        table.add_column(Text(header), justify="right" if 0 < index < len(BENCH_COLUMNS) - 1 else "left")
-    for row in report.sweep:
-        table.add_row(*(Text(human(row)) for _, human, _ in BENCH_COLUMNS))
-    buffer = io.StringIO()
-    console = _console(buffer, color, width)
-    console.print(table)
-    for line in summary_lines(report) + throughput_chart(report):
-        console.print(Text(line))
-    return buffer.getvalue()
-
-
-def render_comparison(comparison: Comparison, color: bool = False, width: int | None = None) -> str:
-    """Totals (and latencies) old vs new, then the layers that changed."""
-    buffer = io.StringIO()
-    console = _console(buffer, color, width)
-    totals = Table(title=Text(f"{comparison.old} → {comparison.new}"))
-    for header in ("Metric", "Old", "New", "Change"):
-        totals.add_column(header, justify="left" if header == "Metric" else "right")
-    for _, cells in comparison_cells.rows(comparison):
-        totals.add_row(*(Text(c) for c in cells))
-    console.print(totals)
-    changed = comparison_cells.layer_rows(comparison)
-    if changed:
-        layers = Table(title="Layers added, removed or changed")
-        for header in ("Layer", "Status", *(COST_TITLES[f] for f in COST_FIELDS)):
-            layers.add_column(header)
-        for cells in changed:
-            layers.add_row(*(Text(c) for c in cells))
-        console.print(layers)
-    elif comparison.layers:
-        console.print("No layer changed.")
-    return buffer.getvalue()
-
-
-def render_backend(comparison: BackendComparison, ours_total: int, color: bool = False) -> str:
-    """modelprof's per-layer numbers beside another tool's, with the reason wherever they differ."""
-    buffer = io.StringIO()
-    console = _console(buffer, color, None)
-    if comparison.rows:
-        table = Table(title=Text(f"modelprof beside {comparison.backend}"))
-        for index, header in enumerate(backend_cells.headers(comparison)):
-            table.add_column(Text(header), justify="right" if 2 <= index <= 5 else "left", overflow="fold")
-        for cells in backend_cells.rows(comparison):
-            table.add_row(*(Text(c) for c in cells))
-        console.print(table)
-    console.print(Text(backend_cells.summary(comparison, ours_total)))
+    title = document.title
+    first = document.blocks[0] if document.blocks else None
+    if title and not (isinstance(first, Table) and not first.title):
+        console.print(Text(title))
+        title = ""
+    for block in document.blocks:
+        if isinstance(block, Table):
+            console.print(_rich(block, block.title or title))
+            title = ""
+        else:
+            console.print(Text(block.text))
     return buffer.getvalue()

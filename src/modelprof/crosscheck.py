@@ -1,10 +1,11 @@
-"""``modelprof stats --backend thop|torchstat``: run the tool users know on the same model and put its per-layer
-numbers beside modelprof's, with the reason wherever they differ.
+"""Cross-checks: run a tool users know (thop, torchstat) on the same model and put its per-layer numbers beside
+modelprof's, with the reason wherever they differ.
 
 Both run on a deep copy of the model (thop and torchstat leave buffers behind in the model they profile);
-multi-input models go through :class:`~modelprof.loading.SingleTensorAdapter`. torchstat's own report crashes
-on current pandas, so its per-layer formula functions are called from modelprof's hooks instead, one layer at a
-time, so that a layer torchstat cannot handle (Linear on 3-D input) is reported and the rest still compared.
+multi-input models go through :class:`~modelprof.loading.SingleTensorAdapter`, fed the first float input,
+positional or keyword. torchstat's own report crashes on current pandas, so its per-layer formula functions are
+called from modelprof's hooks instead, one layer at a time, so that a layer torchstat cannot handle (Linear on
+3-D input) is reported and the rest still compared.
 """
 
 from __future__ import annotations
@@ -12,89 +13,52 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import UsageError, first_line
+from .errors import UsageError, one_line
 from .loading import ModelSource, SingleTensorAdapter
-from .report import Report
+from .report import CrossCheck, CrossCheckRow, Report
 
 
-class Backend(StrEnum):
-    """Tools that ``--backend`` can run beside modelprof."""
+class Tool(StrEnum):
+    """Tools that modelprof can cross-check its counts against."""
 
     THOP = "thop"
     TORCHSTAT = "torchstat"
 
 
-@dataclass(frozen=True)
-class BackendRow:
-    """One layer: modelprof's numbers, the other tool's (None where it has no row), and why they differ."""
-
-    name: str
-    type: str
-    flops: int
-    theirs_flops: float | None
-    madd: int
-    theirs_madd: float | None
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "flops": self.flops, "backend_flops": self.theirs_flops,
-                "madd": self.madd, "backend_madd": self.theirs_madd, "reason": self.reason}
+INSTALL = "pip install 'modelprof[crosscheck]'"
 
 
-@dataclass(frozen=True)
-class BackendComparison:
-    """A backend's per-layer results beside modelprof's. ``error`` is set when the tool failed outright."""
-
-    backend: str
-    rows: tuple[BackendRow, ...]
-    total_flops: float | None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "total_flops": self.total_flops, "error": self.error,
-                "layers": [r.to_dict() for r in self.rows]}
-
-
-_INSTALL = "pip install 'modelprof[compare]'"
-
-
-def run_backend(backend: Backend, source: ModelSource, model: nn.Module, report: Report, batch: int
-                ) -> BackendComparison:
-    """Run ``backend`` on a copy of ``model`` with inputs from ``source`` and compare with ``report``."""
+def run_crosscheck(tool: Tool, source: ModelSource, model: nn.Module, report: Report, batch: int) -> CrossCheck:
+    """Run ``tool`` on a copy of ``model`` with inputs from ``source`` and compare with ``report``."""
     if source.inputs.factory:
-        raise UsageError("--backend needs inputs described with --shape/--input (the single-tensor adapter "
-                         "rebuilds them); --inputs factories are not supported")
-    if backend is Backend.TORCHSTAT and batch != 1:
-        raise UsageError("--backend torchstat: torchstat always profiles one sample; use --batch 1")
+        raise UsageError(f"a {tool} cross-check needs inputs described by shape (the single-tensor adapter "
+                         "rebuilds them), not an inputs factory")
+    if tool is Tool.TORCHSTAT and batch != 1:
+        raise UsageError("torchstat always profiles one sample; cross-check it at batch 1", option="batch")
     specs = source.inputs.specs
-    if not specs or specs[0].name is not None or not specs[0].dtype.value.startswith(("float", "bfloat")):
-        raise UsageError("--backend: the first input must be a positional float tensor (thop and torchstat feed "
-                         "one float tensor through the single-tensor adapter)")
-    wrapped = len(specs) > 1
+    fed = SingleTensorAdapter.first_float(specs)
+    if fed is None:
+        raise UsageError(f"{tool} feeds one float tensor, and none of the inputs is a float tensor")
+    wrapped = len(specs) > 1 or specs[fed].name is not None
     subject = copy.deepcopy(model)
     if wrapped:
-        subject = SingleTensorAdapter(subject, specs)
-    x = specs[0].make(batch, source.device.value, source.dtype.torch if source.dtype else None)
+        subject = SingleTensorAdapter(subject, specs, fed)
+    x = specs[fed].make(batch, source.device.value, source.dtype.torch if source.dtype else None)
     try:
-        if backend is Backend.THOP:
-            theirs = _thop_layers(subject, x)
-        else:
-            theirs = _torchstat_layers(subject, x)
+        theirs = _thop_layers(subject, x) if tool is Tool.THOP else _torchstat_layers(subject, x)
     except ImportError:
-        raise UsageError(f"--backend {backend}: {backend} is not installed; {_INSTALL}") from None
+        raise UsageError(f"{tool} is not installed; {INSTALL}") from None
     except Exception as exc:  # the tool crashed outright: say so, keep modelprof's report
-        message = first_line(exc)
-        return BackendComparison(str(backend), (), None, f"{backend} failed: {type(exc).__name__}: {message}")
+        return CrossCheck(str(tool), (), None, f"{tool} failed: {type(exc).__name__}: {one_line(exc)}")
     if wrapped:
         theirs = {name.removeprefix("model."): value for name, value in theirs.items()}
-    return _compare(backend, report, theirs)
+    return _compare(tool, report, theirs)
 
 
 def _thop_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[float | None, float | None, str]]:
@@ -161,17 +125,17 @@ def _torchstat_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[floa
 _THOP_ZERO = ("ReLU", "ReLU6", "MaxPool", "AdaptiveMaxPool", "Dropout", "ZeroPad", "PixelShuffle")
 
 
-def _reason(backend: Backend, row_type: str, ours: float, theirs: float | None, note: str) -> str:
+def _reason(tool: Tool, row: Any, ours: float, theirs: float | None, note: str) -> str:
+    row_type = row.type
     if note:
         return note
-    if " (" in row_type:
-        return f"functional ops run in forward ({row_type.split(' (', 1)[1].rstrip(')')}) are invisible to " \
-               f"{backend}'s module hooks"
+    if row.ops:
+        return f"functional ops run in forward ({', '.join(row.ops)}) are invisible to {tool}'s module hooks"
     if theirs is None:
-        return f"{backend} reports no row for this layer"
+        return f"{tool} reports no row for this layer"
     if theirs == ours:
         return ""
-    if backend is Backend.THOP:
+    if tool is Tool.THOP:
         from thop.profile import register_hooks
 
         if theirs == 0 and row_type.startswith(_THOP_ZERO):
@@ -184,16 +148,15 @@ def _reason(backend: Backend, row_type: str, ours: float, theirs: float | None, 
     return f"torchstat's {row_type} convention differs"
 
 
-def _compare(backend: Backend, report: Report, theirs: dict[str, tuple[float | None, float | None, str]]
-             ) -> BackendComparison:
+def _compare(tool: Tool, report: Report, theirs: dict[str, tuple[float | None, float | None, str]]) -> CrossCheck:
     rows = []
     for layer in report.layers:
         flops, madd, note = theirs.get(layer.name, (None, None, ""))
-        if backend is Backend.THOP:
-            reason = _reason(backend, layer.type, layer.flops, flops, note)
+        if tool is Tool.THOP:
+            reason = _reason(tool, layer, layer.flops, flops, note)
         else:
             mismatch = [(ours, their) for ours, their in ((layer.flops, flops), (layer.madd, madd)) if ours != their]
-            reason = _reason(backend, layer.type, *(mismatch[0] if mismatch else (0, 0)), note)
-        rows.append(BackendRow(layer.name, layer.type, layer.flops, flops, layer.madd, madd, reason))
+            reason = _reason(tool, layer, *(mismatch[0] if mismatch else (0, 0)), note)
+        rows.append(CrossCheckRow(layer.name, layer.label, layer.flops, flops, layer.madd, madd, reason))
     total = sum(v[0] for v in theirs.values() if v[0] is not None)
-    return BackendComparison(str(backend), tuple(rows), total)
+    return CrossCheck(str(tool), tuple(rows), total)

@@ -1,0 +1,103 @@
+"""Which module of a model is running, and what each module did: names, the running-module stack, calls, shapes.
+
+A :class:`ModuleTracker` is the one place that follows a model's module tree while it runs; collectors ask it
+which module to charge (:attr:`ModuleTracker.current`) and read the names, calls and shapes afterwards.
+
+NB: PyTorch's ``torch.utils.module_tracker.ModuleTracker`` was the model, but it keeps a *set* of running modules
+(no innermost one), names them by class path rather than by ``named_modules`` name, and hooks every module in the
+process; a collector charging ops needs the innermost module of one model, so this tracker keeps a stack.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from .formulas import leaves
+from .metrics import Phase
+from .report import ROOT, ModuleInfo, Shape
+
+
+def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
+    """The shape of every tensor inside ``values`` (nested tuples, lists and dicts included; other containers,
+    such as a model's output dataclass, are read through pytree)."""
+    found = []
+    for leaf in leaves(values):
+        if isinstance(leaf, torch.Tensor):
+            found.append(tuple(leaf.shape))
+        elif leaf is not None and not isinstance(leaf, int | float | bool | str):
+            found.extend(tuple(t.shape) for t in tree_flatten(leaf)[0] if isinstance(t, torch.Tensor))
+    return tuple(found)
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """True for a module with no children."""
+    return next(module.children(), None) is None
+
+
+class ModuleTracker:
+    """Follows one model while it runs: a context manager that hooks every module and removes the hooks on exit.
+
+    ``names`` maps each module to its ``named_modules`` name (the top-level module is ``(root)``); ``stack`` is the
+    running modules, innermost last; ``calls`` counts calls; ``shapes`` keeps the input and output shapes of each
+    module's first call; ``leaf_order`` lists leaf modules in the order they first ran; ``phase`` is the phase of
+    the step now running (the forward today).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.names: dict[int, str] = {id(m): (name or ROOT) for name, m in model.named_modules()}
+        self.modules: dict[str, nn.Module] = {self.names[id(m)]: m for m in model.modules()}
+        self.stack: list[str] = []
+        self.calls: Counter = Counter()
+        self.shapes: dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]] = {}
+        self.leaf_order: dict[str, None] = {}
+        self.phase = Phase.FORWARD
+        self._handles: list[Any] = []
+
+    @property
+    def current(self) -> str:
+        """The innermost running module (the top-level one when none is)."""
+        return self.stack[-1] if self.stack else ROOT
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        name = self.names[id(module)]
+        self.stack.append(name)
+        self.calls[name] += 1
+        if name not in self.shapes:
+            self.shapes[name] = (tensor_shapes(args, kwargs), ())
+        if is_leaf(module):
+            self.leaf_order.setdefault(name)
+
+    def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        name = self.stack.pop()
+        if not self.shapes[name][1]:
+            self.shapes[name] = (self.shapes[name][0], tensor_shapes(output))
+
+    def __enter__(self) -> ModuleTracker:
+        for module in self.model.modules():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._post_hook, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def type_of(self, name: str) -> str:
+        """The class name of the module called ``name``."""
+        return type(self.modules[name]).__name__
+
+    def input_shapes(self, name: str) -> tuple[Shape, ...]:
+        """The input shapes of the first call of ``name`` (empty when it never ran)."""
+        return self.shapes.get(name, ((), ()))[0]
+
+    def infos(self) -> dict[str, ModuleInfo]:
+        """What folding needs of every module: its type and the shapes of its first call."""
+        return {name: ModuleInfo(type(module).__name__, *self.shapes.get(name, ((), ())))
+                for name, module in self.modules.items()}
