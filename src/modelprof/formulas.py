@@ -1,6 +1,6 @@
 """The registry of cost formulas, one per aten op.
 
-Counting convention (see COUNTING.md):
+Counting convention (see docs/counting.md):
 
 * ``flops``  multiply-accumulates counted once (torchstat's "Flops", thop's and ptflops' "MACs"); an op that is
   not a multiply-accumulate (an activation, a comparison, a max) counts one per element it produces, as torchstat
