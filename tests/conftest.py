@@ -42,7 +42,7 @@ def stats_json(run):
 def fixed_report():
     """``fixed_report(madd_scale=1, extra_layer=False)``: a hand-made stats report (no model), built by keyword.
 
-    The worked example's conv1 and relu1 rows (COUNTING.md): conv1 Flops 250*250*3*2*7*7 = 18,375,000,
+    The worked example's conv1 and relu1 rows (docs/counting.md): conv1 Flops 250*250*3*2*7*7 = 18,375,000,
     MAdd 36,625,000, MemRead 3,001,176, MemWrite 500,000; relu1 125,000 / 125,000 / 500,000 / 500,000.
     """
     from modelprof.report import InputInfo, LayerCost, Report, TotalCost

@@ -14,7 +14,7 @@ from modelprof.views import comparison_document, stats_document
 
 EXPECTED = Path(__file__).parent / "expected"
 
-# The worked example at 3x500x500 (COUNTING.md): params 298, Flops 18,750,000, MAdd 37,250,000,
+# The worked example at 3x500x500 (docs/counting.md): params 298, Flops 18,750,000, MAdd 37,250,000,
 # MemRead 4,001,192, MemWrite 1,500,000.
 
 

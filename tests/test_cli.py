@@ -13,7 +13,7 @@ from fixtures import CAPTION_FLAGS, EXAMPLES, WORKED
 def test_worked_example_exact_through_json(stats_json):
     report = stats_json(WORKED, "--shape", "3,500,500")
     rows = {r["name"]: r for r in report["layers"]}
-    # COUNTING.md, by hand: conv1 250*250*3*2*7*7 etc.
+    # docs/counting.md, by hand: conv1 250*250*3*2*7*7 etc.
     assert {k: rows["conv1"][k] for k in ("flops", "madd", "mem_read", "mem_write")} == {
         "flops": 18_375_000, "madd": 36_625_000, "mem_read": 3_001_176, "mem_write": 500_000}
     assert {k: rows["bn1"][k] for k in ("madd", "flops", "mem_read", "mem_write")} == {
@@ -193,3 +193,13 @@ def test_python_dash_m_subprocess():
     result = subprocess.run([sys.executable, "-m", "modelprof", "stats", WORKED, "--shape", "x"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_renderers_views_and_help_import_no_torch():
+    # renderers never touch torch, and --help/--version start without it (python -X importtime shows the same)
+    probe = ("import sys\nimport modelprof.renderers, modelprof.views\nfrom modelprof.cli import main\n"
+             "for argv in (['--help'], ['--version'], ['stats', '--help']):\n"
+             "    try:\n        main(argv)\n    except SystemExit as exit_:\n        assert exit_.code == 0\n"
+             "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

@@ -32,7 +32,7 @@ def assert_rows_add_up(report):
 
 @pytest.mark.parametrize(
     ("factory", "macs", "params"),
-    [(resnet18, 1_814_073_344, 11_689_512), (resnet50, 4_089_184_256, 25_557_032)],  # COUNTING.md references
+    [(resnet18, 1_814_073_344, 11_689_512), (resnet50, 4_089_184_256, 25_557_032)],  # docs/counting.md references
 )
 def test_resnet_conv_and_linear_match_published_counts(factory, macs, params):
     model = factory()

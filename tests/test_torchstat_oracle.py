@@ -1,7 +1,7 @@
 """modelprof's rows against torchstat's own per-layer formula functions, on many random layer configurations.
 
 torchstat profiles one sample; its MAdd is per sample, so the reference is scaled by the batch N. Where
-COUNTING.md lists a torchstat bug, the reference is torchstat's value with that documented fix applied:
+docs/counting.md lists a torchstat bug, the reference is torchstat's value with that documented fix applied:
 weights are read once per batch, not once per sample (MemRead N*(n + P) becomes N*n + P), and Upsample's Flops
 keep the channel count torchstat drops.
 """
