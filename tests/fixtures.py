@@ -130,3 +130,35 @@ class Hungry(nn.Module):
 def broken_factory():
     """A factory that fails the way a real one does when its checkpoint is missing (a two-line message)."""
     raise RuntimeError("weights file not found\nsecond line of the message")
+
+
+class Printer(nn.Module):
+    """Prints while it is built and while it runs, as debugging code left in a model does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        print("building Printer")
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        print("forward got", tuple(x.shape))
+        return self.fc(x)
+
+
+class Exiter(nn.Module):
+    """Calls sys.exit(3) in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        raise SystemExit(3)
+
+
+class ExitsWhenBuilt(nn.Module):
+    """Calls sys.exit(4) in its constructor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        raise SystemExit(4)

@@ -129,7 +129,6 @@ def test_find_batch_in_process_with_max_batch(run):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--find-batch"], "needs --memory-limit"),
         (["--memory-limit", "lots"], "not a size"),
         (["--device", "cuda", "--memory-limit", "1GiB"], "applies to --device cpu"),
         (["--compile", "--find-batch", "--max-batch", "4"], "not supported"),

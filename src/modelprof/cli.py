@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import click
 from . import __version__, units
 from .budgets import LIMITS, load_budget, parse_limit
 from .document import Document
-from .errors import Hint, ModelprofError, UsageError, one_line
+from .errors import Hint, ModelError, ModelprofError, UsageError, one_line
 from .options import MODEL_DTYPES, Device, DType, ModelSource, OutputOptions, input_options, parse_kwargs
 from .renderers import OutputFormat, render
 
@@ -28,6 +29,7 @@ HINTS = {
     Hint.INPUTS: "check the input shapes and dtypes given with --shape/--input/--inputs",
     Hint.KWARGS: """give its arguments as JSON, e.g. --kwargs '{"num_classes": 10}'""",
     Hint.STRICT: "register one with modelprof.register_formula or drop --strict",
+    Hint.META_DEVICE: "count it without allocating anything with --device meta",
 }
 
 
@@ -46,10 +48,10 @@ def check_writable(output: str) -> None:
 
 
 def emit(document: Document, out: OutputOptions) -> None:
-    """Render ``document`` in the chosen format and write it (``-`` is stdout)."""
+    """Render ``document`` in the chosen format and write it (``-`` is the report stream: the real stdout)."""
     text = render(document, out.fmt, color=out.color)
     if out.path == "-":
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, file=out.stream)
         return
     try:
         Path(out.path).write_text(text, encoding="utf-8")
@@ -58,10 +60,22 @@ def emit(document: Document, out: OutputOptions) -> None:
 
 
 def output_options(fmt: str, output: str) -> OutputOptions:
-    """Check ``-o`` and decide colour (a table on a terminal only)."""
+    """Check ``-o`` and decide colour (a table on a terminal only); the report goes to today's stdout."""
     check_writable(output)
     color = output == "-" and fmt == OutputFormat.TABLE and sys.stdout.isatty()
-    return OutputOptions(fmt=fmt, path=output, color=color)
+    return OutputOptions(fmt=fmt, path=output, color=color, stream=sys.stdout)
+
+
+@contextlib.contextmanager
+def users_code() -> Iterator[None]:
+    """While a user's model is imported, built and run: what it prints goes to stderr, so stdout holds only the
+    report, and its ``sys.exit`` is a model failure, not modelprof's exit code."""
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            yield
+        except SystemExit as exc:
+            raise ModelError(f"the model's code called sys.exit({exc.code!r}) while modelprof was building or "
+                             "running it") from exc
 
 
 @contextlib.contextmanager
@@ -116,7 +130,8 @@ def model_command(command: Callable[..., None]) -> Callable[..., None]:
                              kwargs=parse_kwargs(kwargs_json), device=Device(device),
                              dtype=DType(dtype) if dtype else None,
                              channels_last=options.pop("channels_last", False))
-        command(source=source, out=out, **options)
+        with users_code():
+            command(source=source, out=out, **options)
 
     for option in reversed(_MODEL_OPTIONS):
         wrapper = option(wrapper)
@@ -201,7 +216,15 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
-    _check_bench_options(source, find_batch, max_batch, memory_limit, compile_model)
+    _check_bench_options(source, find_batch, memory_limit, compile_model)
+    limit_from = "--memory-limit" if memory_limit is not None else None
+    if find_batch and source.device == Device.CPU and memory_limit is None and max_batch is None:
+        from .timing import available_memory_bytes
+
+        memory_limit, limit_from = available_memory_bytes(), "the memory available on this machine"
+        if memory_limit is None:
+            raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch here: this "
+                             "system does not say how much memory is available")
     if plot:
         check_writable(plot)
     from .bench import run_bench
@@ -214,20 +237,19 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     with progress_bar(not quiet and sys.stderr.isatty()) as progress:
         report = run_bench(source, settings, batch, find_batch, max_batch, batch_tolerance, memory_limit,
                            compile_model, threads, progress)
+    if limit_from:
+        report = replace(report, environment={**report.environment, "memory_limit_from": limit_from})
     emit(bench_document(report), out)
     if plot:
         save_plot(report, plot)
 
 
-def _check_bench_options(source: ModelSource, find_batch: bool, max_batch: int | None, memory_limit: int | None,
+def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: int | None,
                          compile_model: bool) -> None:
     """Refuse option combinations that cannot work, before anything is built."""
     if source.device == Device.META:
         raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
                          "use --device cpu or cuda (stats --device meta counts without running)")
-    if find_batch and source.device == Device.CPU and memory_limit is None and max_batch is None:
-        raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch, or it would "
-                         "use up this machine's memory")
     if memory_limit is not None and source.device != Device.CPU:
         raise UsageError("--memory-limit applies to --device cpu; on cuda the GPU's own memory is the limit")
     if compile_model and find_batch:

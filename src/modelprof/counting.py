@@ -82,6 +82,13 @@ class CostMode(TorchDispatchMode):
         self.records: dict[tuple[str, Phase], Record] = {}
         self.unsupported: Counter = Counter()
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # NB: by default TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports torch._dynamo (about a second) and whose wrapper runs on every op. Counting never compiles,
+        # so the mode opts out.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func.overloadpacket
@@ -136,11 +143,13 @@ def _forward(model: nn.Module, args: tuple, kwargs: dict, tracker: ModuleTracker
         return model(*args, **kwargs)
     except FormulaError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         layer = tracker.current
         got = units.shapes(tracker.input_shapes(layer)) or "no tensors"
-        raise ModelError(f"the forward pass failed in layer '{layer}' ({tracker.type_of(layer)}) with input "
-                         f"shapes {got}: {one_line(exc)}", hint=Hint.INPUTS) from exc
+        where = f"in layer '{layer}' ({tracker.type_of(layer)}) with input shapes {got}"
+        if isinstance(exc, SystemExit):
+            raise ModelError(f"the forward pass called sys.exit({exc.code!r}) {where}") from exc
+        raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=Hint.INPUTS) from exc
 
 
 def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call: tuple[tuple, dict, Any],

@@ -16,6 +16,7 @@ class Hint(StrEnum):
     INPUTS = "inputs"
     KWARGS = "kwargs"
     STRICT = "strict"
+    META_DEVICE = "meta_device"
 
 
 class ModelprofError(Exception):

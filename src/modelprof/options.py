@@ -8,13 +8,15 @@ input is really built, so ``modelprof --help`` starts without it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import UsageError
+from . import units
+from .errors import Hint, UsageError, one_line
 
 
 class Device(StrEnum):
@@ -61,12 +63,27 @@ class InputSpec:
         import torch
 
         shape = (batch, *self.shape)
-        if self.dtype == DType.BOOL:
-            return torch.randint(0, 2, shape, device=device).bool()
-        if self.dtype in (DType.INT64, DType.INT32):
-            return torch.randint(0, self.high, shape, device=device, dtype=self.dtype.torch)
-        dtype = float_dtype if float_dtype is not None else self.dtype.torch
-        return torch.randn(shape, device=device, dtype=dtype)
+        dtype = float_dtype if float_dtype is not None and self.dtype in MODEL_DTYPES else self.dtype.torch
+        try:
+            if self.dtype == DType.BOOL:
+                return torch.randint(0, 2, shape, device=device).bool()
+            if self.dtype in (DType.INT64, DType.INT32):
+                return torch.randint(0, self.high, shape, device=device, dtype=dtype)
+            return torch.randn(shape, device=device, dtype=dtype)
+        except (RuntimeError, MemoryError, OverflowError) as exc:
+            raise self._too_large(shape, dtype.itemsize, exc) from None
+
+    @staticmethod
+    def _too_large(shape: tuple[int, ...], itemsize: int, exc: BaseException) -> UsageError:
+        """The error for an input that cannot be created: the memory it needs, or the size that overflows."""
+        numel = math.prod(shape)
+        where = units.shapes((shape,))
+        if numel >= 2**63:
+            return UsageError(f"an input of shape {where} has {numel:,} elements, more than a tensor can hold; "
+                              "give smaller sizes")
+        return UsageError(f"an input of shape {where} needs {units.nbytes(numel * itemsize)} "
+                          f"({numel * itemsize:,} bytes), more than can be allocated here ({one_line(exc)})",
+                          hint=Hint.META_DEVICE)
 
 
 _SHAPE = re.compile(r"^\s*(\d+\s*([,x×]\s*\d+\s*)*)?$")
@@ -79,6 +96,9 @@ def parse_shape(text: str, option: str = "--shape") -> tuple[int, ...]:
     dims = tuple(int(d) for d in re.split(r"[,x×]", text.replace(" ", ""))) if text.strip() else ()
     if any(d <= 0 for d in dims):
         raise UsageError(f"{option}: '{text}' has a size of 0; every size must be a positive integer")
+    if math.prod(dims) >= 2**62:
+        raise UsageError(f"{option}: '{text}' has {math.prod(dims):,} elements per sample, more than a tensor can "
+                         "hold; give smaller sizes")
     return dims
 
 
@@ -214,3 +234,4 @@ class OutputOptions:
     fmt: str = "table"
     path: str = "-"
     color: bool = False
+    stream: Any = None  #: where ``-`` writes (None: sys.stdout at the time of writing)

@@ -58,6 +58,16 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def available_memory_bytes() -> int | None:
+    """The memory this machine can give a new process now (Linux's MemAvailable), or None where unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
+
+
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -132,6 +132,10 @@ def _bench_summary(report: BenchReport) -> list[str]:
         lines.append(f"Compile time (first call, not timed above): {report.compile_seconds:.2f} s")
     if any(r.latency.noisy for r in report.sweep):
         lines.append("noisy: IQR above 10 % of the median; close other programs or raise the duration")
+    if env.get("memory_limit"):
+        source = env.get("memory_limit_from", "--memory-limit")
+        lines.append(f"Memory limit: {units.nbytes(env['memory_limit'])} ({source}); each batch size probed in a "
+                     "child process held to it")
     if report.probes is not None:
         failed = ", ".join(map(str, report.failed)) or "none"
         lines.append(f"Largest batch that ran: {report.max_batch}; best throughput from batch {report.best_batch} "
