@@ -257,3 +257,34 @@ def test_every_op_name_in_the_registry_exists_in_this_torch():
     # a misspelt name would be dropped silently when the registry is built
     missing = sorted({n for n in REQUESTED_OP_NAMES if not hasattr(torch.ops.aten, n)})
     assert len(REQUESTED_OP_NAMES) > 300 and missing == []
+
+
+def test_grouped_mm_counts_each_group_exactly():
+    mm = torch.ops.aten._grouped_mm
+    # experts: a (8 tokens, K 16) against b (3 experts, 16, 8), groups of 2, 2 and 4 rows -> out (8, 8)
+    # Flops = 8*8*16 = 1024; MAdd = 8*8*(2*16 - 1) = 1984; MemRead (8*16 + 3*16*8 + 3 offsets int32)
+    row = only_row(Fn(mm), torch.randn(8, 16), torch.randn(3, 16, 8), torch.tensor([2, 4, 8], dtype=torch.int32))
+    assert (row.flops, row.madd) == (1024, 1984)
+    assert row.mem_read == (8 * 16 + 3 * 16 * 8) * 4 + 3 * 4 and row.mem_write == 8 * 8 * 4
+    # batched: (3, 8, 16) @ (3, 16, 8) -> (3, 8, 8): Flops = 192 * 16 = 3072; MAdd = 192 * 31 = 5952
+    row = only_row(Fn(mm), torch.randn(3, 8, 16), torch.randn(3, 16, 8))
+    assert (row.flops, row.madd) == (3072, 5952)
+    # K split into groups of 4, 4 and 8: (8, 16) @ (16, 8) -> (3, 8, 8): Flops = 8*8*(4 + 4 + 8) = 1024;
+    # MAdd = 8*8*(7 + 7 + 15) = 1856 = 2*1024 - 192
+    row = only_row(Fn(mm), torch.randn(8, 16), torch.randn(8, 16).t(), torch.tensor([4, 8, 16], dtype=torch.int32))
+    assert (row.flops, row.madd) == (1024, 1856)
+
+
+def test_weight_norm_and_histogram():
+    # v (4, 3, 2) normalised per output channel, g (4, 1, 1): n = 24, C = 4 -> 3*24 + 4 = 76
+    row = only_row(Fn(torch._weight_norm), torch.randn(4, 3, 2), torch.randn(4, 1, 1), 0)
+    assert (row.flops, row.madd) == (76, 76)
+    assert row.mem_read == (24 + 4) * 4 and row.mem_write == (24 + 4) * 4  # w and the 4 norms
+    # histc over 10 elements into 4 bins: one step per element; reads 10 floats, writes 4
+    row = only_row(Fn(lambda x: torch.histc(x, bins=4)), torch.randn(10))
+    assert (row.flops, row.madd, row.mem_read, row.mem_write) == (10, 10, 40, 16)
+
+
+def test_in_place_detach_is_free():
+    row = only_row(Fn(lambda x: (x * 2).detach_()), torch.randn(5))
+    assert row.ops == () and row.flops == 5  # the root's own row: mul counted, detach_ free

@@ -111,7 +111,8 @@ FREE_OPS: frozenset[Any] = frozenset(
         "is_same_size", "_local_scalar_dense", "is_nonzero", "view_as_real", "view_as_complex", "real", "imag",
         "_assert_async", "_assert_tensor_metadata", "resolve_conj", "resolve_neg", "conj", "_neg_view",
         "_conj", "numpy_T", "mT", "mH", "adjoint", "expand_as", "unflatten", "chunk", "tensor_split", "hsplit",
-        "vsplit", "lift_fresh_copy", "_to_dense", "set_", "record_stream",
+        "vsplit", "lift_fresh_copy", "_to_dense", "set_", "record_stream", "detach_", "unsafe_split",
+        "unsafe_split_with_sizes", "unsafe_chunk",
     )
     + [torch.ops.prim.device]
 )
@@ -264,6 +265,26 @@ def addmm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     return io_cost(args, out, kwargs, madd, flops)
 
 
+@register_formula(*_ops("_grouped_mm"))
+def grouped_mm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Grouped matrix product (mixture-of-experts layers): G products with one call, ``offs`` marking the groups.
+
+    a (M_total, K) @ b (G, K, N) -> (M_total, N), a (G, M, K) @ b (G, K, N) -> (G, M, N) and a (G, M, K) @
+    b (K, N_total) -> (M, N_total): every output element is a dot product of length K = a.shape[-1], so
+        Flops = out * K;  MAdd = out * (2K - 1).
+    a (M, K_total) @ b (K_total, N) -> (G, M, N) splits K into groups K_g that sum to K_total:
+        Flops = M*N*K_total = (out / G) * K_total;  MAdd = sum_g M*N*(2K_g - 1) = 2*Flops - out.
+    NB: rows past the last offset (padding, which MoE layers do not use) are counted as computed: a formula
+    sees shapes, never the values of ``offs``.
+    """
+    a, b, o = args[0], args[1], _first(out)
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        flops = o.numel // o.shape[0] * a.shape[1]
+    else:
+        flops = o.numel * a.shape[-1]
+    return io_cost(args, out, kwargs, 2 * flops - o.numel, flops)
+
+
 @register_formula(*_ops("bilinear"))
 def bilinear_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """Bilinear y_k = x1^T W_k x2 (+ b_k) (torchstat's Bilinear MAdd).
@@ -380,6 +401,19 @@ register_formula(*_ops("instance_norm"))(norm_formula(4, 1, 2))
 register_formula(*_ops("rms_norm", "_fused_rms_norm"))(norm_formula(3, 2, None))
 
 
+@register_formula(*_ops("_weight_norm_interface"))
+def weight_norm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Weight normalisation w = g * v / ||v|| (norms over every dimension but ``dim``): n = v's elements,
+    C = g's elements (one norm each).
+
+    Flops = MAdd = n (squares summed) + C (square roots) + n (divide) + n (multiply by g) = 3n + C.
+    MemRead = v + g bytes; MemWrite = w + the norms' bytes.
+    """
+    v, g = args[0], args[1]
+    ops = 3 * v.numel + g.numel
+    return io_cost(args[:2], out, None, ops, ops)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Elementwise, activations, softmax, reductions
 # --------------------------------------------------------------------------------------------------------------
@@ -442,10 +476,12 @@ def softmax_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "var_mean", "std_mean", "argmax", "argmin", "norm", "linalg_vector_norm", "logsumexp", "cumsum",
         "cumsum_", "cumprod", "logcumsumexp", "all", "any", "count_nonzero", "topk", "sort", "argsort",
         "median", "nanmedian", "mode", "kthvalue", "cummax", "cummin", "_cdist_forward", "frobenius_norm",
+        "histc", "bincount",
     )
 )
 def reduction_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
-    """Reductions, scans and selections: Flops = MAdd = input elements (one step per element read)."""
+    """Reductions, scans, selections and histograms: Flops = MAdd = input elements (one step per element read;
+    a histogram finds each element's bin and adds one)."""
     x = args[0]
     return io_cost(args, out, kwargs, x.numel, x.numel)
 
