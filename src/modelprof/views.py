@@ -131,7 +131,7 @@ def _bench_summary(report: BenchReport) -> list[str]:
     if report.compile_seconds is not None:
         lines.append(f"Compile time (first call, not timed above): {report.compile_seconds:.2f} s")
     if any(r.latency.noisy for r in report.sweep):
-        lines.append("noisy: IQR above 10 % of the median; close other programs or raise the duration")
+        lines.append("noisy: IQR above 10 % of the median; close other programs or raise --duration")
     if env.get("memory_limit"):
         source = env.get("memory_limit_from", "--memory-limit")
         lines.append(f"Memory limit: {units.nbytes(env['memory_limit'])} ({source}); each batch size probed in a "
