@@ -406,7 +406,7 @@ def run_case(case: Case) -> Outcome:
 def modelprof_one_line(exc: BaseException) -> str:
     from modelprof.errors import one_line
 
-    return one_line(exc)[:160]
+    return one_line(exc)
 
 
 def markdown(outcomes: list[Outcome], command: str) -> str:
@@ -432,7 +432,7 @@ def markdown(outcomes: list[Outcome], command: str) -> str:
                 o.error = ("cannot run here: torchvision's compiled ops (nms, roi_align) do not load against this "
                            "CPU build of torch")
             if o.error:
-                lines.append(f"| {o.case.name} | {o.case.kind} | | | | {o.error.replace('|', '/')} | | |")
+                lines.append(f"| {o.case.name} | {o.case.kind} | | | | {o.error.replace('|', '/')[:200]} | | |")
                 continue
             unsupported = ", ".join(f"`{k}` ×{v}" for k, v in (o.unsupported or {}).items()) or "none"
             ratio = f"{o.fcm_ratio:.3f}" if o.fcm_ratio else "—"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
-from .counting import describe_inputs
+from .calibrate import calibrated
+from .counting import count_costs, describe_inputs
 from .errors import Hint, ModelError, UsageError, one_line
+from .layertime import UNATTRIBUTED, measure_layers
 from .options import Device, ModelSource
-from .report import BenchReport, best_batch
+from .report import BenchReport, LayerProfile, LayerTiming, best_batch, fold_name
+from .roofline import Peaks
 from .timing import (
     ChildProcessProbe,
     InProcessProbe,
@@ -26,55 +30,107 @@ ProgressFactory = Callable[[str], Progress | None]
 """Given a task label, returns a progress callback (or None for no progress display)."""
 
 
-def run_bench(source: ModelSource, settings: TimingSettings, batch: int = 1, find_batch: bool = False,
-              max_batch: int | None = None, tolerance: float = 0.01, memory_limit: int | None = None,
-              compile_model: bool = False, threads: int | None = None,
-              progress: ProgressFactory | None = None) -> BenchReport:
-    """Measure ``source`` at ``batch``, or with ``find_batch`` search and measure batch sizes.
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``bench`` measures beyond the timing settings: the batch (or a search for the largest one, bounded
+    by ``max_batch`` and, on CPU, ``memory_limit`` bytes per child process), compilation, CPU threads, and with
+    ``layers`` the time of every row at ``depth`` against the device's peaks (given, or calibrated)."""
 
-    On CPU with ``memory_limit`` every probe runs in a child process capped at that much memory; otherwise probes
+    batch: int = 1
+    find_batch: bool = False
+    max_batch: int | None = None
+    tolerance: float = 0.01
+    memory_limit: int | None = None
+    compile_model: bool = False
+    threads: int | None = None
+    layers: bool = False
+    depth: int | None = None
+    peak_flops: float | None = None
+    peak_bandwidth: float | None = None
+
+
+def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptions = BenchOptions(),
+              progress: ProgressFactory | None = None) -> BenchReport:
+    """Measure ``source`` at one batch (with ``options.layers``, layer by layer too), or search batch sizes.
+
+    On CPU with a memory limit every probe runs in a child process capped at that much memory; otherwise probes
     run here and out-of-memory errors are caught and recovered from.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    model = source.build_model() if not (find_batch and memory_limit is not None) else None
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    in_child = options.find_batch and options.memory_limit is not None
+    model = None if in_child else source.build_model()
     dtype = source.dtype.value if source.dtype else "float32"
     compile_seconds = None
-    if compile_model:
-        model, compile_seconds = _compiled(model, source, batch)
-    env = environment(source.device.value, dtype, settings.amp, source.channels_last, compile_model)
-    args, kwargs = source.build_inputs(batch if not find_batch else 1)
-    inputs = describe_inputs(args, kwargs)
+    if options.compile_model:
+        model, compile_seconds = _compiled(model, source, options.batch)
+    env = environment(source.device.value, dtype, settings.amp, source.channels_last, options.compile_model)
+    args, kwargs = source.build_inputs(options.batch if not options.find_batch else 1)
+    report = BenchReport(model=source.target, inputs=describe_inputs(args, kwargs), device=source.device.value,
+                         dtype=dtype, environment=env, sweep=(), compile_seconds=compile_seconds)
+    if options.find_batch:
+        return _search(source, settings, options, model, report, progress)
+    batch = options.batch
+    try:
+        result = measure(model, args, kwargs, batch, source.device.value, settings,
+                         progress(f"batch {batch}") if progress else None)
+        layers = (profile_layers(model, args, kwargs, source, settings, options, result.latency.median)
+                  if options.layers else None)
+    except Exception as exc:
+        raise _failure(exc, batch) from exc
+    return replace(report, sweep=(result,), layers=layers)
 
-    if not find_batch:
-        try:
-            result = measure(model, args, kwargs, batch, source.device.value, settings,
-                             progress(f"batch {batch}") if progress else None)
-        except Exception as exc:
-            raise _failure(exc, batch) from exc
-        return BenchReport(model=source.target, inputs=inputs, device=source.device.value, dtype=dtype,
-                           environment=env, sweep=(result,), compile_seconds=compile_seconds)
 
-    args = kwargs = None  # the search builds its own inputs per batch size
+def _search(source: ModelSource, settings: TimingSettings, options: BenchOptions, model: torch.nn.Module | None,
+            report: BenchReport, progress: ProgressFactory | None) -> BenchReport:
+    """The batch search: every probe measured, the largest batch that ran, the best one."""
 
     def label(b: int) -> Progress | None:
         return progress(f"batch {b}") if progress else None
 
-    if memory_limit is not None:
-        probe = ChildProcessProbe(source, settings, memory_limit, threads)
+    if options.memory_limit is not None:
+        probe = ChildProcessProbe(source, settings, options.memory_limit, options.threads)
     else:
         probe = InProcessProbe(source, model, settings, label)
-    search = find_max_batch(probe, max_batch=max_batch, tolerance=tolerance)
+    search = find_max_batch(probe, max_batch=options.max_batch, tolerance=options.tolerance)
     if search.max_batch is None:
-        where = f"under the memory limit of {memory_limit:,} bytes" if memory_limit else "on this device"
+        limit = options.memory_limit
+        where = f"under the memory limit of {limit:,} bytes" if limit else "on this device"
         raise UsageError(f"even batch 1 does not fit {where}; raise the limit or use a smaller model or input",
-                         option="memory_limit" if memory_limit else None)
+                         option="memory_limit" if limit else None)
     sweep = tuple(sorted((r for _, r in search.outcomes if r is not None), key=lambda r: r.batch))
     failed = tuple(sorted(b for b, r in search.outcomes if r is None))
-    env["memory_limit"] = memory_limit
-    return BenchReport(model=source.target, inputs=inputs, device=source.device.value, dtype=dtype,
-                       environment=env, sweep=sweep, max_batch=search.max_batch, best_batch=best_batch(sweep),
-                       probes=search.probes, failed=failed)
+    return replace(report, environment={**report.environment, "memory_limit": options.memory_limit}, sweep=sweep,
+                   max_batch=search.max_batch, best_batch=best_batch(sweep), probes=search.probes, failed=failed)
+
+
+def profile_layers(model: torch.nn.Module, args: tuple, kwargs: dict, source: ModelSource, settings: TimingSettings,
+                   options: BenchOptions, forward_median: float) -> LayerProfile:
+    """Time every stats row (folded at ``options.depth``) and join it with its counted MAdd and bytes.
+
+    The rows are those of ``stats`` on the same model and inputs: a module's self time goes to its row (its
+    ancestor's at ``depth``), and the self time of modules without a row goes to ``(unattributed)``.
+    """
+    counted = count_costs(model, args, kwargs, model_name=source.target)
+    owners = {row.name: fold_name(row.name, options.depth) for row in counted.layers}
+    samples = measure_layers(model, args, kwargs, source.device.value, owners.get, settings)
+    folded = counted.fold(options.depth) if options.depth is not None else counted
+    rows = [LayerTiming(r.name, r.label, r.calls, tuple(samples.get(r.name, ())), r.madd, r.mem_read + r.mem_write)
+            for r in folded.layers if r.name in samples]
+    if UNATTRIBUTED in samples:
+        rows.append(LayerTiming(UNATTRIBUTED, "Python between layers, hooks", 0, tuple(samples[UNATTRIBUTED])))
+    return LayerProfile(tuple(rows), forward_median, options.depth, _peaks(source, options))
+
+
+def _peaks(source: ModelSource, options: BenchOptions) -> Peaks:
+    """The peaks given as options, else the calibrated ones for this device and dtype (measured once, cached)."""
+    dtype = source.dtype.value if source.dtype else "float32"
+    if options.peak_flops and options.peak_bandwidth:
+        return Peaks(options.peak_flops, options.peak_bandwidth, "given")
+    measured = calibrated(source.device.value, dtype)
+    return Peaks(options.peak_flops or measured.flops, options.peak_bandwidth or measured.bandwidth,
+                 measured.source if not (options.peak_flops or options.peak_bandwidth) else "given and "
+                 + measured.source, measured.device, measured.datasheet_flops, measured.datasheet_bandwidth)
 
 
 def _compiled(model: torch.nn.Module, source: ModelSource, batch: int) -> tuple[torch.nn.Module, float]:

@@ -28,6 +28,7 @@ class Limit:
     show: Callable[[float], str]
     help: str
     needs_timing: bool = False
+    at_least: bool = False  #: a floor (``--min-*``): the measured value must reach it
 
     @property
     def option(self) -> str:
@@ -43,10 +44,26 @@ def _metric_limit(m: metrics.Metric) -> Limit:
 LATENCY = Limit("max_latency_ms", "median latency [ms]", float, lambda v: f"{v:.3f} ms",
                 "Limit on median latency in ms; runs a timing (see bench).", needs_timing=True)
 
+
+
+def _parse_share(text: str) -> float:
+    """``'30%'`` or ``'0.3'`` -> 0.3."""
+    cleaned = text.strip()
+    value = float(cleaned.removesuffix("%")) / (100 if cleaned.endswith("%") else 1)
+    if not 0 <= value <= 1:
+        raise ValueError(f"'{text}' is not a share between 0 and 100 %; write e.g. 30%")
+    return value
+
+
+MFU = Limit("min_mfu", "MFU", _parse_share, lambda v: f"{100 * v:.1f} %",
+            "Floor on model FLOP/s utilisation (achieved MAdd/s over the calibrated peak): 30%; runs a timing.",
+            needs_timing=True, at_least=True)
+
 #: Every limit ``check`` knows, by budget key, in the order check reports them.
 LIMITS: dict[str, Limit] = {
     **{f"max_{m.key}": _metric_limit(m) for m in metrics.METRICS if m.budget},
     LATENCY.key: LATENCY,
+    MFU.key: MFU,
 }
 
 
@@ -60,7 +77,7 @@ class LimitResult:
 
     @property
     def passed(self) -> bool:
-        return self.measured <= self.value
+        return self.measured >= self.value if self.limit.at_least else self.measured <= self.value
 
     def to_dict(self) -> dict[str, Any]:
         return {"limit": self.limit.key, "measured": self.measured, "max": self.value, "passed": self.passed}
@@ -124,10 +141,11 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
 
 
-def check_limits(limits: dict[str, float], report: Report, median_latency_s: float | None = None
-                 ) -> tuple[LimitResult, ...]:
+def check_limits(limits: dict[str, float], report: Report, median_latency_s: float | None = None,
+                 mfu: float | None = None) -> tuple[LimitResult, ...]:
     """Measured value against each limit, in the order of :data:`LIMITS`."""
     measured: dict[str, float | None] = {
         f"max_{m.key}": m.value(report.total.values) for m in metrics.METRICS if m.budget}
     measured[LATENCY.key] = None if median_latency_s is None else median_latency_s * 1e3
+    measured[MFU.key] = mfu
     return tuple(LimitResult(LIMITS[key], measured[key], limits[key]) for key in LIMITS if key in limits)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .budgets import LATENCY, CheckResult, check_limits
+from . import roofline
+from .budgets import LIMITS, MFU, CheckResult, check_limits
+from .calibrate import calibrated
 from .counting import count_costs
 from .errors import ModelError, UsageError, one_line
 from .options import Device, ModelSource
@@ -10,18 +12,22 @@ from .timing import TimingSettings, measure
 
 
 def run_check(source: ModelSource, limits: dict[str, float], batch: int = 1, duration: float = 1.0) -> CheckResult:
-    """Measure ``source`` and compare with ``limits`` (budget key -> value); latency is timed only when limited."""
-    timed = LATENCY.key in limits
+    """Measure ``source`` and compare with ``limits`` (budget key -> value); latency is timed only when limited,
+    and MFU (achieved MAdd/s over the calibrated peak) only when a floor asks for it."""
+    timed = any(LIMITS[key].needs_timing for key in limits)
     if timed and source.device == Device.META:
-        raise UsageError("latency cannot be measured on the meta device; use cpu or cuda", option="device")
+        raise UsageError("latency and MFU cannot be measured on the meta device; use cpu or cuda", option="device")
     model = source.build_model()
     args, kwargs = source.build_inputs(batch)
     report = count_costs(model, args, kwargs, model_name=source.target)
-    latency = None
+    latency = mfu = None
     if timed:
         try:
             latency = measure(model, args, kwargs, batch, source.device.value,
                               TimingSettings(duration=duration)).latency.median
         except Exception as exc:
-            raise ModelError(f"timing for the latency limit failed: {one_line(exc)}") from exc
-    return CheckResult(source.target, check_limits(limits, report, latency))
+            raise ModelError(f"timing for the latency and MFU limits failed: {one_line(exc)}") from exc
+    if MFU.key in limits:
+        dtype = source.dtype.value if source.dtype else "float32"
+        mfu = roofline.mfu(report.total.madd, latency, calibrated(source.device.value, dtype))
+    return CheckResult(source.target, check_limits(limits, report, latency, mfu))

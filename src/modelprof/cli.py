@@ -186,6 +186,15 @@ def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str |
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_count_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return units.parse_count(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @model_command
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
@@ -205,18 +214,30 @@ def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str |
               help="Stop bisecting when the gap is within this share of the answer.")
 @click.option("--memory-limit", callback=_parse_bytes_option, metavar="SIZE",
               help="CPU: probe each batch in a child process capped at this much memory (4GiB, 500MB).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Save a throughput-vs-batch chart (needs matplotlib).")
+@click.option("--layers", is_flag=True, help="Also time every layer (every row at --depth) and put it against the "
+              "device's roofline.")
+@click.option("--depth", type=click.IntRange(min=1), help="With --layers: rows folded at this depth of the module "
+              "tree (default: leaf rows, as stats).")
+@click.option("--peak-flops", callback=_parse_count_option, metavar="N",
+              help="With --layers: the device's peak MAdd/s (FLOP/s), e.g. 989T; default: calibrated.")
+@click.option("--peak-bandwidth", callback=_parse_bytes_option, metavar="SIZE",
+              help="With --layers: the device's peak memory bandwidth per second, e.g. 3.35TB; default: calibrated.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Save a chart (needs matplotlib): throughput against "
+              "batch, or with --layers the roofline.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warmup_time: float, duration: float,
-          reps: int | None, threads: int | None, amp: bool, compile_model: bool, find_batch: bool,
-          max_batch: int | None, batch_tolerance: float, memory_limit: int | None, plot: str | None,
-          quiet: bool) -> None:
-    """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one.
+          reps: int | None, amp: bool, plot: str | None, quiet: bool, **options: Any) -> None:
+    """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one; with
+    --layers, the time of every layer against the device's roofline.
 
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
-    _check_bench_options(source, find_batch, memory_limit, compile_model)
+    find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
+    _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
+    if options["layers"] and find_batch:
+        raise UsageError("--layers times one batch; drop --find-batch, or find the batch first and then time its "
+                         "layers with --batch N")
     limit_from = "--memory-limit" if memory_limit is not None else None
     if find_batch and source.device == Device.CPU and memory_limit is None and max_batch is None:
         from .timing import available_memory_bytes
@@ -227,16 +248,17 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
                              "system does not say how much memory is available")
     if plot:
         check_writable(plot)
-    from .bench import run_bench
+    from .bench import BenchOptions, run_bench
     from .renderers.plot import save_plot
     from .timing import TimingSettings
     from .views import bench_document
 
     settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
                               amp=amp)
+    options["tolerance"] = options.pop("batch_tolerance")
+    bench_options = BenchOptions(batch=batch, **{**options, "memory_limit": memory_limit})
     with progress_bar(not quiet and sys.stderr.isatty()) as progress:
-        report = run_bench(source, settings, batch, find_batch, max_batch, batch_tolerance, memory_limit,
-                           compile_model, threads, progress)
+        report = run_bench(source, settings, bench_options, progress)
     if limit_from:
         report = replace(report, environment={**report.environment, "memory_limit_from": limit_from})
     emit(bench_document(report), out)
@@ -257,6 +279,37 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
                          "find the batch first, then time it with --compile --batch N")
 
 
+@cli.command()
+@click.option("--device", type=click.Choice([Device.CPU.value, Device.CUDA.value]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]), default="float32", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Time spent on each of the two measurements.")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="table",
+              show_default=True)
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout.")
+def calibrate(device: str, dtype: str, threads: int | None, seconds: float, fmt: str, output: str) -> None:
+    """Measure the device's peak MAdd/s (a large matmul) and memory bandwidth (a large copy), and cache them for
+    bench --layers, per device, dtype and thread count. On a known GPU the datasheet's peaks are shown beside."""
+    out = output_options(fmt, output)
+    import torch
+
+    from .calibrate import measure_peaks, save
+    from .views import calibration_document
+
+    if device == Device.CUDA and not torch.cuda.is_available():
+        raise UsageError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu")
+    if threads:
+        torch.set_num_threads(threads)
+    peaks = measure_peaks(device, dtype, seconds)
+    try:
+        peaks = replace(peaks, source=f"measured now, cached in {save(peaks, device, dtype)}")
+    except OSError as exc:
+        peaks = replace(peaks, source=f"measured now, not cached ({exc.strerror})")
+    cpu_threads = torch.get_num_threads() if device == Device.CPU else None
+    emit(calibration_document(peaks, device, dtype, cpu_threads), out)
+
+
 def limit_options(command: Callable[..., None]) -> Callable[..., None]:
     """One ``--max-<metric>`` option per budget in :data:`modelprof.budgets.LIMITS`."""
     for limit in reversed(LIMITS.values()):
@@ -271,7 +324,7 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
               help="Limits from a TOML file (top level or [tool.modelprof]); default: ./pyproject.toml's "
                    "[tool.modelprof]. Options given on the command line win.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              metavar="SECONDS", help="Timing budget for --max-latency-ms.")
+              metavar="SECONDS", help="Timing budget for --max-latency-ms and --min-mfu.")
 def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str | None, duration: float,
           **limit_values: str | None) -> None:
     """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.

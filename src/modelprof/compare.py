@@ -109,7 +109,7 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
                         for b in sorted(old_rows.keys() & new_rows.keys()))
         total = tuple(Delta(m, getattr(old, m) or 0, getattr(new, m) or 0) for m in ("max_batch", "best_batch")
                       if getattr(old, m) is not None or getattr(new, m) is not None)
-        return Comparison(old.model, new.model, total, latency=latency)
+        return Comparison(old.model, new.model, total, layers=_layer_time_changes(old, new), latency=latency)
     keys = metrics.KEYS
     total = tuple(Delta(m, getattr(old.total, m), getattr(new.total, m)) for m in keys)
     old_layers = {r.name: r for r in old.layers}
@@ -118,10 +118,25 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
     for name in list(old_layers) + [n for n in new_layers if n not in old_layers]:
         a, b = old_layers.get(name), new_layers.get(name)
         deltas = tuple(Delta(m, getattr(a, m) if a else 0, getattr(b, m) if b else 0) for m in keys)
-        status = ("added" if a is None else "removed" if b is None
-                  else "changed" if any(d.change for d in deltas) else "same")
-        changes.append(LayerChange(name, status, deltas))
+        changes.append(_change(name, deltas, a is not None, b is not None))
     return Comparison(old.model, new.model, total, layers=tuple(changes))
+
+
+def _layer_time_changes(old: BenchReport, new: BenchReport) -> tuple[LayerChange, ...]:
+    """Median time per layer, old against new, when both reports timed layers (``bench --layers``)."""
+    if old.layers is None or new.layers is None:
+        return ()
+    before = {r.name: r.median for r in old.layers.rows}
+    after = {r.name: r.median for r in new.layers.rows}
+    return tuple(_change(name, (Delta("layer_time_s", before.get(name, 0.0), after.get(name, 0.0)),),
+                         name in before, name in after)
+                 for name in list(before) + [n for n in after if n not in before])
+
+
+def _change(name: str, deltas: tuple[Delta, ...], in_old: bool, in_new: bool) -> LayerChange:
+    status = ("added" if not in_old else "removed" if not in_new
+              else "changed" if any(d.change for d in deltas) else "same")
+    return LayerChange(name, status, deltas)
 
 
 def parse_percent(text: str) -> float:

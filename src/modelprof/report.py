@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from . import metrics
+from . import metrics, roofline
+from .roofline import Peaks
 
 Shape = tuple[int, ...]
 
@@ -89,6 +90,13 @@ class TotalCost(LayerCost):
 def combine_rows(rows: list[LayerCost] | tuple[LayerCost, ...]) -> dict[str, int]:
     """The values of several rows combined, metric by metric (sums, or maxima where a metric says so)."""
     return {m.key: m.combined([r.values.get(m.key, 0) for r in rows]) for m in metrics.COLUMNS}
+
+
+def fold_name(name: str, depth: int | None) -> str:
+    """The row a module's row folds into at ``depth``: its ancestor that deep (``(root)`` stays itself)."""
+    if depth is None or name == ROOT:
+        return name
+    return ".".join(name.split(".")[:depth])
 
 
 @dataclass(frozen=True)
@@ -180,8 +188,7 @@ class Report:
             return replace(self, layers=())
         groups: dict[str, list[LayerCost]] = {}
         for row in self.layers:
-            name = row.name if row.name == ROOT else ".".join(row.name.split(".")[:depth])
-            groups.setdefault(name, []).append(row)
+            groups.setdefault(fold_name(row.name, depth), []).append(row)
         rows = []
         for name, group in groups.items():
             if len(group) == 1 and group[0].name == name:
@@ -287,6 +294,89 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class LayerTiming:
+    """One row of ``bench --layers``: its seconds in each timed forward, and its counted work (MAdd, bytes)."""
+
+    name: str
+    type: str
+    calls: int
+    samples: tuple[float, ...]
+    madd: int = 0
+    nbytes: int = 0
+
+    @property
+    def median(self) -> float:
+        return _quantile(sorted(self.samples), 0.5) if self.samples else 0.0
+
+    def to_dict(self, peaks: Peaks | None = None, total: float = 0.0) -> dict[str, Any]:
+        """JSON: raw samples and the median in ms, the work, and what follows from them (with ``peaks``, the
+        roofline: attainable time, bound, efficiency)."""
+        median = self.median
+        d: dict[str, Any] = {
+            "name": self.name, "type": self.type, "calls": self.calls, "median_ms": median * 1e3,
+            "share": median / total if total else None, "madd": self.madd, "bytes": self.nbytes,
+            "intensity": roofline.intensity(self.madd, self.nbytes),
+            "achieved_flops": self.madd / median if median > 0 else None,
+            "achieved_bandwidth": self.nbytes / median if median > 0 else None,
+        }
+        if peaks is not None and (self.madd or self.nbytes):
+            d["attainable_ms"] = roofline.attainable_seconds(self.madd, self.nbytes, peaks) * 1e3
+            d["bound"] = roofline.bound(self.madd, self.nbytes, peaks)
+            d["efficiency"] = roofline.efficiency(self.madd, self.nbytes, median, peaks)
+        d["samples_ms"] = [x * 1e3 for x in self.samples]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerTiming:
+        return cls(d["name"], d["type"], d["calls"], tuple(x / 1e3 for x in d["samples_ms"]), d.get("madd", 0),
+                   d.get("bytes", 0))
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """``bench --layers``: a row per stats row (at ``depth``) plus ``(unattributed)``, the plain forward's median
+    measured in the same run, and the device's peaks when known."""
+
+    rows: tuple[LayerTiming, ...]
+    forward_median: float
+    depth: int | None = None
+    peaks: Peaks | None = None
+
+    @property
+    def rows_total(self) -> float:
+        """The sum of the rows' medians (seconds)."""
+        return sum(r.median for r in self.rows)
+
+    @property
+    def madd(self) -> int:
+        return sum(r.madd for r in self.rows)
+
+    @property
+    def mfu(self) -> float | None:
+        """Achieved MAdd/s of the whole forward over the peak."""
+        return roofline.mfu(self.madd, self.forward_median, self.peaks) if self.peaks else None
+
+    @property
+    def roof_seconds(self) -> float | None:
+        """The forward's time if every layer ran at its roof."""
+        if self.peaks is None:
+            return None
+        return sum(roofline.attainable_seconds(r.madd, r.nbytes, self.peaks) for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        total = self.rows_total
+        return {"depth": self.depth, "forward_median_ms": self.forward_median * 1e3, "rows_total_ms": total * 1e3,
+                "mfu": self.mfu, "roof_ms": None if self.roof_seconds is None else self.roof_seconds * 1e3,
+                "peaks": self.peaks.to_dict() if self.peaks else None,
+                "rows": [r.to_dict(self.peaks, total) for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerProfile:
+        return cls(tuple(LayerTiming.from_dict(r) for r in d["rows"]), d["forward_median_ms"] / 1e3, d.get("depth"),
+                   Peaks.from_dict(d["peaks"]) if d.get("peaks") else None)
+
+
+@dataclass(frozen=True)
 class BenchReport:
     """Everything ``modelprof bench`` measured. ``to_dict()`` is the documented JSON.
 
@@ -306,6 +396,7 @@ class BenchReport:
     best_batch: int | None = None
     probes: int | None = None
     failed: tuple[int, ...] = ()
+    layers: LayerProfile | None = None
 
     KIND: ClassVar[str] = "bench"
 
@@ -317,6 +408,7 @@ class BenchReport:
             "dtype": self.dtype, "environment": dict(self.environment), "compile_seconds": self.compile_seconds,
             "max_batch": self.max_batch, "best_batch": self.best_batch, "probes": self.probes,
             "failed_batches": list(self.failed), "sweep": [r.to_dict() for r in self.sweep],
+            "layers": self.layers.to_dict() if self.layers else None,
         }
 
     @classmethod
@@ -328,6 +420,7 @@ class BenchReport:
             sweep=tuple(BatchResult.from_dict(r) for r in d["sweep"]), compile_seconds=d.get("compile_seconds"),
             max_batch=d.get("max_batch"), best_batch=d.get("best_batch"), probes=d.get("probes"),
             failed=tuple(d.get("failed_batches", ())),
+            layers=LayerProfile.from_dict(d["layers"]) if d.get("layers") else None,
         )
 
 

@@ -172,10 +172,15 @@ def _pipelined_throughput(model: nn.Module, args: tuple, kwargs: dict, batch: in
 def environment(device: torch.device | str, dtype: str, amp: bool, channels_last: bool, compiled: bool) -> dict:
     """What a result depends on: torch version, device name, threads, dtype and the options used."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    return {"torch": torch.__version__, "device": device.type, "device_name": name,
+    return {"torch": torch.__version__, "device": device.type, "device_name": device_name(device),
             "threads": torch.get_num_threads(), "dtype": dtype, "amp": amp, "channels_last": channels_last,
             "compile": compiled}
+
+
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name on CUDA (``NVIDIA H100 80GB HBM3``), the processor's on CPU."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
 
 
 def _cpu_name() -> str:

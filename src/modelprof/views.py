@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import metrics, units
+from . import metrics, roofline, units
 from .budgets import CheckResult
 from .compare import Comparison, Delta
 from .document import Cell, Column, Document, Note, Table
-from .report import SCHEMA_VERSION, BatchResult, BenchReport, CrossCheck, LayerCost, Report
+from .report import SCHEMA_VERSION, BatchResult, BenchReport, CrossCheck, LayerCost, LayerProfile, Report
+from .roofline import Peaks
 
 # ----------------------------------------------------------------------------------------------------------------
 # stats
@@ -110,12 +111,74 @@ _BENCH_COLUMNS: tuple[tuple[str, Callable[[BatchResult], Cell]], ...] = (
 
 
 def bench_document(report: BenchReport) -> Document:
-    """The sweep (one row per batch size), then the environment, the search's answer and a throughput chart."""
+    """The sweep (one row per batch size), then the environment, the search's answer and a throughput chart;
+    with layer times, the per-layer table, the roofline summary and the slowest layers with their verdicts."""
     columns = tuple(Column(title, numeric=title != "Stable") for title, _ in _BENCH_COLUMNS)
     rows = tuple(tuple(cell(r) for _, cell in _BENCH_COLUMNS) for r in report.sweep)
     title = f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"
     notes = tuple(Note(line) for line in _bench_summary(report) + _throughput_chart(report))
-    return Document(report.KIND, title, (Table(columns, rows), *notes), report.to_dict())
+    blocks = (Table(columns, rows), *notes)
+    if report.layers is not None:
+        blocks += _layer_blocks(report.layers)
+    return Document(report.KIND, title, blocks, report.to_dict())
+
+
+def _rate(value: float | None, unit: str) -> Cell:
+    """``1.23 GFLOP/s`` style: counts per second with a K/M/G/T prefix."""
+    return Cell("—" if value is None else f"{units.count(value)}{unit}", value)
+
+
+def _layer_blocks(profile: LayerProfile) -> tuple:
+    """The per-layer table (time, share, work, intensity, achieved rates, roofline) and the summary notes."""
+    peaks, total = profile.peaks, profile.rows_total
+    columns = [Column("Module"), Column("Type"), Column("Calls", True), Column("Median [ms]", True),
+               Column("Share", True), Column("MAdd", True), Column("Bytes", True), Column("MAdd/B", True),
+               Column("Achieved", True), Column("Bandwidth", True)]
+    if peaks is not None:
+        columns += [Column("Roof [ms]", True), Column("Verdict")]
+    rows = []
+    for r in profile.rows:
+        median = r.median
+        cells = [Cell(r.name), Cell(r.type), Cell(str(r.calls), r.calls), _ms(median),
+                 Cell(f"{100 * median / total:.1f} %" if total else "—", median / total if total else None),
+                 Cell(units.count(r.madd), r.madd), Cell(units.nbytes(r.nbytes), r.nbytes)]
+        density = roofline.intensity(r.madd, r.nbytes)
+        cells += [Cell("—" if density is None else f"{density:.2f}", density),
+                  _rate(r.madd / median if median > 0 and r.madd else None, "FLOP/s"),
+                  _rate(r.nbytes / median if median > 0 and r.nbytes else None, "B/s")]
+        if peaks is not None:
+            work = bool(r.madd or r.nbytes)
+            roof = roofline.attainable_seconds(r.madd, r.nbytes, peaks) if work else None
+            cells += [_ms(roof) if roof is not None else Cell("—"),
+                      Cell(roofline.verdict(r.madd, r.nbytes, median, peaks) if work else "—")]
+        rows.append(tuple(cells))
+    lines = [f"Rows sum to {units.milliseconds(total)} ms; the whole forward without hooks takes "
+             f"{units.milliseconds(profile.forward_median)} ms (median, same run)"]
+    if peaks is not None:
+        lines += _roofline_lines(profile)
+    return (Table(tuple(columns), tuple(rows), title="Time by layer"), *(Note(line) for line in lines))
+
+
+def _roofline_lines(profile: LayerProfile, top: int = 5, width: int = 30) -> list[str]:
+    """Peaks, MFU, the forward at its roof, and the slowest layers with a bar and their verdict."""
+    peaks = profile.peaks
+    sheet = ""
+    if peaks.datasheet_flops:
+        sheet = (f" (datasheet: {units.count(peaks.datasheet_flops)}FLOP/s, "
+                 f"{units.count(peaks.datasheet_bandwidth)}B/s)")
+    lines = [f"Peaks: {units.count(peaks.flops)}FLOP/s, {units.count(peaks.bandwidth)}B/s, ridge at "
+             f"{peaks.ridge:.1f} MAdd/B ({peaks.source}){sheet}",
+             f"MFU: {100 * (profile.mfu or 0):.1f} % (MAdd of the forward per second over the peak); at every "
+             f"layer's roof the forward would take {units.milliseconds(profile.roof_seconds)} ms"]
+    timed = sorted((r for r in profile.rows if r.madd or r.nbytes), key=lambda r: r.median, reverse=True)[:top]
+    if timed:
+        longest = timed[0].median or 1.0
+        lines.append("Slowest layers:")
+        for r in timed:
+            bar = "█" * max(1, round(width * r.median / longest))
+            lines.append(f"  {r.name:<24} {bar:<{width}} {units.milliseconds(r.median)} ms  "
+                         f"{roofline.verdict(r.madd, r.nbytes, r.median, peaks)}")
+    return lines
 
 
 def _bench_summary(report: BenchReport) -> list[str]:
@@ -161,12 +224,16 @@ def _throughput_chart(report: BenchReport, width: int = 40) -> list[str]:
 
 
 def _value(metric: str, v: float) -> str:
-    """A value in its metric's unit."""
+    """A value in its metric's unit (``*_s``: seconds, shown in ms)."""
     if metric in metrics.BY_KEY:
         return metrics.BY_KEY[metric].unit.show(v)
-    if metric == "median_latency_s":
+    if metric.endswith("_s"):
         return f"{units.milliseconds(v)} ms"
     return units.count(v)
+
+
+#: Titles of the comparison's non-metric quantities.
+_TITLES = {"layer_time_s": "Median time"}
 
 
 def _change(delta: Delta) -> str:
@@ -192,7 +259,8 @@ def comparison_document(comparison: Comparison) -> Document:
     changed = [layer for layer in comparison.layers if layer.status != "same"]
     if changed:
         layer_columns = (Column("Layer"), Column("Status"),
-                         *(Column(metrics.BY_KEY[d.metric].title, True) for d in changed[0].deltas))
+                         *(Column(metrics.BY_KEY[d.metric].title if d.metric in metrics.BY_KEY
+                                  else _TITLES.get(d.metric, d.metric), True) for d in changed[0].deltas))
         layer_rows = tuple((Cell(layer.name), Cell(layer.status),
                             *(Cell(_change(d) if d.change else "", d.change) for d in layer.deltas))
                            for layer in changed)
@@ -214,3 +282,27 @@ def check_document(result: CheckResult) -> Document:
                        f"(limit {r.limit.show(r.value)})") for r in result.limits)
     data = {"kind": "check", "schema_version": SCHEMA_VERSION, **result.to_dict()}
     return Document("check", "", lines, data)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# calibrate
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def calibration_document(peaks: Peaks, device: str, dtype: str, threads: int | None) -> Document:
+    """Measured peaks (and the datasheet's, on a known GPU) with the ridge point."""
+    columns = (Column("Device"), Column("dtype"), Column("Peak MAdd/s", True), Column("Peak bandwidth", True),
+               Column("Ridge [MAdd/B]", True), Column("Source"))
+    rows = [(Cell(peaks.device or device), Cell(dtype), _rate(peaks.flops, "FLOP/s"), _rate(peaks.bandwidth, "B/s"),
+             Cell(f"{peaks.ridge:.2f}", peaks.ridge), Cell(peaks.source))]
+    if peaks.datasheet_flops and peaks.datasheet_bandwidth:
+        sheet = Peaks(peaks.datasheet_flops, peaks.datasheet_bandwidth)
+        rows.append((Cell(peaks.device), Cell(dtype), _rate(sheet.flops, "FLOP/s"), _rate(sheet.bandwidth, "B/s"),
+                     Cell(f"{sheet.ridge:.2f}", sheet.ridge), Cell("datasheet")))
+    notes = [Note("MAdd/s from an n×n matmul (2·n³ MAdd a call), bandwidth from a large copy (read + write), "
+                  "median call after a warm-up")]
+    if threads:
+        notes.append(Note(f"{threads} CPU threads"))
+    data = {"kind": "calibrate", "schema_version": SCHEMA_VERSION, "device": device, "dtype": dtype,
+            "threads": threads, "peaks": peaks.to_dict()}
+    return Document("calibrate", f"Peaks of {peaks.device or device}", (Table(columns, tuple(rows)), *notes), data)
