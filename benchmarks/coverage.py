@@ -419,8 +419,11 @@ def markdown(outcomes: list[Outcome], command: str) -> str:
         f"torch {torch.__version__}; {len(outcomes)} models, {len(counted)} counted, {len(clean)} with no op "
         "uncounted, rows summing exactly to the totals and parameters equal to `sum(p.numel())`.", "",
         "MAdd / FCM is modelprof's MAdd over FlopCounterMode's FLOPs on the same call (both count a multiply-add "
-        "as two); it is above 1 by the elementwise work (norms, activations, softmax, adds) FlopCounterMode leaves "
-        "out, and — where FlopCounterMode sees nothing.", "",
+        "as two). It is a little above 1 by the elementwise work (norms, activations, softmax, adds) "
+        "FlopCounterMode leaves out, and well above 1 where FlopCounterMode misses products: attention on CPU "
+        "(nn.MultiheadAttention and SDPA, as in ViT), mixture-of-experts `_grouped_mm` (Mixtral, OLMoE, "
+        "Qwen2-MoE) and recurrent layers (LSTM, GRU). — means FlopCounterMode counted nothing or failed on the "
+        "model.", "",
     ]
     for family in dict.fromkeys(o.case.family for o in outcomes):
         rows = [o for o in outcomes if o.case.family == family]
