@@ -153,23 +153,37 @@ def cli(debug: bool) -> None:
 @click.option("--crosscheck", "--backend", "crosscheck", type=click.Choice(["thop", "torchstat"]),
               help="Also run thop or torchstat and show their per-layer numbers beside modelprof's, with why they "
                    "differ (pip install 'modelprof[crosscheck]').")
+@click.option("--train", is_flag=True, help="Count one training step: forward, backward of the loss, optimizer "
+              "step, each per layer (the model is left unchanged).")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
+              show_default=True, help="With --train: the optimizer whose step is counted.")
+@click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
+              "the sum of every float output.")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
-          crosscheck: str | None) -> None:
-    """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals.
+          crosscheck: str | None, train: bool, optimizer: str, loss: str | None) -> None:
+    """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
+    training step (forward, backward, optimizer).
 
     TARGET is pkg.module:Name or path/to/file.py:Name: an nn.Module class, a function returning a module, or a
     module instance.
     """
     from .crosscheck import Tool
-    from .stats import run_stats
+    from .stats import TrainStep, run_stats
+    from .train import Optimizer
     from .views import stats_document
+
+    if (loss or optimizer != "adamw") and not train:
+        raise UsageError("--loss and --optimizer describe a training step; add --train")
+    if train and crosscheck:
+        raise UsageError("--crosscheck compares forward counts; drop --train or --crosscheck")
+    step = TrainStep(Optimizer(optimizer), loss) if train else None
 
     if crosscheck == Tool.TORCHSTAT and batch != 1:
         raise UsageError("--crosscheck torchstat: torchstat always profiles one sample; use --batch 1")
     if crosscheck and source.inputs.factory:
         raise UsageError("--crosscheck needs inputs described with --shape/--input (the single-tensor adapter "
                          "rebuilds them); --inputs factories are not supported")
-    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None)
+    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step)
     emit(stats_document(report, checked), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())

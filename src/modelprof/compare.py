@@ -110,7 +110,7 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
         total = tuple(Delta(m, getattr(old, m) or 0, getattr(new, m) or 0) for m in ("max_batch", "best_batch")
                       if getattr(old, m) is not None or getattr(new, m) is not None)
         return Comparison(old.model, new.model, total, layers=_layer_time_changes(old, new), latency=latency)
-    keys = metrics.KEYS
+    keys = tuple(m.key for m in metrics.in_phases((*old.phases, *new.phases)))
     total = tuple(Delta(m, getattr(old.total, m), getattr(new.total, m)) for m in keys)
     old_layers = {r.name: r for r in old.layers}
     new_layers = {r.name: r for r in new.layers}

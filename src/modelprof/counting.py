@@ -25,7 +25,7 @@ from .formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
 from .metrics import Phase
 from .report import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
 from .runtime import inference
-from .tracker import ModuleTracker, is_leaf, tensor_shapes
+from .tracker import ModuleTracker, tensor_shapes
 
 
 def _specs(value: Any) -> Any:
@@ -81,6 +81,7 @@ class CostMode(TorchDispatchMode):
         self.free = free
         self.records: dict[tuple[str, Phase], Record] = {}
         self.unsupported: Counter = Counter()
+        self.phases: tuple[Phase, ...] = (Phase.FORWARD,)  #: the phases of the step this mode counts
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -178,7 +179,7 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     device, dtype = _device_and_dtype(model, args, kwargs)
     return Report(model=model_name or type(model).__name__, inputs=describe_inputs(args, kwargs), device=device,
                   dtype=dtype, layers=rows, total=total, unsupported=dict(sorted(mode.unsupported.items())),
-                  modules=tracker.infos())
+                  modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases))
 
 
 def _row(tracker: ModuleTracker, mode: CostMode, name: str, params: int) -> LayerCost:
@@ -186,12 +187,14 @@ def _row(tracker: ModuleTracker, mode: CostMode, name: str, params: int) -> Laye
     values = {"params": params}
     ops: dict[str, None] = {}
     for index, metric in enumerate(metrics.ACCUMULATED):
+        if metric.phase not in mode.phases:
+            continue
         record = mode.records.get((name, metric.phase))
         values[metric.key] = record.sums[index] if record else 0
         if record:
             ops.update(dict.fromkeys(record.ops))
     in_shape, out_shape = tracker.shapes.get(name, ((), ()))
-    container = not is_leaf(tracker.modules[name])
+    container = tracker.is_container(name)
     return LayerCost(name=name, type=tracker.type_of(name), input_shape=in_shape, output_shape=out_shape,
                      values=values, calls=tracker.calls[name], ops=tuple(ops) if container else ())
 

@@ -115,6 +115,9 @@ FREE_OPS: frozenset[Any] = frozenset(
         "unsafe_split_with_sizes", "unsafe_chunk",
     )
     + [torch.ops.prim.device]
+    # the optimizers' record_function ranges: profiler bookkeeping, no tensor work
+    + [getattr(torch.ops.profiler, n) for n in ("_record_function_enter", "_record_function_enter_new",
+                                                "_record_function_exit") if hasattr(torch.ops.profiler, n)]
 )
 
 
@@ -606,7 +609,9 @@ def embedding_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "tensor", "linspace", "eye", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im", "nonzero",
         "one_hot", "bernoulli", "multinomial", "select_scatter", "slice_scatter",
         "diag_embed", "channel_shuffle", "native_channel_shuffle", "clone", "copy", "copy_", "_to_copy",
-        "fill", "fill_", "zero_",
+        "fill", "fill_", "zero_", "select_backward", "slice_backward", "index_select_backward", "index_add",
+        "index_add_", "index_copy", "scatter_reduce", "_unsafe_index_put", "masked_scatter", "new_empty_strided",
+        "as_strided_scatter", "diagonal_backward", "unfold_backward", "_index_put_impl_",
     )
 )
 def data_movement_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
@@ -678,3 +683,126 @@ def rnn_formula(kind: str) -> Formula:
 register_formula(*_ops("lstm"))(rnn_formula("lstm"))
 register_formula(*_ops("gru"))(rnn_formula("gru"))
 register_formula(*_ops("rnn_tanh", "rnn_relu"))(rnn_formula("rnn"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Backward ops (stats --train): the kernels autograd runs for the layers above
+# --------------------------------------------------------------------------------------------------------------
+
+
+@register_formula(*_ops("convolution_backward"))
+def conv_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Gradients of a convolution: grad_output (N, Co, *out), input, weight; ``output_mask`` says which of
+    (grad_input, grad_weight, grad_bias) are computed.
+
+    Each of grad_input and grad_weight is a convolution with the forward's multiply-accumulates,
+    P = N*Co*prod(out_spatial) * K*Ci/g (PyTorch's FlopCounterMode counts the same); grad_bias sums grad_output:
+        Flops = mask_i*P + mask_w*P + mask_b*grad_output;
+        MAdd  = mask_i*(2P - input) + mask_w*(2P - weight) + mask_b*grad_output.
+    """
+    grad, x, w = args[0], args[1], args[2]
+    transposed = bool(arg(args, kwargs, 7, "transposed", False))
+    mask = arg(args, kwargs, 10, "output_mask", [True, True, True])
+    k = math.prod(w.shape[2:])
+    if transposed:  # the forward scattered every input element into K*Co/g outputs
+        products = x.numel * k * w.shape[1]
+    else:
+        products = grad.numel * k * w.shape[1]
+    flops = madd = 0
+    if mask[0]:
+        flops, madd = flops + products, madd + 2 * products - x.numel
+    if mask[1]:
+        flops, madd = flops + products, madd + 2 * products - w.numel
+    if len(mask) > 2 and mask[2]:
+        flops, madd = flops + grad.numel, madd + grad.numel
+    return io_cost(args[:3], out, None, madd, flops)
+
+
+@register_formula(
+    *_ops(
+        "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention_backward",
+        "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_cudnn_attention_backward",
+        "_flash_attention_backward", "_efficient_attention_backward",
+        "_scaled_dot_product_fused_attention_overrideable_backward",
+    )
+)
+def sdpa_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Backward of scaled dot-product attention: grad_out (..., L, Ev), q (..., L, E), k (..., S, E), v (..., S, Ev).
+
+    Five products, as FlopCounterMode counts them: the scores recomputed (L*S*E), dP = dO @ V^T (L*S*Ev),
+    dV = P^T @ dO (S*L*Ev), dQ = dS @ K (L*S*E), dK = dS^T @ Q (S*L*E), then the softmax's gradient, 4 per score:
+        Flops = BH*L*S*(3E + 2Ev) + 4*BH*L*S;  MAdd = 2 * product MACs - outputs of the products + 4*BH*L*S.
+    """
+    grad, q, k, v = args[0], args[1], args[2], args[3]
+    bh = math.prod(q.shape[:-2])
+    lq, e = q.shape[-2], q.shape[-1]
+    s, ev = k.shape[-2], v.shape[-1]
+    scores = bh * lq * s
+    products = scores * (3 * e + 2 * ev)
+    outputs = 2 * scores + bh * s * ev + bh * lq * e + bh * s * e  # P, dP, dV, dQ, dK
+    return io_cost([grad, q, k, v], out, None, 2 * products - outputs + 4 * scores, products + 4 * scores)
+
+
+def _scaled_elementwise(ops_per_element: int, index: int = 0) -> Formula:
+    """Flops = MAdd = ops_per_element * elements of argument ``index``; memory: every tensor in and out."""
+
+    def formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+        n = ops_per_element * args[index].numel
+        return io_cost(args, out, kwargs, n, n)
+
+    formula.__doc__ = f"Flops = MAdd = {ops_per_element} per element of the gradient."
+    return formula
+
+
+#: Activation gradients: one op per element, as their forwards count (torchstat's ReLU convention).
+register_formula(*_ops(
+    "threshold_backward", "gelu_backward", "silu_backward", "tanh_backward", "sigmoid_backward",
+    "hardswish_backward", "hardsigmoid_backward", "elu_backward", "leaky_relu_backward", "softplus_backward",
+    "hardtanh_backward", "mish_backward", "log_sigmoid_backward", "glu_backward", "_prelu_kernel_backward",
+    "softshrink_backward", "hardshrink_backward", "rrelu_with_noise_backward",
+))(_scaled_elementwise(1))
+#: Norm gradients: two reductions (sum dy, sum dy*x_hat) and an affine combination per element, 5 ops per
+#: element of the input (grad_weight and grad_bias reuse the reductions).
+register_formula(*_ops(
+    "native_batch_norm_backward", "batch_norm_backward",
+    "cudnn_batch_norm_backward", "miopen_batch_norm_backward", "native_layer_norm_backward",
+    "native_group_norm_backward", "_fused_rms_norm_backward",
+))(_scaled_elementwise(5, index=1))
+#: Softmax gradients: y * (dy - sum(dy * y)) and dy - exp(y) * sum(dy): 4 ops per element.
+register_formula(*_ops("_softmax_backward_data", "_log_softmax_backward_data"))(_scaled_elementwise(4))
+#: Dropout's gradient: the mask and the scale, 2 ops per element.
+register_formula(*_ops("native_dropout_backward"))(_scaled_elementwise(2))
+#: Losses and their gradients: one op per element of the input.
+register_formula(*_ops(
+    "nll_loss_forward", "nll_loss_backward", "nll_loss2d_forward", "nll_loss2d_backward", "mse_loss",
+    "mse_loss_backward", "l1_loss", "smooth_l1_loss", "smooth_l1_loss_backward", "huber_loss",
+    "huber_loss_backward", "binary_cross_entropy", "binary_cross_entropy_backward",
+    "binary_cross_entropy_with_logits",
+))(_scaled_elementwise(1))
+
+
+@register_formula(*_ops("embedding_dense_backward", "embedding_backward"))
+def embedding_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """The table's gradient: each looked-up row's gradient added into it, one addition per element of
+    grad_output.  MemRead = grad_output + indices; MemWrite = the whole gradient table."""
+    grad = args[0]
+    return io_cost(args[:2], out, None, grad.numel, grad.numel)
+
+
+@register_formula(
+    *_ops(
+        "max_pool2d_with_indices_backward", "max_pool3d_with_indices_backward",
+        "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward", "_adaptive_avg_pool2d_backward",
+        "_adaptive_avg_pool3d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+        "upsample_nearest1d_backward", "upsample_nearest2d_backward", "upsample_nearest3d_backward",
+        "upsample_linear1d_backward", "upsample_bilinear2d_backward", "upsample_trilinear3d_backward",
+        "upsample_bicubic2d_backward", "_upsample_nearest_exact2d_backward", "reflection_pad1d_backward",
+        "reflection_pad2d_backward", "reflection_pad3d_backward", "replication_pad1d_backward",
+        "replication_pad2d_backward", "replication_pad3d_backward", "grid_sampler_2d_backward",
+    )
+)
+def scatter_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """Gradients that scatter grad_output back onto the input (pooling, resampling, padding): one addition per
+    element of grad_output.  MemRead = every tensor argument; MemWrite = the input's gradient."""
+    grad = args[0]
+    return io_cost(args, out, kwargs, grad.numel, grad.numel)

@@ -97,6 +97,23 @@ METRICS: tuple[Metric, ...] = (
     Metric("mem_read", "MemRead", Unit.BYTES, help="bytes read", source="mem_read"),
     Metric("mem_write", "MemWrite", Unit.BYTES, help="bytes written", source="mem_write"),
     Metric("mem", "Mem", Unit.BYTES, help="MemRead + MemWrite", parts=("mem_read", "mem_write")),
+    Metric("bwd_madd", "Bwd MAdd", help="MAdd of the backward", phase=Phase.BACKWARD, source="madd", budget=False),
+    Metric("bwd_flops", "Bwd Flops", help="multiply-accumulates of the backward (stats --train)",
+           phase=Phase.BACKWARD, source="flops"),
+    Metric("bwd_mem_read", "Bwd MemRead", Unit.BYTES, help="bytes the backward reads", phase=Phase.BACKWARD,
+           source="mem_read", budget=False),
+    Metric("bwd_mem_write", "Bwd MemWrite", Unit.BYTES, help="bytes the backward writes", phase=Phase.BACKWARD,
+           source="mem_write", budget=False),
+    Metric("opt_madd", "Opt MAdd", help="MAdd of the optimizer step", phase=Phase.OPTIMIZER, source="madd",
+           budget=False),
+    Metric("opt_flops", "Opt Flops", help="Flops of the optimizer step", phase=Phase.OPTIMIZER, source="flops",
+           budget=False),
+    Metric("opt_mem_read", "Opt MemRead", Unit.BYTES, help="bytes the optimizer step reads",
+           phase=Phase.OPTIMIZER, source="mem_read", budget=False),
+    Metric("opt_mem_write", "Opt MemWrite", Unit.BYTES, help="bytes the optimizer step writes",
+           phase=Phase.OPTIMIZER, source="mem_write", budget=False),
+    Metric("step_flops", "Step Flops", help="Flops of a whole training step (forward, backward, optimizer)",
+           parts=("flops", "bwd_flops", "opt_flops")),
 )
 
 #: Metrics that are per-layer columns, in column order.
@@ -106,3 +123,8 @@ KEYS: tuple[str, ...] = tuple(m.key for m in COLUMNS)
 #: Metrics accumulated from op costs by the counting collector.
 ACCUMULATED: tuple[Metric, ...] = tuple(m for m in COLUMNS if m.source is not None)
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
+
+
+def in_phases(phases: tuple[str, ...] | list[str]) -> tuple[Metric, ...]:
+    """The column metrics measured when ``phases`` ran (per-module metrics such as Params always are)."""
+    return tuple(m for m in COLUMNS if m.phase is None or m.phase in phases)

@@ -53,7 +53,9 @@ class LayerCost:
         """JSON-ready dict: one key per metric; shapes become lists."""
         return {"name": self.name, "type": self.type, "input_shape": [list(s) for s in self.input_shape],
                 "output_shape": [list(s) for s in self.output_shape],
-                **{key: self.values.get(key, 0) for key in metrics.KEYS}, "calls": self.calls,
+                **{key: self.values.get(key, 0) for key in metrics.KEYS
+                   if key in self.values or metrics.BY_KEY[key].phase in (None, metrics.Phase.FORWARD)},
+                "calls": self.calls,
                 "ops": list(self.ops)}
 
     @classmethod
@@ -88,8 +90,10 @@ class TotalCost(LayerCost):
 
 
 def combine_rows(rows: list[LayerCost] | tuple[LayerCost, ...]) -> dict[str, int]:
-    """The values of several rows combined, metric by metric (sums, or maxima where a metric says so)."""
-    return {m.key: m.combined([r.values.get(m.key, 0) for r in rows]) for m in metrics.COLUMNS}
+    """The values of several rows combined, metric by metric (sums, or maxima where a metric says so); only the
+    metrics the rows carry."""
+    present = {key for r in rows for key in r.values}
+    return {m.key: m.combined([r.values.get(m.key, 0) for r in rows]) for m in metrics.COLUMNS if m.key in present}
 
 
 def fold_name(name: str, depth: int | None) -> str:
@@ -146,12 +150,14 @@ class Report:
     total: TotalCost
     unsupported: dict[str, int] = field(default_factory=dict)
     modules: dict[str, ModuleInfo] = field(default_factory=dict, compare=False, repr=False)
+    phases: tuple[str, ...] = ("forward",)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in the README."""
         return {
             "kind": self.KIND,
             "schema_version": SCHEMA_VERSION,
+            "phases": list(self.phases),
             "model": self.model,
             "inputs": [i.to_dict() for i in self.inputs],
             "device": self.device,
@@ -174,6 +180,7 @@ class Report:
             total=TotalCost.from_dict(d["total"]),
             unsupported=dict(d.get("unsupported", {})),
             modules={name: ModuleInfo.from_dict(info) for name, info in d.get("modules", {}).items()},
+            phases=tuple(d.get("phases", ("forward",))),
         )
 
     def fold(self, depth: int | None) -> Report:

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .counting import count_costs
 from .crosscheck import Tool, run_crosscheck
+from .loading import resolve
 from .options import ModelSource
 from .report import CrossCheck, Report
+from .train import Optimizer, count_train_step
 
 
-def run_stats(source: ModelSource, batch: int = 1, depth: int | None = None, crosscheck: Tool | None = None
-              ) -> tuple[Report, CrossCheck | None]:
-    """The per-layer report of ``source`` at ``batch``, folded at ``depth``; with ``crosscheck``, that tool's
-    per-layer numbers beside the unfolded rows."""
+@dataclass(frozen=True)
+class TrainStep:
+    """Count a training step instead of a forward: the optimizer, and the loss (``pkg.mod:fn``, or None for the
+    sum of every float output)."""
+
+    optimizer: Optimizer = Optimizer.ADAMW
+    loss: str | None = None
+
+
+def run_stats(source: ModelSource, batch: int = 1, depth: int | None = None, crosscheck: Tool | None = None,
+              train: TrainStep | None = None) -> tuple[Report, CrossCheck | None]:
+    """The per-layer report of ``source`` at ``batch``, folded at ``depth``; with ``train``, of one training
+    step; with ``crosscheck``, that tool's per-layer numbers beside the unfolded rows."""
     model = source.build_model()
     args, kwargs = source.build_inputs(batch)
-    full = count_costs(model, args, kwargs, model_name=source.target)
+    if train is not None:
+        loss = resolve(train.loss, "the loss") if train.loss else None
+        full = count_train_step(model, args, kwargs, optimizer=train.optimizer, loss=loss, model_name=source.target)
+    else:
+        full = count_costs(model, args, kwargs, model_name=source.target)
     checked = run_crosscheck(crosscheck, source, model, full, batch) if crosscheck else None
     return full.fold(depth), checked

@@ -57,12 +57,34 @@ class ModuleTracker:
         self.shapes: dict[str, tuple[tuple[Shape, ...], tuple[Shape, ...]]] = {}
         self.leaf_order: dict[str, None] = {}
         self.phase = Phase.FORWARD
+        self.override: str | None = None  #: a row that takes every op while set (the loss, the optimizer)
+        self.extra_rows: dict[str, str] = {}  #: rows that are not modules -> their type
+        self.nodes: dict[Any, str] = {}  #: autograd node -> the module whose forward created it
+        self.backward_default = ROOT  #: the row of backward ops that run outside any node (the seed gradient)
         self._handles: list[Any] = []
 
     @property
     def current(self) -> str:
-        """The innermost running module (the top-level one when none is)."""
+        """The row to charge now: the override when set; in the backward, the module whose forward created the
+        running autograd node; else the innermost running module (the top-level one when none is)."""
+        if self.override is not None:
+            return self.override
+        if self.phase is Phase.BACKWARD:
+            return self.nodes.get(torch._C._current_autograd_node(), self.backward_default)
         return self.stack[-1] if self.stack else ROOT
+
+    def tag(self, output: Any, name: str) -> None:
+        """Mark every autograd node behind ``output`` not yet marked as created by ``name`` (inner modules finish
+        first, so each node ends up with the innermost module that made it)."""
+        pending = [t.grad_fn for t in leaves((output,)) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        if not pending and output is not None and not isinstance(output, torch.Tensor):
+            pending = [t.grad_fn for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor) and t.grad_fn]
+        while pending:
+            node = pending.pop()
+            if node is None or node in self.nodes:
+                continue
+            self.nodes[node] = name
+            pending.extend(child for child, _ in node.next_functions)
 
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         name = self.names[id(module)]
@@ -77,6 +99,8 @@ class ModuleTracker:
         name = self.stack.pop()
         if not self.shapes[name][1]:
             self.shapes[name] = (self.shapes[name][0], tensor_shapes(output))
+        if torch.is_grad_enabled():
+            self.tag(output, name)
 
     def __enter__(self) -> ModuleTracker:
         for module in self.model.modules():
@@ -90,8 +114,14 @@ class ModuleTracker:
         self._handles.clear()
 
     def type_of(self, name: str) -> str:
-        """The class name of the module called ``name``."""
+        """The class name of the module called ``name`` (or the type of an extra row)."""
+        if name in self.extra_rows:
+            return self.extra_rows[name]
         return type(self.modules[name]).__name__
+
+    def is_container(self, name: str) -> bool:
+        """True for a module with children (extra rows are not modules)."""
+        return name in self.modules and not is_leaf(self.modules[name])
 
     def input_shapes(self, name: str) -> tuple[Shape, ...]:
         """The input shapes of the first call of ``name`` (empty when it never ran)."""

@@ -28,10 +28,11 @@ _ROW_COLUMNS: tuple[tuple[str, Callable[[LayerCost], str]], ...] = (
 )
 
 
-def layer_cells(row: LayerCost) -> tuple[Cell, ...]:
-    """A row's cells: name, type, shapes, then every column metric (humanized text, exact value)."""
+def layer_cells(row: LayerCost, shown: tuple[metrics.Metric, ...] = metrics.in_phases(("forward",))
+                ) -> tuple[Cell, ...]:
+    """A row's cells: name, type, shapes, then each shown metric (humanized text, exact value), then calls."""
     described = tuple(Cell(text(row)) for _, text in _ROW_COLUMNS)
-    numbers = tuple(Cell(m.unit.show(getattr(row, m.key)), getattr(row, m.key)) for m in metrics.COLUMNS)
+    numbers = tuple(Cell(m.unit.show(getattr(row, m.key)), getattr(row, m.key)) for m in shown)
     return (*described, *numbers, Cell(str(row.calls), row.calls))
 
 
@@ -43,14 +44,18 @@ def stats_title(report: Report | BenchReport) -> str:
 def stats_document(report: Report, crosscheck: CrossCheck | None = None) -> Document:
     """Per-layer table with a total row, the parameter split, the ops not counted; with ``crosscheck``, another
     tool's numbers beside modelprof's."""
-    columns = (*(Column(t) for t, _ in _ROW_COLUMNS), *(Column(m.title, numeric=True) for m in metrics.COLUMNS),
-               Column("Calls", numeric=True, extra=True))
-    rows = tuple(layer_cells(r) for r in report.layers) or (layer_cells(report.total),)
-    total = layer_cells(report.total) if report.layers else None
+    shown = metrics.in_phases(report.phases)
+    training = len(report.phases) > 1  # a wide table: the shapes go to CSV only
+    columns = (*(Column(t, extra=training and "shape" in t) for t, _ in _ROW_COLUMNS),
+               *(Column(m.title, numeric=True) for m in shown), Column("Calls", numeric=True, extra=True))
+    rows = tuple(layer_cells(r, shown) for r in report.layers) or (layer_cells(report.total, shown),)
+    total = layer_cells(report.total, shown) if report.layers else None
     t = report.total
     blocks: list = [Table(columns, rows, total=total),
                     Note(f"Params: {t.params:,} ({t.trainable_params:,} trainable, {t.non_trainable_params:,} "
                          "non-trainable)")]
+    if len(report.phases) > 1:
+        blocks.append(Note(_step_line(report)))
     if report.unsupported:
         blocks.append(Note("Not counted (no formula): " + ", ".join(f"{op} ×{n}" for op, n in
                                                                    report.unsupported.items())))
@@ -59,6 +64,15 @@ def stats_document(report: Report, crosscheck: CrossCheck | None = None) -> Docu
         blocks += _crosscheck_blocks(crosscheck, t.flops)
         data["backend"] = crosscheck.to_dict()
     return Document(report.KIND, stats_title(report), tuple(blocks), data)
+
+
+def _step_line(report: Report) -> str:
+    """``Training step: forward 1.82G Flops, backward 3.64G (2.00x the forward), optimizer 46.76M; 5.51G``."""
+    t = report.total
+    ratio = f" ({t.bwd_flops / t.flops:.2f}× the forward)" if t.flops else ""
+    return (f"Training step: forward {units.count(t.flops)} Flops, backward {units.count(t.bwd_flops)}{ratio}, "
+            f"optimizer {units.count(t.opt_flops)}; {units.count(metrics.BY_KEY['step_flops'].value(t.values))} "
+            "in all")
 
 
 def _crosscheck_blocks(check: CrossCheck, ours_total: int) -> list:

@@ -1,0 +1,137 @@
+"""The cost of one training step (``stats --train``): the forward with autograd, the backward of a loss, and an
+optimizer step, each op charged to a row in its phase.
+
+The forward's ops go to the running module, as in inference. Each autograd node is tagged with the module whose
+forward created it (the innermost one), and in the backward each op goes to the module that created the node
+autograd is running, so a layer's backward is on its own row. The loss's ops are the ``(loss)`` row, the optimizer
+step's the ``(optimizer)`` row.
+
+The model runs in training mode (dropout and batch norm behave as in training) and is left as it was: training
+flags, buffers (batch norm's running statistics) and gradients are restored, and the optimizer steps with a
+learning rate of 0, which runs every op of a real step but leaves the parameters unchanged (p + 0·u = p).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from .counting import CostMode, _forward, build_report
+from .errors import ModelError, one_line
+from .formulas import Formula, leaves
+from .metrics import Phase
+from .report import Report
+from .runtime import fused_attention_off
+from .tracker import ModuleTracker
+
+LOSS = "(loss)"
+OPTIMIZER = "(optimizer)"
+
+
+class Optimizer(StrEnum):
+    """The optimizers a training step can be counted with (PyTorch's single-tensor implementations)."""
+
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+    @property
+    def title(self) -> str:
+        return {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}[self.value]
+
+    def build(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """The optimizer with a learning rate of 0; ``foreach=False`` so every op is one PyTorch op per tensor."""
+        if self is Optimizer.SGD:
+            return torch.optim.SGD(params, lr=0.0, foreach=False)
+        if self is Optimizer.MOMENTUM:
+            return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=False)
+        if self is Optimizer.ADAM:
+            return torch.optim.Adam(params, lr=0.0, foreach=False)
+        return torch.optim.AdamW(params, lr=0.0, foreach=False)
+
+
+def float_tensors(value: Any) -> list[torch.Tensor]:
+    """Every floating-point tensor in a model's output (tuples, lists, dicts and pytree containers)."""
+    found = [x for x in leaves((value,)) if isinstance(x, torch.Tensor)]
+    if not found:
+        found = [x for x in tree_flatten(value)[0] if isinstance(x, torch.Tensor)]
+    return [t for t in found if t.is_floating_point()]
+
+
+def default_loss(output: Any, *inputs: Any) -> torch.Tensor:
+    """The sum of every float output that takes part in autograd."""
+    tensors = [t for t in float_tensors(output) if t.requires_grad]
+    if not tensors:
+        raise ModelError("the model's output has no float tensor that requires grad, so there is no backward to "
+                         "count; give a loss function, or check that the model has trainable parameters")
+    return sum(t.sum() for t in tensors)
+
+
+@contextlib.contextmanager
+def training(model: nn.Module) -> Iterator[None]:
+    """Training mode with autograd on; afterwards every training flag, buffer and gradient is as before."""
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    try:
+        model.train()
+        with torch.enable_grad(), fused_attention_off():
+            yield
+    finally:
+        for module, flag in modes:
+            module.training = flag
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for param, grad in grads:
+            param.grad = grad
+
+
+def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *,
+                     optimizer: Optimizer | str = Optimizer.ADAMW, loss: Callable[..., Any] | None = None,
+                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None) -> Report:
+    """Count one training step of ``model(*args, **kwargs)``: forward, backward of ``loss(output, *args)`` (default:
+    the sum of every float output), and an ``optimizer`` step; the model is left as it was."""
+    kwargs = kwargs or {}
+    tracker = ModuleTracker(model)
+    tracker.extra_rows = {LOSS: getattr(loss, "__name__", "loss") if loss else "sum of outputs",
+                          OPTIMIZER: f"{Optimizer(optimizer).title} step"}
+    mode = CostMode(tracker, formulas)
+    mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
+    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
+    with tracker, training(model), mode:
+        output = _forward(model, args, kwargs, tracker)
+        tracker.override = LOSS
+        try:
+            value = (loss or default_loss)(output, *args)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"the loss failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        tracker.tag(value, LOSS)
+        tracker.backward_default = LOSS
+        tracker.override, tracker.phase = None, Phase.BACKWARD
+        _backward(value)
+        tracker.override, tracker.phase = OPTIMIZER, Phase.OPTIMIZER
+        step = Optimizer(optimizer).build(params)
+        step.step()
+        step.zero_grad(set_to_none=True)
+        tracker.override, tracker.phase = None, Phase.FORWARD
+    return build_report(model, tracker, mode, (args, kwargs, output), model_name)
+
+
+def _backward(value: Any) -> None:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ModelError(f"the loss must be a scalar tensor, got {type(value).__name__}"
+                         + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""))
+    try:
+        value.backward()
+    except Exception as exc:
+        raise ModelError(f"the backward pass failed: {type(exc).__name__}: {one_line(exc)}") from exc
