@@ -1,0 +1,143 @@
+"""stats --train: the backward charged to the right layers, its matrix products equal to FlopCounterMode's, the
+optimizer step by hand, and the model left exactly as it was."""
+
+import copy
+import json
+import sys
+import types
+
+import pytest
+import torch
+from fixtures import EXAMPLES, WORKED, resnet18
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from modelprof.formulas import FORMULAS, Cost
+from modelprof.train import count_train_step
+
+aten = torch.ops.aten
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_linear_backward_and_optimizer_by_hand():
+    report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="sgd")
+    rows = {r.name: r for r in report.layers}
+    # layer 0 (4 -> 8, batch 3): the input needs no gradient, so grad_weight (8x3 @ 3x4 = 96 MACs) and
+    # grad_bias (3*8 = 24 additions) = 120
+    assert rows["0"].bwd_flops == 96 + 24
+    # ReLU: one op per element of its 3x8 gradient
+    assert rows["1"].bwd_flops == 24
+    # layer 2 (8 -> 2): grad_input 3x2 @ 2x8 = 48, grad_weight 2x3 @ 3x8 = 48, grad_bias 3*2 = 6
+    assert rows["2"].bwd_flops == 48 + 48 + 6
+    # SGD: param.add_(grad, alpha=-lr), one op per parameter: 4*8 + 8 + 8*2 + 2 = 58
+    assert rows["(optimizer)"].opt_flops == 58 and rows["(optimizer)"].type == "SGD step"
+    assert report.unsupported == {} and report.phases == ("forward", "backward", "optimizer")
+    # AdamW: per element lerp 1, mul + addcmul 3, sqrt, div, add 3, addcdiv 2, decay mul 1 = 10, plus one
+    # step counter increment per parameter tensor (4): 58*10 + 4 = 584
+    assert count_train_step(mlp(), (torch.randn(3, 4),)).total.opt_flops == 584
+
+
+def products_only() -> dict:
+    """modelprof's formulas for matrix products alone (without convolution's bias gradient, which
+    FlopCounterMode leaves out); everything else counts 0."""
+
+    def conv_backward(args, kwargs, out):
+        mask = args[10]
+        return Cost(flops=FORMULAS[aten.convolution_backward](args, kwargs, out).flops
+                    - (args[0].numel if mask[2] else 0))
+
+    keep = {op: FORMULAS[op] for op in (aten.mm, aten.bmm, aten.addmm, aten.baddbmm, aten.convolution,
+                                        aten._grouped_mm)}
+    keep[aten.convolution_backward] = conv_backward
+    return {op: keep.get(op, lambda a, k, o: Cost()) for op in FORMULAS}
+
+
+def flop_counter_backward(model, args, kwargs=None):
+    """FlopCounterMode's backward FLOPs, total and per module: forward + backward counted, less the forward."""
+    kwargs = kwargs or {}
+    model = copy.deepcopy(model).train()
+    forward, both = FlopCounterMode(display=False), FlopCounterMode(display=False)
+    with forward:
+        model(*args, **kwargs)
+    with both:
+        out = model(*args, **kwargs)
+        sum(t.sum() for t in ([out] if isinstance(out, torch.Tensor) else out.values() if isinstance(out, dict)
+                              else out) if isinstance(t, torch.Tensor) and t.is_floating_point()).backward()
+    per_module = {name: sum(ops.values()) - sum(forward.get_flop_counts().get(name, {}).values())
+                  for name, ops in both.get_flop_counts().items()}
+    return both.get_total_flops() - forward.get_total_flops(), per_module
+
+
+def test_resnet_backward_products_equal_flop_counter_mode():
+    model = resnet18(num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    ours = count_train_step(model, (x,), formulas=products_only())
+    total, per_module = flop_counter_backward(model, (x,))
+    assert 2 * ours.total.bwd_flops == total
+    # per block (FlopCounterMode names modules by class path, "ResNet.layer2.0", and counts each module with
+    # everything it called). Inside a block with a downsample branch its backward tracker charges the branch's
+    # gradient to conv1 as well, so leaf rows are compared only on the branch-free stem and head.
+    for row in ours.fold(2).layers:
+        if row.name.startswith("layer") or row.name in ("conv1", "fc"):
+            assert 2 * row.bwd_flops == per_module[f"ResNet.{row.name}"], row.name
+
+
+def test_llama_style_backward_products_equal_flop_counter_mode():
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=128, vocab_size=1000,
+                                      max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config._attn_implementation = "eager"  # matmul attention: FlopCounterMode counts CPU SDPA as 0
+    model = transformers.LlamaForCausalLM(config)
+    tokens = torch.randint(3, 1000, (2, 16))
+    ours = count_train_step(model, (tokens,), formulas=products_only(),
+                            loss=lambda output, *inputs: output.logits.sum())
+    total, _ = flop_counter_backward(model, (tokens,))
+    assert 2 * ours.total.bwd_flops == total
+    assert count_train_step(model, (tokens,), loss=lambda o, *i: o.logits.sum()).unsupported == {}
+
+
+def test_model_left_exactly_as_before():
+    model = resnet18(num_classes=10)
+    model.eval()
+    state = copy.deepcopy(model.state_dict())
+    count_train_step(model, (torch.randn(2, 3, 32, 32),))
+    assert not model.training and all(not m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    after = model.state_dict()  # parameters (lr 0) and BN running statistics (restored) unchanged
+    assert all(torch.equal(state[k], after[k]) for k in state)
+
+
+def test_stats_train_through_the_cli(run, tmp_path):
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--train", "--optimizer", "sgd", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["phases"] == ["forward", "backward", "optimizer"]
+    rows = {r["name"]: r for r in data["layers"]}
+    # conv1 (3 -> 2, k7, s2, p3, no bias) on 3x32x32: the input needs no gradient; grad_weight has the forward's
+    # 16*16*2 * 7*7*3 = 75,264 MACs
+    assert rows["conv1"]["bwd_flops"] == 16 * 16 * 2 * 7 * 7 * 3
+    assert rows["(optimizer)"]["opt_flops"] == 298  # SGD: one op per parameter
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--train")
+    assert code == 0 and "Training step: forward" in out and "Bwd Flops" in out
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--optimizer", "sgd")
+    assert code == 2 and "add --train" in err
+    (tmp_path / "lossmod.py").write_text("def first(output, *inputs):\n    return output[0, 0].sum()\n")
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--train", "--loss",
+                         f"{tmp_path / 'lossmod.py'}:first", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["layers"][-2]["type"] == "first"  # the (loss) row is named after the function
+
+
+def test_train_on_meta_device(run):
+    code, out, err = run("stats", str(EXAMPLES / "decoder.py") + ":Decoder", "--device", "meta", "--input",
+                         "64:int64:1000", "--train", "--depth", "0", "--format", "json", "--kwargs",
+                         '{"vocab_size": 1000, "dim": 64, "layers": 2, "heads": 4, "kv_heads": 2}')
+    assert code == 0, err
+    total = json.loads(out)["total"]
+    assert total["bwd_flops"] > total["flops"] > 0 and json.loads(out)["unsupported"] == {}
