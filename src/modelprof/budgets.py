@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import metrics
+from . import metrics, units
 from .errors import UsageError
 from .report import Report
 
@@ -29,6 +29,7 @@ class Limit:
     help: str
     needs_timing: bool = False
     at_least: bool = False  #: a floor (``--min-*``): the measured value must reach it
+    needs_train: bool = False  #: measured on a training step
 
     @property
     def option(self) -> str:
@@ -59,9 +60,18 @@ MFU = Limit("min_mfu", "MFU", _parse_share, lambda v: f"{100 * v:.1f} %",
             "Floor on model FLOP/s utilisation (achieved MAdd/s over the calibrated peak): 30%; runs a timing.",
             needs_timing=True, at_least=True)
 
+PEAK_MEMORY = Limit("max_peak_memory", "peak memory", units.parse_bytes, units.nbytes,
+                    "Limit on the peak of live tensor memory of the counted run (with --train, of a training "
+                    "step): 12GiB.")
+TRAIN_MEMORY = Limit("max_train_memory", "training-step peak memory", units.parse_bytes, units.nbytes,
+                     "Limit on the peak memory of one training step (counts a training step): 80GiB.",
+                     needs_train=True)
+
 #: Every limit ``check`` knows, by budget key, in the order check reports them.
 LIMITS: dict[str, Limit] = {
     **{f"max_{m.key}": _metric_limit(m) for m in metrics.METRICS if m.budget},
+    PEAK_MEMORY.key: PEAK_MEMORY,
+    TRAIN_MEMORY.key: TRAIN_MEMORY,
     LATENCY.key: LATENCY,
     MFU.key: MFU,
 }
@@ -148,4 +158,6 @@ def check_limits(limits: dict[str, float], report: Report, median_latency_s: flo
         f"max_{m.key}": m.value(report.total.values) for m in metrics.METRICS if m.budget}
     measured[LATENCY.key] = None if median_latency_s is None else median_latency_s * 1e3
     measured[MFU.key] = mfu
+    peak = report.memory.peak if report.memory else None
+    measured[PEAK_MEMORY.key] = measured[TRAIN_MEMORY.key] = peak
     return tuple(LimitResult(LIMITS[key], measured[key], limits[key]) for key in LIMITS if key in limits)

@@ -339,8 +339,10 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
                    "[tool.modelprof]. Options given on the command line win.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               metavar="SECONDS", help="Timing budget for --max-latency-ms and --min-mfu.")
+@click.option("--train", is_flag=True, help="Count a training step (AdamW, loss = sum of outputs), so that "
+              "--max-bwd-flops, --max-step-flops and --max-peak-memory measure it.")
 def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str | None, duration: float,
-          **limit_values: str | None) -> None:
+          train: bool, **limit_values: str | None) -> None:
     """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.
 
     Counts take K/M/G/T suffixes, sizes KB/MB/GB or KiB/MiB/GiB. Only stats run unless a latency limit is given.
@@ -354,7 +356,7 @@ def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str 
         raise UsageError(f"no limits given; pass {'/'.join(limit.option for limit in LIMITS.values())} "
                          "or a --budget file")
     limits = {key: parse_limit(key, value) for key, value in budget.items()}
-    result = run_check(source, limits, batch, duration)
+    result = run_check(source, limits, batch, duration, train)
     emit(check_document(result), out)
     if not result.passed:
         raise ModelprofError(f"{result.failed} of {len(result.limits)} limit(s) exceeded")

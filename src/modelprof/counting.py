@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from operator import attrgetter
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch.utils._pytree import tree_flatten
 from . import metrics, units
 from .errors import Hint, ModelError, one_line
 from .formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
+from .memory import LiveMemory, static_tensors
 from .metrics import Phase
 from .report import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
 from .runtime import inference
@@ -82,6 +84,7 @@ class CostMode(TorchDispatchMode):
         self.records: dict[tuple[str, Phase], Record] = {}
         self.unsupported: Counter = Counter()
         self.phases: tuple[Phase, ...] = (Phase.FORWARD,)  #: the phases of the step this mode counts
+        self.memory: LiveMemory | None = None  #: follows live tensor memory when set
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -91,7 +94,12 @@ class CostMode(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        out = self._count(func, args, kwargs or {})
+        if self.memory is not None:
+            self.memory.track(out)
+        return out
+
+    def _count(self, func: Any, args: tuple, kwargs: dict) -> Any:
         packet = func.overloadpacket
         formula = self.formulas.get(packet)
         if formula is None:
@@ -133,9 +141,11 @@ def count_costs(model: nn.Module, args: tuple = (), kwargs: dict | None = None, 
     kwargs = kwargs or {}
     tracker = ModuleTracker(model)
     mode = CostMode(tracker, formulas)
+    mode.memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
     with tracker, inference(model), mode:
         output = _forward(model, args, kwargs, tracker)
-    return build_report(model, tracker, mode, (args, kwargs, output), model_name)
+    report = build_report(model, tracker, mode, (args, kwargs, output), model_name)
+    return replace(report, memory=mode.memory.summary(model, (args, kwargs)))
 
 
 def _forward(model: nn.Module, args: tuple, kwargs: dict, tracker: ModuleTracker) -> Any:
@@ -154,7 +164,7 @@ def _forward(model: nn.Module, args: tuple, kwargs: dict, tracker: ModuleTracker
 
 
 def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call: tuple[tuple, dict, Any],
-                 model_name: str | None = None) -> Report:
+                 model_name: str | None = None, extra: Mapping[str, Mapping[str, int]] | None = None) -> Report:
     """The report of one counted call ``(args, kwargs, output)``: a row per leaf module in the order it ran, then
     each container that ran ops itself, then each module that only holds parameters."""
     args, kwargs, output = call
@@ -169,7 +179,11 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     for pid, name in owners.items():
         params_by_row[name] += unique[pid].numel()
 
-    rows = tuple(_row(tracker, mode, name, params_by_row[name]) for name in order)
+    extra = extra or {}
+    for name in extra:
+        order.setdefault(name)
+    rows = tuple(_row(tracker, mode, name, {"params": params_by_row[name], **extra.get(name, {})})
+                 for name in order)
     total = TotalCost(
         name="total", type=type(model).__name__, input_shape=tensor_shapes(args, kwargs),
         output_shape=tensor_shapes(output),
@@ -182,9 +196,9 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
                   modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases))
 
 
-def _row(tracker: ModuleTracker, mode: CostMode, name: str, params: int) -> LayerCost:
-    """One module's row: its parameters and, per metric, the record of the metric's phase."""
-    values = {"params": params}
+def _row(tracker: ModuleTracker, mode: CostMode, name: str, known: Mapping[str, int]) -> LayerCost:
+    """One module's row: the values known already (its parameters) and, per metric, the record of its phase."""
+    values = dict(known)
     ops: dict[str, None] = {}
     for index, metric in enumerate(metrics.ACCUMULATED):
         if metric.phase not in mode.phases:

@@ -112,6 +112,8 @@ METRICS: tuple[Metric, ...] = (
            phase=Phase.OPTIMIZER, source="mem_read", budget=False),
     Metric("opt_mem_write", "Opt MemWrite", Unit.BYTES, help="bytes the optimizer step writes",
            phase=Phase.OPTIMIZER, source="mem_write", budget=False),
+    Metric("saved", "Saved act.", Unit.BYTES, help="activations autograd saves for the backward",
+           phase=Phase.BACKWARD, budget=False),
     Metric("step_flops", "Step Flops", help="Flops of a whole training step (forward, backward, optimizer)",
            parts=("flops", "bwd_flops", "opt_flops")),
 )

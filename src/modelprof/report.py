@@ -137,6 +137,29 @@ class ModuleInfo:
 
 
 @dataclass(frozen=True)
+class MemorySummary:
+    """The memory a run needs, in bytes, by category; ``peak`` is the most tensor memory alive at once (static
+    part plus op-made storage), reached while ``peak_row`` ran in ``peak_phase``."""
+
+    parameters: int = 0
+    buffers: int = 0
+    inputs: int = 0
+    gradients: int = 0
+    optimizer: int = 0
+    saved: int = 0
+    peak: int = 0
+    peak_row: str = ROOT
+    peak_phase: str = "forward"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemorySummary:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything ``modelprof stats`` measured. ``to_dict()`` is the documented JSON (kind ``stats``)."""
 
@@ -151,6 +174,7 @@ class Report:
     unsupported: dict[str, int] = field(default_factory=dict)
     modules: dict[str, ModuleInfo] = field(default_factory=dict, compare=False, repr=False)
     phases: tuple[str, ...] = ("forward",)
+    memory: MemorySummary | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in the README."""
@@ -166,6 +190,7 @@ class Report:
             "total": self.total.to_dict(),
             "unsupported": dict(self.unsupported),
             "modules": {name: info.to_dict() for name, info in self.modules.items()},
+            **({"memory": self.memory.to_dict()} if self.memory else {}),
         }
 
     @classmethod
@@ -181,6 +206,7 @@ class Report:
             unsupported=dict(d.get("unsupported", {})),
             modules={name: ModuleInfo.from_dict(info) for name, info in d.get("modules", {}).items()},
             phases=tuple(d.get("phases", ("forward",))),
+            memory=MemorySummary.from_dict(d["memory"]) if d.get("memory") else None,
         )
 
     def fold(self, depth: int | None) -> Report:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch.utils._pytree import tree_flatten
 from .counting import CostMode, _forward, build_report
 from .errors import ModelError, one_line
 from .formulas import Formula, leaves
+from .memory import LiveMemory, static_tensors, storage_bytes
 from .metrics import Phase
 from .report import Report
 from .runtime import fused_attention_off
@@ -105,9 +107,11 @@ def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = N
                           OPTIMIZER: f"{Optimizer(optimizer).title} step"}
     mode = CostMode(tracker, formulas)
     mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
+    mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
     params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
     with tracker, training(model), mode:
-        output = _forward(model, args, kwargs, tracker)
+        with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+            output = _forward(model, args, kwargs, tracker)
         tracker.override = LOSS
         try:
             value = (loss or default_loss)(output, *args)
@@ -119,12 +123,16 @@ def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = N
         tracker.backward_default = LOSS
         tracker.override, tracker.phase = None, Phase.BACKWARD
         _backward(value)
+        gradients = storage_bytes(p.grad for p in params if p.grad is not None)
         tracker.override, tracker.phase = OPTIMIZER, Phase.OPTIMIZER
         step = Optimizer(optimizer).build(params)
         step.step()
+        state = storage_bytes(t for values in step.state.values() for t in values.values())
         step.zero_grad(set_to_none=True)
         tracker.override, tracker.phase = None, Phase.FORWARD
-    return build_report(model, tracker, mode, (args, kwargs, output), model_name)
+    saved = {name: {"saved": size} for name, size in memory.saved.items()}
+    report = build_report(model, tracker, mode, (args, kwargs, output), model_name, extra=saved)
+    return replace(report, memory=memory.summary(model, (args, kwargs), gradients, state))
 
 
 def _backward(value: Any) -> None:

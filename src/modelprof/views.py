@@ -56,6 +56,8 @@ def stats_document(report: Report, crosscheck: CrossCheck | None = None) -> Docu
                          "non-trainable)")]
     if len(report.phases) > 1:
         blocks.append(Note(_step_line(report)))
+    if report.memory is not None:
+        blocks.append(Note(_memory_line(report)))
     if report.unsupported:
         blocks.append(Note("Not counted (no formula): " + ", ".join(f"{op} ×{n}" for op, n in
                                                                    report.unsupported.items())))
@@ -73,6 +75,18 @@ def _step_line(report: Report) -> str:
     return (f"Training step: forward {units.count(t.flops)} Flops, backward {units.count(t.bwd_flops)}{ratio}, "
             f"optimizer {units.count(t.opt_flops)}; {units.count(metrics.BY_KEY['step_flops'].value(t.values))} "
             "in all")
+
+
+def _memory_line(report: Report) -> str:
+    """``Memory: parameters 44.59MiB, buffers ..., peak 61.04MiB during the backward of layer1.0.conv1``."""
+    m = report.memory
+    parts = [f"parameters {units.nbytes(m.parameters)}", f"buffers {units.nbytes(m.buffers)}",
+             f"inputs {units.nbytes(m.inputs)}"]
+    if len(report.phases) > 1:
+        parts += [f"gradients {units.nbytes(m.gradients)}", f"optimizer state {units.nbytes(m.optimizer)}",
+                  f"saved activations {units.nbytes(m.saved)}"]
+    where = f"the {m.peak_phase} of {m.peak_row}" if m.peak_phase != "forward" else m.peak_row
+    return f"Memory: {', '.join(parts)}; peak of live tensors {units.nbytes(m.peak)} during {where}"
 
 
 def _crosscheck_blocks(check: CrossCheck, ours_total: int) -> list:
