@@ -141,3 +141,59 @@ def test_train_on_meta_device(run):
     assert code == 0, err
     total = json.loads(out)["total"]
     assert total["bwd_flops"] > total["flops"] > 0 and json.loads(out)["unsupported"] == {}
+
+
+def test_memory_by_category_by_hand():
+    report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="adam")
+    memory = report.memory
+    # parameters: (4*8 + 8 + 8*2 + 2) = 58 floats = 232 bytes; the input 3x4 floats = 48 bytes
+    assert (memory.parameters, memory.buffers, memory.inputs) == (232, 0, 48)
+    # a gradient per parameter (232); Adam keeps exp_avg and exp_avg_sq (2 * 232) and a float32 step per
+    # parameter tensor (4 * 4): 480
+    assert (memory.gradients, memory.optimizer) == (232, 480)
+    # saved for the backward: the first Linear saves its input (an input, not an activation) and its weight (a
+    # parameter); the ReLU saves its 3x8 output (96 bytes), which the second Linear saves too (counted once)
+    rows = {r.name: r for r in report.layers}
+    assert memory.saved == 96 and rows["1"].saved == 96 and rows["2"].saved == 0
+
+
+def memtracker_peak(model, args, train):
+    """PyTorch's MemTracker on the same step: the peak of every category together."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    model = copy.deepcopy(model)
+    tracker = MemTracker()
+    if not train:
+        tracker.track_external(model, *args)
+        with tracker, torch.inference_mode():
+            model.eval()(*args)
+        return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
+    tracker.track_external(model, optimizer, *args)
+    with tracker:
+        model.train()(*args).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_peak_memory_agrees_with_memtracker(train):
+    from modelprof.counting import count_costs
+
+    model = resnet18(num_classes=10)
+    x = torch.randn(4, 3, 64, 64)
+    report = count_train_step(model, (x,)) if train else count_costs(model, (x,))
+    reference = memtracker_peak(model, (x,), train)
+    assert abs(report.memory.peak - reference) <= 0.05 * reference  # goal: within 5 %
+
+
+def test_memory_budgets_through_check(run):
+    # the worked example's parameters alone are 298 floats = 1,192 bytes, so a 1 KB peak limit must fail
+    code, out, err = run("check", WORKED, "--shape", "3,32,32", "--max-peak-memory", "1KB")
+    assert code == 1 and out.startswith("FAIL  peak memory")
+    code, out, err = run("check", WORKED, "--shape", "3,32,32", "--max-peak-memory", "1GB",
+                         "--max-train-memory", "1GB")
+    assert code == 0 and "pass  training-step peak memory" in out, err
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--train")
+    assert "Memory: parameters 1.16KiB" in out and "saved activations" in out
