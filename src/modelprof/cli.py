@@ -294,6 +294,35 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
 
 
 @cli.command()
+@model_command
+@click.option("--memory", "memory_text", required=True, metavar="SIZE|DEVICE",
+              help="The memory to fit in: 80GiB, 24GB, or a device name (H100, A100-40GB, L4, RTX4090 ...).")
+@click.option("--train", is_flag=True, help="Fit a training step (forward, backward, optimizer) instead of a forward.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
+              show_default=True, help="With --train: the optimizer whose state counts.")
+def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, train: bool, optimizer: str) -> None:
+    """The largest batch of TARGET whose peak memory fits --memory, predicted from shape-only (meta) runs at batch
+    2, 4 and 8 (memory = fixed + per-sample x batch, phase by phase), then checked at the answer. Nothing is
+    allocated."""
+    from .fit import device_memory, fit_batch
+    from .train import Optimizer
+    from .views import fit_document
+
+    if batch != 1:
+        raise UsageError("fit finds the batch; drop --batch")
+    known = device_memory(memory_text)
+    if known is not None:
+        memory, label = known, f"{memory_text}'s memory"
+    else:
+        try:
+            memory, label = units.parse_bytes(memory_text), ""
+        except ValueError:
+            raise UsageError(f"--memory: '{memory_text}' is neither a size (80GiB, 24GB) nor a known device "
+                             "(H100, A100, A100-40GB, H200, L4, L40S, RTX4090, T4 ...)") from None
+    emit(fit_document(fit_batch(source, memory, train, Optimizer(optimizer), label)), out)
+
+
+@cli.command()
 @click.option("--device", type=click.Choice([Device.CPU.value, Device.CUDA.value]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]), default="float32", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")

@@ -52,6 +52,7 @@ class LiveMemory:
         self.live = 0
         self.peak = 0
         self.peak_at = (ROOT, Phase.FORWARD)
+        self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
         self.saved: Counter = Counter()
         self._saved: dict[int, weakref.ref] = {}
 
@@ -67,9 +68,12 @@ class LiveMemory:
             size = storage.nbytes()
             self._alive[key] = weakref.ref(storage, self._freed(key, size))
             self.live += size
+        phase = self.tracker.phase
+        if self.live > self.phase_peaks.get(phase, 0):
+            self.phase_peaks[phase] = self.live
         if self.live > self.peak:
             self.peak = self.live
-            self.peak_at = (self.tracker.current, self.tracker.phase)
+            self.peak_at = (self.tracker.current, phase)
 
     def _freed(self, key: int, size: int) -> Any:
         def callback(_ref: weakref.ref) -> None:
@@ -96,7 +100,8 @@ class LiveMemory:
         row, phase = self.peak_at
         return MemorySummary(parameters=params, buffers=buffers, inputs=self.static - params - buffers,
                              gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
-                             peak=self.static + self.peak, peak_row=row, peak_phase=str(phase))
+                             peak=self.static + self.peak, peak_row=row, peak_phase=str(phase),
+                             phase_peaks={str(p): self.static + v for p, v in self.phase_peaks.items()})
 
 
 def static_tensors(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:

@@ -150,6 +150,7 @@ class MemorySummary:
     peak: int = 0
     peak_row: str = ROOT
     peak_phase: str = "forward"
+    phase_peaks: dict[str, int] = field(default_factory=dict)  #: the peak within each phase
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -507,3 +508,32 @@ class CrossCheck:
 
 #: The report kinds that can be saved as JSON and read back (``compare`` takes two of the same kind).
 SAVED_KINDS: dict[str, type[Report] | type[BenchReport]] = {Report.KIND: Report, BenchReport.KIND: BenchReport}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# modelprof fit
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """``modelprof fit``: peaks measured on the meta device at a few batch sizes, the linear memory model drawn
+    through them (``fixed + per_sample · batch``), and the largest batch whose peak fits ``memory``."""
+
+    model: str
+    memory: int
+    train: bool
+    peaks: tuple[tuple[int, int], ...]
+    fixed: int
+    per_sample: int
+    max_batch: int
+    peak_at_max: int
+    memory_source: str = ""
+
+    KIND: ClassVar[str] = "fit"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "schema_version": SCHEMA_VERSION, "model": self.model, "memory": self.memory,
+                "memory_source": self.memory_source, "train": self.train,
+                "peaks": [{"batch": b, "peak": p} for b, p in self.peaks], "fixed": self.fixed,
+                "per_sample": self.per_sample, "max_batch": self.max_batch, "peak_at_max": self.peak_at_max}

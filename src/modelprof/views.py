@@ -12,7 +12,16 @@ from . import metrics, roofline, units
 from .budgets import CheckResult
 from .compare import Comparison, Delta
 from .document import Cell, Column, Document, Note, Table
-from .report import SCHEMA_VERSION, BatchResult, BenchReport, CrossCheck, LayerCost, LayerProfile, Report
+from .report import (
+    SCHEMA_VERSION,
+    BatchResult,
+    BenchReport,
+    CrossCheck,
+    FitReport,
+    LayerCost,
+    LayerProfile,
+    Report,
+)
 from .roofline import Peaks
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -334,3 +343,26 @@ def calibration_document(peaks: Peaks, device: str, dtype: str, threads: int | N
     data = {"kind": "calibrate", "schema_version": SCHEMA_VERSION, "device": device, "dtype": dtype,
             "threads": threads, "peaks": peaks.to_dict()}
     return Document("calibrate", f"Peaks of {peaks.device or device}", (Table(columns, tuple(rows)), *notes), data)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fit
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def fit_document(report: FitReport) -> Document:
+    """The peaks measured, the memory model through them, the largest batch and its peak."""
+    columns = (Column("Batch", True), Column("Peak memory", True), Column("Memory model", True))
+    rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
+                  Cell(units.nbytes(report.fixed + report.per_sample * b), report.fixed + report.per_sample * b))
+                 for b, p in report.peaks)
+    step = "training step" if report.train else "forward"
+    notes = (
+        Note(f"Memory model ({step}): {units.nbytes(report.fixed)} fixed + {units.nbytes(report.per_sample)} per "
+             "sample (peaks counted on the meta device)"),
+        Note(f"Largest batch that fits {units.nbytes(report.memory)}"
+             + (f" ({report.memory_source})" if report.memory_source else "")
+             + f": {report.max_batch:,}, peak {units.nbytes(report.peak_at_max)}"),
+    )
+    return Document(report.KIND, f"{report.model}: the batch that fits", (Table(columns, rows), *notes),
+                    report.to_dict())
