@@ -197,3 +197,33 @@ def test_memory_budgets_through_check(run):
     assert code == 0 and "pass  training-step peak memory" in out, err
     code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--train")
     assert "Memory: parameters 1.16KiB" in out and "saved activations" in out
+
+
+def test_fit_largest_batch_by_hand(run):
+    # fixtures.Hungry: x (N, 1024) float32 -> x.repeat(1, 4096) (N x 16 MiB) -> .sum(dim=1) (N floats).
+    # Peak while the sum runs: input N*4096 + repeat N*16,777,216 + sum N*4 = N * 16,781,316 bytes, nothing fixed.
+    # 256 MiB = 268,435,456: 15 samples need 251,719,740, 16 need 268,501,056 -> 15
+    code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "256MiB", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["kind"] == "fit" and data["max_batch"] == 15 and data["peak_at_max"] == 15 * 16_781_316
+    assert data["fixed"] == 0 and data["per_sample"] == 16_781_316
+    code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "H100", "--format", "json")
+    # 80 GiB = 85,899,345,920 // 16,781,316 = 5,118
+    assert code == 0 and json.loads(out)["max_batch"] == 85_899_345_920 // 16_781_316
+    assert json.loads(out)["memory_source"] == "H100's memory"
+    code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "lots")
+    assert code == 2 and "neither a size" in err
+
+
+def test_fit_training_step_fits_its_answer():
+    from modelprof.fit import fit_batch, phase_peaks
+    from modelprof.options import Device, Inputs, InputSpec, ModelSource
+    from modelprof.train import Optimizer
+
+    source = ModelSource(str(EXAMPLES / "resnet.py") + ":resnet18", Inputs(specs=(InputSpec((3, 32, 32)),)))
+    report = fit_batch(source, 512 * 2**20, train=True)
+    meta = ModelSource(source.target, source.inputs, device=Device.META)
+    # the answer's exact peak fits, and one more sample does not
+    assert report.peak_at_max <= 512 * 2**20
+    assert max(phase_peaks(meta, report.max_batch + 1, True, Optimizer.ADAMW).values()) > 512 * 2**20
