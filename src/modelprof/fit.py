@@ -70,7 +70,8 @@ def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: 
     fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
     peaks = tuple((b, max(runs[b].values())) for b in BATCHES)
     return FitReport(model=source.target, memory=memory, train=train, peaks=peaks, fixed=fixed, per_sample=slope,
-                     max_batch=best, peak_at_max=peak, memory_source=memory_source)
+                     max_batch=best, peak_at_max=peak, memory_source=memory_source,
+                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()))
 
 
 def _bisect(meta: ModelSource, train: bool, optimizer: Optimizer, memory: int, fits: int, fails: int

@@ -529,11 +529,18 @@ class FitReport:
     max_batch: int
     peak_at_max: int
     memory_source: str = ""
+    lines: tuple[tuple[str, int, int], ...] = ()  #: (phase, fixed, per_sample) for each phase
 
     KIND: ClassVar[str] = "fit"
+
+    def model_peak(self, batch: int) -> int:
+        """The memory model at ``batch``: the highest of the phases' lines."""
+        return max((fixed + slope * batch for _, fixed, slope in self.lines),
+                   default=self.fixed + self.per_sample * batch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "schema_version": SCHEMA_VERSION, "model": self.model, "memory": self.memory,
                 "memory_source": self.memory_source, "train": self.train,
                 "peaks": [{"batch": b, "peak": p} for b, p in self.peaks], "fixed": self.fixed,
-                "per_sample": self.per_sample, "max_batch": self.max_batch, "peak_at_max": self.peak_at_max}
+                "per_sample": self.per_sample, "max_batch": self.max_batch, "peak_at_max": self.peak_at_max,
+                "lines": [{"phase": p, "fixed": f, "per_sample": k} for p, f, k in self.lines]}

@@ -354,15 +354,13 @@ def fit_document(report: FitReport) -> Document:
     """The peaks measured, the memory model through them, the largest batch and its peak."""
     columns = (Column("Batch", True), Column("Peak memory", True), Column("Memory model", True))
     rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
-                  Cell(units.nbytes(report.fixed + report.per_sample * b), report.fixed + report.per_sample * b))
-                 for b, p in report.peaks)
+                  Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
     step = "training step" if report.train else "forward"
+    phases = "; ".join(f"{phase} {units.nbytes(f)} + {units.nbytes(k)} per sample" for phase, f, k in report.lines)
     notes = (
-        Note(f"Memory model ({step}): {units.nbytes(report.fixed)} fixed + {units.nbytes(report.per_sample)} per "
-             "sample (peaks counted on the meta device)"),
+        Note(f"Memory model ({step}, the highest of each phase's line, counted on the meta device): {phases}"),
         Note(f"Largest batch that fits {units.nbytes(report.memory)}"
              + (f" ({report.memory_source})" if report.memory_source else "")
              + f": {report.max_batch:,}, peak {units.nbytes(report.peak_at_max)}"),
     )
-    return Document(report.KIND, f"{report.model}: the batch that fits", (Table(columns, rows), *notes),
-                    report.to_dict())
+    return Document(report.KIND, report.model, (Table(columns, rows), *notes), report.to_dict())
