@@ -227,3 +227,25 @@ def test_fit_training_step_fits_its_answer():
     # the answer's exact peak fits, and one more sample does not
     assert report.peak_at_max <= 512 * 2**20
     assert max(phase_peaks(meta, report.max_batch + 1, True, Optimizer.ADAMW).values()) > 512 * 2**20
+
+
+def test_bench_train_times_training_steps_and_leaves_the_model(run):
+    code, out, err = run("bench", WORKED, "--shape", "3,16,16", "--train", "--optimizer", "sgd", "--reps", "2",
+                         "--warmup", "1", "--warmup-time", "0", "--quiet", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["environment"]["train"] is True and data["environment"]["optimizer"] == "sgd"
+    assert len(data["sweep"][0]["samples_ms"]) == 2
+    code, out, err = run("bench", WORKED, "--shape", "3,16,16", "--train", "--layers")
+    assert code == 2 and "drop --train or --layers" in err
+
+
+def test_timed_training_steps_leave_the_model_unchanged():
+    from modelprof.timing import TimingSettings, measure
+
+    model = resnet18(num_classes=10).eval()
+    state = copy.deepcopy(model.state_dict())
+    measure(model, (torch.randn(2, 3, 32, 32),), {}, 2, "cpu", TimingSettings(warmup_calls=1, warmup_seconds=0,
+                                                                              reps=2, train=True))
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

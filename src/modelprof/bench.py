@@ -65,6 +65,8 @@ def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptio
     if options.compile_model:
         model, compile_seconds = _compiled(model, source, options.batch)
     env = environment(source.device.value, dtype, settings.amp, source.channels_last, options.compile_model)
+    if settings.train:
+        env.update(train=True, optimizer=settings.optimizer)
     args, kwargs = source.build_inputs(options.batch if not options.find_batch else 1)
     report = BenchReport(model=source.target, inputs=describe_inputs(args, kwargs), device=source.device.value,
                          dtype=dtype, environment=env, sweep=(), compile_seconds=compile_seconds)

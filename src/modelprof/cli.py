@@ -219,6 +219,10 @@ def _parse_count_option(ctx: click.Context, param: click.Parameter, value: str |
 @click.option("--reps", type=click.IntRange(min=1), help="Time exactly this many calls instead of --duration.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: torch's).")
 @click.option("--amp", is_flag=True, help="Autocast: float16 on CUDA, bfloat16 on CPU.")
+@click.option("--train", is_flag=True, help="Time training steps: forward, backward of the summed outputs, optimizer "
+              "step (learning rate 0, the model left unchanged).")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
+              show_default=True, help="With --train: the optimizer stepped.")
 @click.option("--channels-last", is_flag=True, help="Model and 4-D inputs in channels-last memory format.")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model; compile time is reported apart from the timed calls.")
@@ -240,7 +244,8 @@ def _parse_count_option(ctx: click.Context, param: click.Parameter, value: str |
               "batch, or with --layers the roofline.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warmup_time: float, duration: float,
-          reps: int | None, amp: bool, plot: str | None, quiet: bool, **options: Any) -> None:
+          reps: int | None, amp: bool, train: bool, optimizer: str, plot: str | None, quiet: bool,
+          **options: Any) -> None:
     """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one; with
     --layers, the time of every layer against the device's roofline.
 
@@ -267,8 +272,10 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     from .timing import TimingSettings
     from .views import bench_document
 
+    if train and options["layers"]:
+        raise UsageError("--layers times the forward; drop --train or --layers")
     settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
-                              amp=amp)
+                              amp=amp, train=train, optimizer=optimizer)
     options["tolerance"] = options.pop("batch_tolerance")
     bench_options = BenchOptions(batch=batch, **{**options, "memory_limit": memory_limit})
     with progress_bar(not quiet and sys.stderr.isatty()) as progress:

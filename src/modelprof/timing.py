@@ -37,6 +37,8 @@ class TimingSettings:
     reps: int | None = None
     min_reps: int = 5
     amp: bool = False
+    train: bool = False  #: time training steps (forward, backward of the summed outputs, optimizer step)
+    optimizer: str = "adamw"
 
 
 Progress = Callable[[float], None]
@@ -121,13 +123,14 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     device = torch.device(device)
     cuda = device.type == "cuda"
     clock = _CudaClock() if cuda else _CpuClock()
-    with eval_inference(model), _autocast(device, settings.amp):
+    context, call = _how_to_run(model, args, kwargs, settings)
+    with context, _autocast(device, settings.amp):
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         started, calls = time.perf_counter(), 0
         while calls < settings.warmup_calls or time.perf_counter() - started < settings.warmup_seconds:
-            model(*args, **kwargs)
+            call()
             calls += 1
         if cuda:
             torch.cuda.synchronize(device)
@@ -135,14 +138,14 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
         begun = time.perf_counter()
         while True:
             clock.begin()
-            model(*args, **kwargs)
+            call()
             samples.append(clock.end())
             done = _done(samples, time.perf_counter() - begun, settings)
             if progress:
                 progress(done)
             if done >= 1.0:
                 break
-        pipelined = _pipelined_throughput(model, args, kwargs, batch, len(samples)) if cuda else None
+        pipelined = _pipelined_throughput(call, batch, len(samples)) if cuda else None
         peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
     stats = LatencyStats.from_samples(samples)
     return BatchResult(batch=batch, latency=stats, throughput=batch / stats.mean, peak_memory=peak,
@@ -158,12 +161,32 @@ def _done(samples: list[float], elapsed: float, settings: TimingSettings) -> flo
     return min(1.0, elapsed / settings.duration)
 
 
-def _pipelined_throughput(model: nn.Module, args: tuple, kwargs: dict, batch: int, calls: int) -> float:
+def _how_to_run(model: nn.Module, args: tuple, kwargs: dict, settings: TimingSettings
+                ) -> tuple[contextlib.AbstractContextManager, Callable[[], object]]:
+    """The context to measure in and one call: a forward in eval and inference mode, or with ``settings.train``
+    a training step in training mode (the optimizer's learning rate is 0, and training flags, buffers and
+    gradients are restored afterwards, as ``stats --train`` does)."""
+    if not settings.train:
+        return eval_inference(model), lambda: model(*args, **kwargs)
+    from .train import Optimizer, default_loss, training
+
+    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
+    optimizer = Optimizer(settings.optimizer).build(params, foreach=None)
+
+    def step() -> None:
+        default_loss(model(*args, **kwargs)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return training(model), step
+
+
+def _pipelined_throughput(call: Callable[[], object], batch: int, calls: int) -> float:
     """Samples per second over ``calls`` back-to-back calls with no synchronization in between."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(calls):
-        model(*args, **kwargs)
+        call()
     end.record()
     end.synchronize()
     return calls * batch / (start.elapsed_time(end) / 1e3)

@@ -48,15 +48,16 @@ class Optimizer(StrEnum):
     def title(self) -> str:
         return {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}[self.value]
 
-    def build(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-        """The optimizer with a learning rate of 0; ``foreach=False`` so every op is one PyTorch op per tensor."""
+    def build(self, params: list[nn.Parameter], foreach: bool | None = False) -> torch.optim.Optimizer:
+        """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
+        every op is counted; timing passes None, PyTorch's default."""
         if self is Optimizer.SGD:
-            return torch.optim.SGD(params, lr=0.0, foreach=False)
+            return torch.optim.SGD(params, lr=0.0, foreach=foreach)
         if self is Optimizer.MOMENTUM:
-            return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=False)
+            return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=foreach)
         if self is Optimizer.ADAM:
-            return torch.optim.Adam(params, lr=0.0, foreach=False)
-        return torch.optim.AdamW(params, lr=0.0, foreach=False)
+            return torch.optim.Adam(params, lr=0.0, foreach=foreach)
+        return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
 
 
 def float_tensors(value: Any) -> list[torch.Tensor]:
