@@ -191,22 +191,22 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
                              hint=Hint.STRICT)
 
 
-def _parse_bytes_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return units.parse_bytes(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _parsed_by(parse: Callable[[str], int]) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+    """A click callback that parses an option's text (``4GiB``, ``989T``) or says why it cannot."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
 
 
-def _parse_count_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return units.parse_count(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+_parse_bytes_option = _parsed_by(units.parse_bytes)
+_parse_count_option = _parsed_by(units.parse_count)
 
 
 @cli.command()
