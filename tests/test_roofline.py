@@ -145,3 +145,12 @@ def test_datasheet_matches_gpu_names():
     assert roofline.datasheet("NVIDIA L4", "float16") == (121e12, 300e9)
     assert roofline.datasheet("NVIDIA A100-SXM4-40GB", "float32") == (19.5e12, 1.555e12)
     assert roofline.datasheet("AMD EPYC", "float32") == (None, None)
+
+
+def test_roofline_plot(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "roofline.png"
+    code, _, err = run("bench", WORKED, "--shape", "3,64,64", "--layers", "--peak-flops", "100G",
+                       "--peak-bandwidth", "10GB", *FAST, "--plot", target)
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
