@@ -24,6 +24,10 @@ from .errors import Hint, ModelError, ModelprofError, UsageError, one_line
 from .options import MODEL_DTYPES, Device, DType, ModelSource, OutputOptions, input_options, parse_kwargs
 from .renderers import OutputFormat, render
 
+#: The heads a transformers config TARGET can be built with (modelprof.hf.Task, without importing it here).
+TASKS = ["causal-lm", "seq2seq", "encoder", "masked-lm", "sequence-classification", "image-classification",
+         "speech-seq2seq"]
+
 #: How the command line words each kind of fix a library error points to.
 HINTS = {
     Hint.INPUTS: "check the input shapes and dtypes given with --shape/--input/--inputs",
@@ -111,6 +115,8 @@ _MODEL_OPTIONS = (
                  help="meta builds and runs the model on shapes alone, allocating no weights."),
     click.option("--dtype", type=click.Choice([d.value for d in MODEL_DTYPES]),
                  help="Cast the model and its float inputs."),
+    click.option("--task", type=click.Choice(TASKS),
+                 help="For a transformers config TARGET: the head (default: the config's architectures)."),
     click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="table",
                  show_default=True),
     click.option("-o", "--output", default="-", show_default=True, metavar="FILE", help="- is stdout."),
@@ -123,13 +129,13 @@ def model_command(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(target: str, shape: str | None, input_specs: tuple[str, ...], inputs_factory: str | None,
-                kwargs_json: str | None, device: str, dtype: str | None, fmt: str, output: str,
+                kwargs_json: str | None, device: str, dtype: str | None, task: str | None, fmt: str, output: str,
                 **options: Any) -> None:
         out = output_options(fmt, output)
         source = ModelSource(target=target, inputs=input_options(shape, input_specs, inputs_factory),
                              kwargs=parse_kwargs(kwargs_json), device=Device(device),
                              dtype=DType(dtype) if dtype else None,
-                             channels_last=options.pop("channels_last", False))
+                             channels_last=options.pop("channels_last", False), task=task)
         with users_code():
             command(source=source, out=out, **options)
 

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils._pytree import tree_map_only
 
 from .errors import Hint, ModelError, UsageError, one_line
+from .hf import build_from_config, is_config_target
 from .options import MODEL_DTYPES, Device, DType, Inputs, InputSpec, ModelSource  # noqa: F401  (re-exported)
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -80,30 +81,42 @@ def _import_module(location: str, what: str) -> Any:
 
 
 def build_model(target: str, kwargs: dict[str, Any], device: Device = Device.CPU,
-                dtype: DType | None = None) -> nn.Module:
-    """The ``nn.Module`` that TARGET names: a module class (called with ``kwargs``), a factory, or an instance.
+                dtype: DType | None = None, task: str | None = None) -> nn.Module:
+    """The ``nn.Module`` that TARGET names: a module class (called with ``kwargs``), a factory, an instance, or a
+    ``transformers`` config (``config.json``, a folder holding one, ``hf:ORG/NAME``; the head from ``task``).
 
-    With ``device=meta`` a class or factory is built under ``torch.device("meta")`` so no weights are allocated.
+    With ``device=meta`` a class, factory or config is built under ``torch.device("meta")`` so no weights are
+    allocated.
     """
-    obj = resolve(target)
     if device == Device.CUDA and not torch.cuda.is_available():
         raise UsageError("cuda: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); use the cpu "
                          "or meta device", option="device")
+    builder = torch.device("meta") if device == Device.META else contextlib.nullcontext()
+    if is_config_target(target):
+        if kwargs:
+            raise UsageError("a config TARGET takes no constructor arguments; edit the config", option="kwargs")
+        with builder:
+            model = build_from_config(target, task)
+        return _placed(model, device, dtype)
+    if task is not None:
+        raise UsageError("the task picks the head of a transformers config; TARGET is not one", option="task")
+    obj = resolve(target)
     if isinstance(obj, nn.Module):
         if kwargs:
             raise UsageError(f"'{target}' is already a module instance and takes no constructor arguments",
                              option="kwargs")
         model = obj
     elif callable(obj):
-        builder = torch.device("meta") if device == Device.META else contextlib.nullcontext()
         model = _construct(obj, target, kwargs, builder)
     else:
         raise UsageError(f"'{target}' is a {type(obj).__name__}, not a model; point TARGET at an nn.Module "
                          "subclass, a function returning one, or a module instance")
+    return _placed(model, device, dtype)
+
+
+def _placed(model: nn.Module, device: Device, dtype: DType | None) -> nn.Module:
     model = model.to(device.value)
-    if dtype is not None:
-        model = model.to(dtype.torch)
-    return model
+    return model.to(dtype.torch) if dtype is not None else model
 
 
 def _construct(factory: Callable, target: str, kwargs: dict[str, Any], context: Any) -> nn.Module:

@@ -186,6 +186,7 @@ class ModelSource:
     device: Device = Device.CPU
     dtype: DType | None = None
     channels_last: bool = False
+    task: str | None = None  #: the head of a transformers config TARGET
 
     def build_model(self) -> Any:
         """The model, on its device and dtype (and in channels-last memory format when asked)."""
@@ -193,7 +194,7 @@ class ModelSource:
 
         from .loading import build_model
 
-        model = build_model(self.target, self.kwargs, self.device, self.dtype)
+        model = build_model(self.target, self.kwargs, self.device, self.dtype, self.task)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def build_inputs(self, batch: int) -> tuple[tuple, dict]:
@@ -214,6 +215,7 @@ class ModelSource:
         return {
             "target": self.target, "kwargs": self.kwargs, "device": self.device.value,
             "dtype": self.dtype.value if self.dtype else None, "channels_last": self.channels_last,
+            "task": self.task,
             "factory": self.inputs.factory,
             "specs": [{"shape": list(s.shape), "dtype": s.dtype.value, "name": s.name, "high": s.high}
                       for s in self.inputs.specs],
@@ -224,7 +226,7 @@ class ModelSource:
         specs = tuple(InputSpec(tuple(s["shape"]), DType(s["dtype"]), s["name"], s["high"]) for s in d["specs"])
         return cls(target=d["target"], inputs=Inputs(specs=specs, factory=d["factory"]), kwargs=d["kwargs"],
                    device=Device(d["device"]), dtype=DType(d["dtype"]) if d["dtype"] else None,
-                   channels_last=d["channels_last"])
+                   channels_last=d["channels_last"], task=d.get("task"))
 
 
 @dataclass(frozen=True)
