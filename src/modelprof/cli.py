@@ -21,7 +21,17 @@ from . import __version__, units
 from .budgets import LIMITS, load_budget, parse_limit
 from .document import Document
 from .errors import Hint, ModelError, ModelprofError, UsageError, one_line
-from .options import MODEL_DTYPES, Device, DType, ModelSource, OutputOptions, input_options, parse_kwargs
+from .options import (
+    MODEL_DTYPES,
+    Device,
+    DType,
+    Inputs,
+    InputSpec,
+    ModelSource,
+    OutputOptions,
+    input_options,
+    parse_kwargs,
+)
 from .renderers import OutputFormat, render
 
 #: The heads a transformers config TARGET can be built with (modelprof.hf.Task, without importing it here).
@@ -132,7 +142,12 @@ def model_command(command: Callable[..., None]) -> Callable[..., None]:
                 kwargs_json: str | None, device: str, dtype: str | None, task: str | None, fmt: str, output: str,
                 **options: Any) -> None:
         out = output_options(fmt, output)
-        source = ModelSource(target=target, inputs=input_options(shape, input_specs, inputs_factory),
+        prompt_len = options.get("prompt_len")
+        if prompt_len and (shape or input_specs or inputs_factory):
+            raise UsageError("--prompt-len makes the prompt; drop --shape/--input/--inputs")
+        inputs = (Inputs(specs=(InputSpec((prompt_len,), DType.INT64, name="input_ids"),)) if prompt_len
+                  else input_options(shape, input_specs, inputs_factory))
+        source = ModelSource(target=target, inputs=inputs,
                              kwargs=parse_kwargs(kwargs_json), device=Device(device),
                              dtype=DType(dtype) if dtype else None,
                              channels_last=options.pop("channels_last", False), task=task)
@@ -165,8 +180,14 @@ def cli(debug: bool) -> None:
               show_default=True, help="With --train: the optimizer whose step is counted.")
 @click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
               "the sum of every float output.")
+@click.option("--generate", is_flag=True, help="Count generation: one prefill of --prompt-len tokens, then "
+              "--new-tokens decode steps through the KV cache (a transformers causal LM).")
+@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
+@click.option("--new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --generate: the tokens generated.")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
-          crosscheck: str | None, train: bool, optimizer: str, loss: str | None) -> None:
+          crosscheck: str | None, train: bool, optimizer: str, loss: str | None, generate: bool,
+          prompt_len: int | None, new_tokens: int) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
     training step (forward, backward, optimizer).
 
@@ -174,7 +195,7 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     module instance.
     """
     from .crosscheck import Tool
-    from .stats import TrainStep, run_stats
+    from .stats import Generation, TrainStep, run_stats
     from .train import Optimizer
     from .views import stats_document
 
@@ -183,13 +204,18 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     if train and crosscheck:
         raise UsageError("--crosscheck compares forward counts; drop --train or --crosscheck")
     step = TrainStep(Optimizer(optimizer), loss) if train else None
+    if generate and (train or crosscheck):
+        raise UsageError("--generate counts inference; drop --train and --crosscheck")
+    if generate != bool(prompt_len):
+        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
+    generation = Generation(prompt_len, new_tokens) if generate else None
 
     if crosscheck == Tool.TORCHSTAT and batch != 1:
         raise UsageError("--crosscheck torchstat: torchstat always profiles one sample; use --batch 1")
     if crosscheck and source.inputs.factory:
         raise UsageError("--crosscheck needs inputs described with --shape/--input (the single-tensor adapter "
                          "rebuilds them); --inputs factories are not supported")
-    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step)
+    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step, generation)
     emit(stats_document(report, checked), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())

@@ -51,21 +51,28 @@ class FormulaError(RuntimeError):
     """A cost formula raised: a bug in modelprof or in a user-registered formula, not in the model."""
 
 
-_SOURCES = attrgetter(*(m.source for m in metrics.ACCUMULATED))
+#: The op-level quantities the metrics accumulate (Cost fields), each once, in a fixed order.
+SOURCES: tuple[str, ...] = tuple(dict.fromkeys(m.source for m in metrics.ACCUMULATED))
+_READ = attrgetter(*SOURCES)
 
 
 class Record:
-    """The running sums of one (module, phase): one number per accumulated metric, and the ops charged."""
+    """The running sums of one (module, phase): one number per op-level quantity (:data:`SOURCES`), and the ops
+    charged. Which metric reads which sum is the metric's ``source``."""
 
     __slots__ = ("sums", "ops")
 
     def __init__(self) -> None:
-        self.sums = [0] * len(metrics.ACCUMULATED)
+        self.sums = [0] * len(SOURCES)
         self.ops: Counter = Counter()
 
     def add(self, cost: Any, op: str) -> None:
-        self.sums = [a + b for a, b in zip(self.sums, _SOURCES(cost), strict=True)]
+        self.sums = [a + b for a, b in zip(self.sums, _READ(cost), strict=True)]
         self.ops[op] += 1
+
+    def get(self, source: str) -> int:
+        """The sum of one quantity (``madd``, ``flops``, ``mem_read``, ``mem_write``)."""
+        return self.sums[SOURCES.index(source)]
 
 
 class CostMode(TorchDispatchMode):
@@ -200,11 +207,11 @@ def _row(tracker: ModuleTracker, mode: CostMode, name: str, known: Mapping[str, 
     """One module's row: the values known already (its parameters) and, per metric, the record of its phase."""
     values = dict(known)
     ops: dict[str, None] = {}
-    for index, metric in enumerate(metrics.ACCUMULATED):
+    for metric in metrics.ACCUMULATED:
         if metric.phase not in mode.phases:
             continue
         record = mode.records.get((name, metric.phase))
-        values[metric.key] = record.sums[index] if record else 0
+        values[metric.key] = record.get(metric.source) if record else 0
         if record:
             ops.update(dict.fromkeys(record.ops))
     in_shape, out_shape = tracker.shapes.get(name, ((), ()))

@@ -39,6 +39,7 @@ class Phase(StrEnum):
     FORWARD = "forward"
     BACKWARD = "backward"
     OPTIMIZER = "optimizer"
+    DECODE = "decode"
 
 
 class Combine(StrEnum):
@@ -112,6 +113,14 @@ METRICS: tuple[Metric, ...] = (
            phase=Phase.OPTIMIZER, source="mem_read", budget=False),
     Metric("opt_mem_write", "Opt MemWrite", Unit.BYTES, help="bytes the optimizer step writes",
            phase=Phase.OPTIMIZER, source="mem_write", budget=False),
+    Metric("dec_madd", "Decode MAdd", help="MAdd of every decode step together (stats --generate)",
+           phase=Phase.DECODE, source="madd", budget=False),
+    Metric("dec_flops", "Decode Flops", help="Flops of every decode step together (stats --generate)",
+           phase=Phase.DECODE, source="flops", budget=False),
+    Metric("dec_mem_read", "Decode MemRead", Unit.BYTES, help="bytes every decode step reads",
+           phase=Phase.DECODE, source="mem_read", budget=False),
+    Metric("dec_mem_write", "Decode MemWrite", Unit.BYTES, help="bytes every decode step writes",
+           phase=Phase.DECODE, source="mem_write", budget=False),
     Metric("saved", "Saved act.", Unit.BYTES, help="activations autograd saves for the backward",
            phase=Phase.BACKWARD, budget=False),
     Metric("step_flops", "Step Flops", help="Flops of a whole training step (forward, backward, optimizer)",

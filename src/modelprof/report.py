@@ -161,6 +161,43 @@ class MemorySummary:
 
 
 @dataclass(frozen=True)
+class DecodeStep:
+    """One decode step: the position of the token it makes, and what that step costs."""
+
+    position: int
+    flops: int
+    madd: int
+    nbytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "flops": self.flops, "madd": self.madd, "bytes": self.nbytes}
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """``stats --generate``: the prompt, the tokens made, the KV cache's bytes at the end, and each decode step."""
+
+    batch: int
+    prompt: int
+    new_tokens: int
+    kv_cache: int
+    steps: tuple[DecodeStep, ...] = ()
+
+    @property
+    def growth(self) -> float | None:
+        """Flops added per position from the first decode step to the last (a line through both ends)."""
+        if len(self.steps) < 2:
+            return None
+        first, last = self.steps[0], self.steps[-1]
+        return (last.flops - first.flops) / (last.position - first.position)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "prompt": self.prompt, "new_tokens": self.new_tokens,
+                "kv_cache": self.kv_cache, "growth_flops_per_position": self.growth,
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything ``modelprof stats`` measured. ``to_dict()`` is the documented JSON (kind ``stats``)."""
 
@@ -176,6 +213,7 @@ class Report:
     modules: dict[str, ModuleInfo] = field(default_factory=dict, compare=False, repr=False)
     phases: tuple[str, ...] = ("forward",)
     memory: MemorySummary | None = field(default=None, compare=False)
+    generation: GenerationSummary | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form documented in the README."""
@@ -192,6 +230,7 @@ class Report:
             "unsupported": dict(self.unsupported),
             "modules": {name: info.to_dict() for name, info in self.modules.items()},
             **({"memory": self.memory.to_dict()} if self.memory else {}),
+            **({"generation": self.generation.to_dict()} if self.generation else {}),
         }
 
     @classmethod

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .counting import count_costs
 from .crosscheck import Tool, run_crosscheck
+from .generate import count_generation, make_prompt
 from .loading import resolve
 from .options import ModelSource
 from .report import CrossCheck, Report
@@ -21,11 +22,25 @@ class TrainStep:
     loss: str | None = None
 
 
+@dataclass(frozen=True)
+class Generation:
+    """Count generation instead of a forward: a prefill of ``prompt_len`` tokens, then ``new_tokens`` decode
+    steps through the KV cache."""
+
+    prompt_len: int
+    new_tokens: int
+
+
 def run_stats(source: ModelSource, batch: int = 1, depth: int | None = None, crosscheck: Tool | None = None,
-              train: TrainStep | None = None) -> tuple[Report, CrossCheck | None]:
+              train: TrainStep | None = None, generate: Generation | None = None) -> tuple[Report, CrossCheck | None]:
     """The per-layer report of ``source`` at ``batch``, folded at ``depth``; with ``train``, of one training
-    step; with ``crosscheck``, that tool's per-layer numbers beside the unfolded rows."""
+    step; with ``generate``, of a prefill and cached decode steps; with ``crosscheck``, that tool's per-layer
+    numbers beside the unfolded rows."""
     model = source.build_model()
+    if generate is not None:
+        prompt = make_prompt(model, batch, generate.prompt_len, source.device.value)
+        full = count_generation(model, prompt, generate.new_tokens, model_name=source.target)
+        return full.fold(depth), None
     args, kwargs = source.build_inputs(batch)
     if train is not None:
         loss = resolve(train.loss, "the loss") if train.loss else None

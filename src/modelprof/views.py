@@ -63,8 +63,10 @@ def stats_document(report: Report, crosscheck: CrossCheck | None = None) -> Docu
     blocks: list = [Table(columns, rows, total=total),
                     Note(f"Params: {t.params:,} ({t.trainable_params:,} trainable, {t.non_trainable_params:,} "
                          "non-trainable)")]
-    if len(report.phases) > 1:
+    if "backward" in report.phases:
         blocks.append(Note(_step_line(report)))
+    if report.generation is not None:
+        blocks += [Note(line) for line in _generation_lines(report)]
     if report.memory is not None:
         blocks.append(Note(_memory_line(report)))
     if report.unsupported:
@@ -86,12 +88,27 @@ def _step_line(report: Report) -> str:
             "in all")
 
 
+def _generation_lines(report: Report) -> list[str]:
+    """Prefill, the decode steps (per token, and how a token's cost grows with its position), the KV cache."""
+    g, t = report.generation, report.total
+    first, last = g.steps[0], g.steps[-1]
+    growth = f", +{units.count(g.growth)} Flops per position" if g.growth is not None else ""
+    return [
+        f"Prefill: {g.batch}×{g.prompt} tokens, {units.count(t.flops)} Flops, "
+        f"{units.nbytes(t.mem_read + t.mem_write)} moved",
+        f"Decode: {g.new_tokens} steps of {g.batch} token(s), {units.count(t.dec_flops)} Flops in all; a token costs "
+        f"{units.count(first.flops)} Flops at position {first.position} and {units.count(last.flops)} at "
+        f"{last.position}{growth}; {units.nbytes((t.dec_mem_read + t.dec_mem_write) / g.new_tokens)} moved per step",
+        f"KV cache at the end: {units.nbytes(g.kv_cache)} ({g.prompt + g.new_tokens} positions)",
+    ]
+
+
 def _memory_line(report: Report) -> str:
     """``Memory: parameters 44.59MiB, buffers ..., peak 61.04MiB during the backward of layer1.0.conv1``."""
     m = report.memory
     parts = [f"parameters {units.nbytes(m.parameters)}", f"buffers {units.nbytes(m.buffers)}",
              f"inputs {units.nbytes(m.inputs)}"]
-    if len(report.phases) > 1:
+    if "backward" in report.phases:
         parts += [f"gradients {units.nbytes(m.gradients)}", f"optimizer state {units.nbytes(m.optimizer)}",
                   f"saved activations {units.nbytes(m.saved)}"]
     where = f"the {m.peak_phase} of {m.peak_row}" if m.peak_phase != "forward" else m.peak_row

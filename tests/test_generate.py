@@ -1,0 +1,90 @@
+"""stats --generate: prefill and cached decode steps, the KV cache's bytes by the formula, each decode step
+against FlopCounterMode, and attention growing with the square of the prompt."""
+
+import json
+import sys
+import types
+
+import pytest
+import torch
+from fixtures import EXAMPLES, WORKED
+from torch.utils.flop_counter import FlopCounterMode
+
+from modelprof.formulas import FORMULAS, Cost
+from modelprof.generate import count_generation
+
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+transformers = pytest.importorskip("transformers")
+aten = torch.ops.aten
+SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "num_hidden_layers": 2, "vocab_size": 1000, "max_position_embeddings": 512, "pad_token_id": 0,
+         "bos_token_id": 1, "eos_token_id": 2}
+
+
+def kv_bytes(layers, kv_heads, head_dim, tokens, batch, itemsize=4):
+    return 2 * layers * kv_heads * head_dim * tokens * batch * itemsize  # keys and values
+
+
+@pytest.mark.parametrize(
+    ("config", "model", "window"),
+    [("LlamaConfig", "LlamaForCausalLM", None), ("Qwen2Config", "Qwen2ForCausalLM", None),
+     ("MistralConfig", "MistralForCausalLM", 8)],
+)
+def test_kv_cache_bytes_by_the_formula(config, model, window):
+    extra = {"sliding_window": window} if window else {}
+    built = getattr(transformers, model)(getattr(transformers, config)(**SMALL, **extra))
+    report = count_generation(built, torch.randint(3, 1000, (2, 16)), 4)
+    # 16 prompt + 4 decoded positions; a sliding window keeps only its last `window` positions
+    tokens = min(20, window) if window else 20
+    # 2 layers, 2 kv heads of 64 / 4 = 16 dims, batch 2, float32
+    assert report.generation.kv_cache == kv_bytes(2, 2, 16, tokens, 2)
+    assert report.unsupported == {} and len(report.generation.steps) == 4
+
+
+def products_only():
+    keep = {op: FORMULAS[op] for op in (aten.mm, aten.bmm, aten.addmm, aten.baddbmm, aten.linear, aten.matmul)}
+    return {op: keep.get(op, lambda a, k, o: Cost()) for op in FORMULAS}
+
+
+def test_decode_step_equals_flop_counter_mode():
+    config = transformers.LlamaConfig(**SMALL)
+    config._attn_implementation = "eager"  # matmul attention: FlopCounterMode counts CPU SDPA as 0
+    model = transformers.LlamaForCausalLM(config).eval()
+    prompt = torch.randint(3, 1000, (1, 24))
+    ours = count_generation(model, prompt, 3, formulas=products_only()).generation.steps
+    # FlopCounterMode on the same cached steps, one at a time
+    with torch.inference_mode():
+        output = model(prompt, use_cache=True)
+        for step in ours:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                output = model(output.logits[:, -1:].argmax(-1), past_key_values=output.past_key_values,
+                               use_cache=True)
+            assert 2 * step.flops == counter.get_total_flops(), step.position
+
+
+def test_attention_grows_with_the_square_of_the_prompt():
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL))
+    attention = {aten._scaled_dot_product_flash_attention_for_cpu, aten.scaled_dot_product_attention}
+    table = {op: (f if op in attention else (lambda a, k, o: Cost())) for op, f in FORMULAS.items()}
+    short, long = (count_generation(model, torch.randint(3, 1000, (1, n)), 1, formulas=table).total.flops
+                   for n in (64, 128))
+    # BH*L*S*(E + Ev) + elementwise per score: doubling L = S multiplies the products by 4 exactly; the softmax's
+    # BH*L*(3S - 1) term keeps the ratio a hair under 4
+    assert long / short == pytest.approx(4.0, rel=0.01)
+
+
+def test_generate_through_the_cli(run):
+    code, out, err = run("stats", str(EXAMPLES / "configs" / "tiny-llama"), "--generate", "--prompt-len", "32",
+                         "--new-tokens", "4", "--batch", "2", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["phases"] == ["forward", "decode"] and data["generation"]["prompt"] == 32
+    assert data["generation"]["kv_cache"] == kv_bytes(2, 2, 16, 36, 2)
+    assert [s["position"] for s in data["generation"]["steps"]] == [32, 33, 34, 35]
+    code, out, err = run("stats", str(EXAMPLES / "configs" / "tiny-llama"), "--generate", "--prompt-len", "8")
+    assert code == 0 and "KV cache at the end" in out and "Decode:" in out
+    code, out, err = run("stats", WORKED, "--generate", "--prompt-len", "8")
+    assert code == 1 and "past_key_values" in err
+    code, out, err = run("stats", WORKED, "--shape", "3,8,8", "--generate")
+    assert code == 2 and "go together" in err
