@@ -88,3 +88,15 @@ def test_generate_through_the_cli(run):
     assert code == 1 and "past_key_values" in err
     code, out, err = run("stats", WORKED, "--shape", "3,8,8", "--generate")
     assert code == 2 and "go together" in err
+
+
+def test_bench_generate_times_first_token_and_each_token(run):
+    code, out, err = run("bench", str(EXAMPLES / "configs" / "tiny-llama"), "--generate", "--prompt-len", "16",
+                         "--new-tokens", "4", "--reps", "2", "--format", "json")
+    assert code == 0, err
+    timing = json.loads(out)["generation"]
+    # 2 timed generations: 2 first tokens, and 3 decode steps each after the first token
+    assert len(timing["time_to_first_token"]["samples_ms"]) == 2 and len(timing["per_token"]["samples_ms"]) == 6
+    assert timing["tokens_per_second"] == pytest.approx(1 / (timing["per_token"]["mean_ms"] / 1e3))
+    code, out, err = run("bench", WORKED, "--shape", "3,8,8", "--generate")
+    assert code == 2 and "go together" in err

@@ -11,6 +11,7 @@ import torch
 from .calibrate import calibrated
 from .counting import count_costs, describe_inputs
 from .errors import Hint, ModelError, UsageError, one_line
+from .generate import make_prompt, time_generation
 from .layertime import UNATTRIBUTED, measure_layers
 from .options import Device, ModelSource
 from .report import BenchReport, LayerProfile, LayerTiming, best_batch, fold_name
@@ -81,6 +82,26 @@ def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptio
     except Exception as exc:
         raise _failure(exc, batch) from exc
     return replace(report, sweep=(result,), layers=layers)
+
+
+def run_generate_bench(source: ModelSource, batch: int, prompt_len: int, new_tokens: int, runs: int = 3,
+                       threads: int | None = None) -> BenchReport:
+    """Time generation: time to first token and per-token latency of ``new_tokens`` after a ``prompt_len``
+    prompt, over ``runs`` generations after one untimed one."""
+    if threads:
+        torch.set_num_threads(threads)
+    model = source.build_model()
+    prompt = make_prompt(model, batch, prompt_len, source.device.value)
+    try:
+        timing = time_generation(model, prompt, new_tokens, runs=runs)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _failure(exc, batch) from exc
+    dtype = source.dtype.value if source.dtype else "float32"
+    env = environment(source.device.value, dtype, False, False, False)
+    return BenchReport(model=source.target, inputs=describe_inputs((prompt,), {}), device=source.device.value,
+                       dtype=dtype, environment=env, sweep=(), generation=timing)
 
 
 def _search(source: ModelSource, settings: TimingSettings, options: BenchOptions, model: torch.nn.Module | None,

@@ -272,18 +272,26 @@ _parse_count_option = _parsed_by(units.parse_count)
               help="With --layers: the device's peak MAdd/s (FLOP/s), e.g. 989T; default: calibrated.")
 @click.option("--peak-bandwidth", callback=_parse_bytes_option, metavar="SIZE",
               help="With --layers: the device's peak memory bandwidth per second, e.g. 3.35TB; default: calibrated.")
+@click.option("--generate", is_flag=True, help="Time generation of a transformers causal LM: time to first token "
+              "and per-token latency (--reps generations, default 3).")
+@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
+@click.option("--new-tokens", type=click.IntRange(min=2), default=16, show_default=True,
+              help="With --generate: the tokens generated per run.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save a chart (needs matplotlib): throughput against "
               "batch, or with --layers the roofline.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warmup_time: float, duration: float,
-          reps: int | None, amp: bool, train: bool, optimizer: str, plot: str | None, quiet: bool,
-          **options: Any) -> None:
+          reps: int | None, amp: bool, train: bool, optimizer: str, generate: bool, prompt_len: int | None,
+          new_tokens: int, plot: str | None, quiet: bool, **options: Any) -> None:
     """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one; with
     --layers, the time of every layer against the device's roofline.
 
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
+    if generate or prompt_len:
+        _bench_generation(source, out, batch, generate, prompt_len, new_tokens, reps, options)
+        return
     find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
     _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
     if options["layers"] and find_batch:
@@ -317,6 +325,23 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     emit(bench_document(report), out)
     if plot:
         save_plot(report, plot)
+
+
+def _bench_generation(source: ModelSource, out: OutputOptions, batch: int, generate: bool, prompt_len: int | None,
+                      new_tokens: int, reps: int | None, options: dict[str, Any]) -> None:
+    """``bench --generate``: time to first token and per-token latency."""
+    if not (generate and prompt_len):
+        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
+    if source.device == Device.META:
+        raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
+                         "use --device cpu or cuda (stats --device meta counts without running)")
+    if any(options[k] for k in ("find_batch", "layers", "compile_model")):
+        raise UsageError("--generate times one batch of generations; drop --find-batch, --layers and --compile")
+    from .bench import run_generate_bench
+    from .views import bench_document
+
+    emit(bench_document(run_generate_bench(source, batch, prompt_len, new_tokens, reps or 3, options["threads"])),
+         out)
 
 
 def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: int | None,

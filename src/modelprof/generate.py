@@ -21,8 +21,8 @@ from .errors import ModelError, one_line
 from .formulas import Formula
 from .memory import LiveMemory, static_tensors, storage_bytes
 from .metrics import Phase
-from .report import DecodeStep, GenerationSummary, Report
-from .runtime import inference
+from .report import DecodeStep, GenerationSummary, GenerationTiming, Report
+from .runtime import eval_inference, inference
 from .tracker import ModuleTracker
 
 
@@ -103,3 +103,37 @@ def make_prompt(model: nn.Module, batch: int, prompt_len: int, device: str) -> t
         return torch.randint(0, vocab, (batch, prompt_len), device=device)
     except RuntimeError as exc:
         raise ModelError(f"cannot make a prompt of {batch}x{prompt_len} tokens: {one_line(exc)}") from exc
+
+
+def time_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, runs: int = 3,
+                    warmup: int = 1) -> GenerationTiming:
+    """Time generation as users measure it: per run, the time to first token (prefill and the first argmax) and
+    each decode step after it; CUDA events on a GPU, ``time.perf_counter`` on a CPU. ``warmup`` whole generations
+    run first, untimed."""
+    from .report import LatencyStats
+    from .timing import _CpuClock, _CudaClock
+
+    if not callable(getattr(model, "generate", None)):
+        raise ModelError(f"{type(model).__name__} has no generate(): timing generation needs a transformers "
+                         "causal LM")
+    clock = _CudaClock() if input_ids.device.type == "cuda" else _CpuClock()
+    first: list[float] = []
+    steps: list[float] = []
+    with eval_inference(model):
+        for run in range(warmup + runs):
+            clock.begin()
+            output = model(input_ids, use_cache=True)
+            token = output.logits[:, -1:].argmax(-1)
+            elapsed = clock.end()
+            if run >= warmup:
+                first.append(elapsed)
+            for _ in range(new_tokens - 1):
+                clock.begin()
+                output = model(token, past_key_values=_cache(output), use_cache=True)
+                token = output.logits[:, -1:].argmax(-1)
+                elapsed = clock.end()
+                if run >= warmup:
+                    steps.append(elapsed)
+    per_token = LatencyStats.from_samples(steps or first)
+    return GenerationTiming(input_ids.shape[0], input_ids.shape[1], new_tokens, LatencyStats.from_samples(first),
+                            per_token)

@@ -450,6 +450,32 @@ class LayerProfile:
 
 
 @dataclass(frozen=True)
+class GenerationTiming:
+    """``bench --generate``: time to first token (the prefill and the first token's choice) per generation, and
+    the latency of every decode step after it; ``tokens_per_second`` counts every sequence of the batch."""
+
+    batch: int
+    prompt: int
+    new_tokens: int
+    first_token: LatencyStats
+    per_token: LatencyStats
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.batch / self.per_token.mean if self.per_token.mean > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "prompt": self.prompt, "new_tokens": self.new_tokens,
+                "time_to_first_token": self.first_token.to_dict(), "per_token": self.per_token.to_dict(),
+                "tokens_per_second": self.tokens_per_second}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerationTiming:
+        return cls(d["batch"], d["prompt"], d["new_tokens"], LatencyStats.from_dict(d["time_to_first_token"]),
+                   LatencyStats.from_dict(d["per_token"]))
+
+
+@dataclass(frozen=True)
 class BenchReport:
     """Everything ``modelprof bench`` measured. ``to_dict()`` is the documented JSON.
 
@@ -470,6 +496,7 @@ class BenchReport:
     probes: int | None = None
     failed: tuple[int, ...] = ()
     layers: LayerProfile | None = None
+    generation: GenerationTiming | None = None
 
     KIND: ClassVar[str] = "bench"
 
@@ -482,6 +509,7 @@ class BenchReport:
             "max_batch": self.max_batch, "best_batch": self.best_batch, "probes": self.probes,
             "failed_batches": list(self.failed), "sweep": [r.to_dict() for r in self.sweep],
             "layers": self.layers.to_dict() if self.layers else None,
+            "generation": self.generation.to_dict() if self.generation else None,
         }
 
     @classmethod
@@ -494,6 +522,7 @@ class BenchReport:
             max_batch=d.get("max_batch"), best_batch=d.get("best_batch"), probes=d.get("probes"),
             failed=tuple(d.get("failed_batches", ())),
             layers=LayerProfile.from_dict(d["layers"]) if d.get("layers") else None,
+            generation=GenerationTiming.from_dict(d["generation"]) if d.get("generation") else None,
         )
 
 

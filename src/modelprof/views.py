@@ -18,6 +18,7 @@ from .report import (
     BenchReport,
     CrossCheck,
     FitReport,
+    GenerationTiming,
     LayerCost,
     LayerProfile,
     Report,
@@ -171,10 +172,25 @@ def bench_document(report: BenchReport) -> Document:
     rows = tuple(tuple(cell(r) for _, cell in _BENCH_COLUMNS) for r in report.sweep)
     title = f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"
     notes = tuple(Note(line) for line in _bench_summary(report) + _throughput_chart(report))
-    blocks = (Table(columns, rows), *notes)
+    blocks = (Table(columns, rows), *notes) if report.sweep else notes[:1]
     if report.layers is not None:
         blocks += _layer_blocks(report.layers)
+    if report.generation is not None:
+        blocks += _generation_blocks(report.generation)
     return Document(report.KIND, title, blocks, report.to_dict())
+
+
+def _generation_blocks(timing: GenerationTiming) -> tuple:
+    """Time to first token and per-token latency, and tokens per second."""
+    columns = (Column("Latency"), Column("Samples", True), Column("Mean [ms]", True), Column("Median [ms]", True),
+               Column("P90 [ms]", True), Column("P99 [ms]", True), Column("Min [ms]", True), Column("Max [ms]", True))
+    rows = tuple((Cell(label), Cell(str(len(stats.samples)), len(stats.samples)), _ms(stats.mean), _ms(stats.median),
+                  _ms(stats.p90), _ms(stats.p99), _ms(stats.min), _ms(stats.max))
+                 for label, stats in (("time to first token", timing.first_token), ("per token", timing.per_token)))
+    title = f"Generation: batch {timing.batch}, prompt {timing.prompt} tokens, {timing.new_tokens} new tokens"
+    return (Table(columns, rows, title=title),
+            Note(f"{timing.tokens_per_second:,.1f} tokens/s while decoding ({timing.batch} sequence(s) × 1 / mean "
+                 "per-token latency)"))
 
 
 def _rate(value: float | None, unit: str) -> Cell:
