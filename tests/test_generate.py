@@ -100,3 +100,28 @@ def test_bench_generate_times_first_token_and_each_token(run):
     assert timing["tokens_per_second"] == pytest.approx(1 / (timing["per_token"]["mean_ms"] / 1e3))
     code, out, err = run("bench", WORKED, "--shape", "3,8,8", "--generate")
     assert code == 2 and "go together" in err
+
+
+def test_sweep_of_sequence_length_fits_the_attention_term(run):
+    code, out, err = run("stats", str(EXAMPLES / "configs" / "tiny-llama"), "--input", "input_ids=SEQ:int64:1000",
+                         "--sweep", "seq=128,256,512,1024", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["kind"] == "sweep" and [p["value"] for p in data["points"]] == [128, 256, 512, 1024]
+    a, b, c = data["quadratic_fit"]["flops"]
+    # the quadratic term is attention's: 2 layers x 4 heads x (16 + 16 for the two products, 1 scale, 3 softmax)
+    assert a == pytest.approx(2 * 4 * (16 + 16 + 1 + 3)) and c == pytest.approx(0, abs=1e-3)
+    for point in data["points"]:
+        assert round(a * point["value"] ** 2 + b * point["value"] + c) == point["flops"]
+    assert data["growth"]["mem_read"] == pytest.approx(1, abs=0.15)  # bytes grow linearly
+
+
+def test_sweep_of_batch_is_linear(run):
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--sweep", "batch=1,2,4", "--format", "json")
+    assert code == 0, err
+    flops = [p["flops"] for p in json.loads(out)["points"]]
+    assert flops[1] == 2 * flops[0] and flops[2] == 4 * flops[0]
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--sweep", "seq=1,2")
+    assert code == 2 and "no input has a size named SEQ" in err
+    code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--sweep", "batch=4")
+    assert code == 2 and "at least two" in err

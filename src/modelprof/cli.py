@@ -180,14 +180,17 @@ def cli(debug: bool) -> None:
               show_default=True, help="With --train: the optimizer whose step is counted.")
 @click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
               "the sum of every float output.")
+@click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Count at each value of the batch or of a "
+              "named input size (--input input_ids=SEQ:int64:32000 --sweep seq=128,256,512) and say how each total "
+              "grows.")
 @click.option("--generate", is_flag=True, help="Count generation: one prefill of --prompt-len tokens, then "
               "--new-tokens decode steps through the KV cache (a transformers causal LM).")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
 @click.option("--new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
               help="With --generate: the tokens generated.")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
-          crosscheck: str | None, train: bool, optimizer: str, loss: str | None, generate: bool,
-          prompt_len: int | None, new_tokens: int) -> None:
+          crosscheck: str | None, train: bool, optimizer: str, loss: str | None, sweep_text: str | None,
+          generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
     training step (forward, backward, optimizer).
 
@@ -209,6 +212,15 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     if generate != bool(prompt_len):
         raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
     generation = Generation(prompt_len, new_tokens) if generate else None
+    if sweep_text:
+        if generate or crosscheck or depth is not None:
+            raise UsageError("--sweep reports totals; drop --generate, --crosscheck and --depth")
+        from .sweep import parse_sweep, run_sweep
+        from .views import sweep_document
+
+        dim, values = parse_sweep(sweep_text)
+        emit(sweep_document(run_sweep(source, dim, values, batch, step)), out)
+        return
 
     if crosscheck == Tool.TORCHSTAT and batch != 1:
         raise UsageError("--crosscheck torchstat: torchstat always profiles one sample; use --batch 1")

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -53,14 +53,23 @@ MODEL_DTYPES = (DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16, DType.FLOAT64)
 class InputSpec:
     """One input described on the command line: ``[NAME=]SHAPE[:DTYPE[:HIGH]]``; the shape excludes the batch."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]
     dtype: DType = DType.FLOAT32
     name: str | None = None
     high: int = 2
 
+    def bind(self, name: str, value: int) -> InputSpec:
+        """This spec with the named size ``name`` (``SEQ``) set to ``value``."""
+        return replace(self, shape=tuple(value if d == name else d for d in self.shape))
+
     def make(self, batch: int, device: Any, float_dtype: Any = None) -> Any:
         """A random tensor of shape (batch, *shape): normal floats, or integers uniform in [0, high)."""
         import torch
+
+        named = [d for d in self.shape if isinstance(d, str)]
+        if named:
+            raise UsageError(f"the input size {named[0]} has no value; sweep it with {named[0]}=V1,V2,...",
+                             option="sweep")
 
         shape = (batch, *self.shape)
         dtype = float_dtype if float_dtype is not None and self.dtype in MODEL_DTYPES else self.dtype.torch
@@ -86,17 +95,21 @@ class InputSpec:
                           hint=Hint.META_DEVICE)
 
 
-_SHAPE = re.compile(r"^\s*(\d+\s*([,x×]\s*\d+\s*)*)?$")
+_SIZE = r"(\d+|[A-Z][A-Z0-9_]*)"
+_SHAPE = re.compile(rf"^\s*({_SIZE}\s*([,x×]\s*{_SIZE}\s*)*)?$")
 
 
-def parse_shape(text: str, option: str = "--shape") -> tuple[int, ...]:
-    """``"3,500,500"`` (or ``3x500x500``) -> ``(3, 500, 500)``; the empty string is a per-sample scalar."""
+def parse_shape(text: str, option: str = "--shape") -> tuple[int | str, ...]:
+    """``"3,500,500"`` (or ``3x500x500``) -> ``(3, 500, 500)``; the empty string is a per-sample scalar. A size may
+    be an upper-case name (``SEQ``) whose values ``--sweep SEQ=128,256`` gives."""
     if not _SHAPE.match(text):
         raise UsageError(f"{option}: '{text}' is not a shape; write sizes separated by commas, e.g. 3,224,224")
-    dims = tuple(int(d) for d in re.split(r"[,x×]", text.replace(" ", ""))) if text.strip() else ()
-    if any(d <= 0 for d in dims):
+    parts = re.split(r"[,x×]", text.replace(" ", "")) if text.strip() else []
+    dims = tuple(int(d) if d.isdigit() else d for d in parts)
+    numbers = [d for d in dims if isinstance(d, int)]
+    if any(d <= 0 for d in numbers):
         raise UsageError(f"{option}: '{text}' has a size of 0; every size must be a positive integer")
-    if math.prod(dims) >= 2**62:
+    if math.prod(numbers) >= 2**62:
         raise UsageError(f"{option}: '{text}' has {math.prod(dims):,} elements per sample, more than a tensor can "
                          "hold; give smaller sizes")
     return dims
@@ -151,6 +164,14 @@ class Inputs:
 
     specs: tuple[InputSpec, ...] = ()
     factory: str | None = None
+
+    def names(self) -> set[str]:
+        """The named sizes (``SEQ``) of the specs."""
+        return {d for spec in self.specs for d in spec.shape if isinstance(d, str)}
+
+    def bind(self, name: str, value: int) -> Inputs:
+        """These inputs with the named size ``name`` set to ``value``."""
+        return replace(self, specs=tuple(spec.bind(name, value) for spec in self.specs))
 
     def build(self, batch: int, device: Any, float_dtype: Any = None) -> tuple[tuple, dict]:
         """``(args, kwargs)`` for one call at this batch size."""

@@ -612,3 +612,87 @@ class FitReport:
                 "peaks": [{"batch": b, "peak": p} for b, p in self.peaks], "fixed": self.fixed,
                 "per_sample": self.per_sample, "max_batch": self.max_batch, "peak_at_max": self.peak_at_max,
                 "lines": [{"phase": p, "fixed": f, "per_sample": k} for p, f, k in self.lines]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# modelprof stats --sweep
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One swept value: the totals counted there, and the peak of live tensor memory."""
+
+    value: int
+    totals: Mapping[str, int]
+    peak: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, **dict(self.totals), "peak_memory": self.peak}
+
+
+def growth_exponent(x1: float, y1: float, x2: float, y2: float) -> float | None:
+    """k in y ~ x^k between two points (log-log slope); None where a value is 0."""
+    import math
+
+    if min(x1, x2, y1, y2) <= 0 or x1 == x2:
+        return None
+    return math.log(y2 / y1) / math.log(x2 / x1)
+
+
+def growth_label(exponent: float | None) -> str:
+    """``constant``, ``linear``, ``quadratic`` or ``~x^1.4``."""
+    if exponent is None:
+        return "—"
+    for name, center in (("constant", 0), ("linear", 1), ("quadratic", 2), ("cubic", 3)):
+        if abs(exponent - center) < 0.15:
+            return name
+    return f"~x^{exponent:.2f}"
+
+
+def quadratic_through(points: list[tuple[int, int]]) -> tuple[float, float, float] | None:
+    """(a, b, c) of y = a·x² + b·x + c through the last three points (exact rationals, then floats)."""
+    from fractions import Fraction
+
+    if len(points) < 3:
+        return None
+    (x0, y0), (x1, y1), (x2, y2) = points[-3:]
+    coefficients = [Fraction(0)] * 3
+    for xi, yi, xj, xk in ((x0, y0, x1, x2), (x1, y1, x0, x2), (x2, y2, x0, x1)):
+        scale = Fraction(yi, (xi - xj) * (xi - xk))  # Lagrange basis, expanded
+        coefficients[0] += scale
+        coefficients[1] -= scale * (xj + xk)
+        coefficients[2] += scale * xj * xk
+    return tuple(float(c) for c in coefficients)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """``stats --sweep DIM=V1,V2,...``: the totals at each value of a swept size (``batch`` or a named input size)."""
+
+    model: str
+    dim: str
+    points: tuple[SweepPoint, ...]
+    phases: tuple[str, ...] = ("forward",)
+
+    KIND: ClassVar[str] = "sweep"
+
+    def growth(self, key: str) -> float | None:
+        """The growth exponent of a metric (or ``peak_memory``) over the last two points."""
+        if len(self.points) < 2:
+            return None
+        a, b = self.points[-2], self.points[-1]
+        ya = a.peak if key == "peak_memory" else a.totals.get(key, 0)
+        yb = b.peak if key == "peak_memory" else b.totals.get(key, 0)
+        return growth_exponent(a.value, ya or 0, b.value, yb or 0)
+
+    def fit(self, key: str) -> tuple[float, float, float] | None:
+        """The quadratic a·x² + b·x + c through the last three points of a metric."""
+        return quadratic_through([(p.value, p.totals.get(key, 0)) for p in self.points])
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = [m.key for m in metrics.in_phases(self.phases)] + ["peak_memory"]
+        return {"kind": self.KIND, "schema_version": SCHEMA_VERSION, "model": self.model, "dim": self.dim,
+                "phases": list(self.phases), "points": [p.to_dict() for p in self.points],
+                "growth": {key: self.growth(key) for key in keys},
+                "quadratic_fit": {key: self.fit(key) for key in keys if key != "peak_memory"}}

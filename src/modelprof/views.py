@@ -22,6 +22,8 @@ from .report import (
     LayerCost,
     LayerProfile,
     Report,
+    SweepReport,
+    growth_label,
 )
 from .roofline import Peaks
 
@@ -399,3 +401,35 @@ def fit_document(report: FitReport) -> Document:
              + f": {report.max_batch:,}, peak {units.nbytes(report.peak_at_max)}"),
     )
     return Document(report.KIND, report.model, (Table(columns, rows), *notes), report.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stats --sweep
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sweep_document(report: SweepReport, width: int = 40) -> Document:
+    """Each total against the swept value, how it grows, and a chart of Flops."""
+    shown = [m for m in metrics.in_phases(report.phases)]
+    columns = (Column(report.dim, True), *(Column(m.title, True) for m in shown), Column("Peak memory", True))
+    rows = tuple((Cell(str(p.value), p.value),
+                  *(Cell(m.unit.show(p.totals.get(m.key, 0)), p.totals.get(m.key, 0)) for m in shown),
+                  Cell("—" if p.peak is None else units.nbytes(p.peak), p.peak)) for p in report.points)
+    growth = (f"{m.title} {growth_label(report.growth(m.key))}" for m in shown if m.key != "params")
+    notes = [Note(f"Growth with {report.dim} (last two points): " + ", ".join(growth)
+                  + f", peak memory {growth_label(report.growth('peak_memory'))}")]
+    fit = report.fit("flops")
+    if fit is not None:
+        a, b, c = fit
+        exact = all(round(a * p.value**2 + b * p.value + c) == p.totals.get("flops", 0) for p in report.points)
+        quadratic = a * report.points[-1].value ** 2
+        share = quadratic / report.points[-1].totals.get("flops", 1) if report.points[-1].totals.get("flops") else 0
+        notes.append(Note(f"Flops = {a:.6g}·{report.dim}² + {b:.6g}·{report.dim} + {c:.6g} (through the last three "
+                          f"points{'; exact at every point' if exact else ''}); the quadratic term is "
+                          f"{100 * share:.0f} % at {report.dim} {report.points[-1].value}"))
+    top = max((p.totals.get("flops", 0) for p in report.points), default=0) or 1
+    notes.append(Note(f"Flops by {report.dim}:"))
+    notes += [Note(f"{p.value:>8} {'█' * max(1, round(width * p.totals.get('flops', 0) / top))} "
+                   f"{units.count(p.totals.get('flops', 0))}") for p in report.points]
+    return Document(report.KIND, f"{report.model}: sweep of {report.dim}", (Table(columns, rows), *notes),
+                    report.to_dict())
