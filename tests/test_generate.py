@@ -125,3 +125,30 @@ def test_sweep_of_batch_is_linear(run):
     assert code == 2 and "no input has a size named SEQ" in err
     code, out, err = run("stats", WORKED, "--shape", "3,32,32", "--sweep", "batch=4")
     assert code == 2 and "at least two" in err
+
+
+def test_fit_longest_sequence_and_generation_batch():
+    from modelprof.fit import fit_batch, fit_length, generation_peaks, phase_peaks
+    from modelprof.options import Device, DType, Inputs, InputSpec, ModelSource
+    from modelprof.train import Optimizer
+
+    target = str(EXAMPLES / "configs" / "tiny-llama")
+    source = ModelSource(target, Inputs(specs=(InputSpec(("SEQ",), DType.INT64, name="input_ids", high=1000),)))
+    meta = ModelSource(target, source.inputs, device=Device.META)
+    memory = 16 * 2**20
+    longest = fit_length(source, memory, "SEQ", batch=2)
+    # the answer fits exactly, and one position more does not
+    assert longest.peak_at_max <= memory
+    bound = ModelSource(target, meta.inputs.bind("SEQ", longest.max_batch + 1), device=Device.META)
+    assert max(phase_peaks(bound, 2, False, Optimizer.ADAMW).values()) > memory
+    generation = fit_batch(source, memory, generation=(64, 8))
+    assert generation.peak_at_max <= memory
+    assert max(generation_peaks(meta, generation.max_batch + 1, 64, 8).values()) > memory
+
+
+def test_fit_through_the_cli(run):
+    code, out, err = run("fit", str(EXAMPLES / "configs" / "tiny-llama"), "--generate", "--prompt-len", "64",
+                         "--new-tokens", "4", "--memory", "16MiB", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [f["dim"] for f in data["fits"]] == ["batch", "prompt"] and data["max_batch"] > 1

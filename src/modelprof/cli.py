@@ -376,16 +376,22 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
 @click.option("--train", is_flag=True, help="Fit a training step (forward, backward, optimizer) instead of a forward.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
               show_default=True, help="With --train: the optimizer whose state counts.")
-def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, train: bool, optimizer: str) -> None:
+@click.option("--seq", type=click.IntRange(min=1), help="With a named input size (input_ids=SEQ:int64): its value for "
+              "the batch fit; the longest SEQ at --batch is fitted too.")
+@click.option("--generate", is_flag=True, help="Fit generation (prefill of --prompt-len, --new-tokens decode steps, "
+              "the KV cache): the largest batch, and the longest prompt at --batch.")
+@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
+@click.option("--new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
+              help="With --generate: the tokens generated.")
+def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, train: bool, optimizer: str,
+        seq: int | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """The largest batch of TARGET whose peak memory fits --memory, predicted from shape-only (meta) runs at batch
     2, 4 and 8 (memory = fixed + per-sample x batch, phase by phase), then checked at the answer. Nothing is
-    allocated."""
-    from .fit import device_memory, fit_batch
+    allocated. With a named input size (SEQ) or --generate, also the longest sequence at --batch."""
+    from .fit import device_memory, fit_batch, fit_length
     from .train import Optimizer
     from .views import fit_document
 
-    if batch != 1:
-        raise UsageError("fit finds the batch; drop --batch")
     known = device_memory(memory_text)
     if known is not None:
         memory, label = known, f"{memory_text}'s memory"
@@ -395,7 +401,23 @@ def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, t
         except ValueError:
             raise UsageError(f"--memory: '{memory_text}' is neither a size (80GiB, 24GB) nor a known device "
                              "(H100, A100, A100-40GB, H200, L4, L40S, RTX4090, T4 ...)") from None
-    emit(fit_document(fit_batch(source, memory, train, Optimizer(optimizer), label)), out)
+    step = Optimizer(optimizer)
+    names = sorted(source.inputs.names())
+    if generate != bool(prompt_len):
+        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 2048 --new-tokens 128")
+    if generate:
+        fits = [fit_batch(source, memory, memory_source=label, generation=(prompt_len, new_tokens)),
+                fit_length(source, memory, "PROMPT", batch, memory_source=label, new_tokens=new_tokens)]
+    elif names:
+        fits = [fit_length(source, memory, names[0], batch, train, step, label)]
+        if seq is not None:
+            bound = replace(source, inputs=source.inputs.bind(names[0], seq))
+            fits.insert(0, fit_batch(bound, memory, train, step, label))
+    else:
+        if seq is not None:
+            raise UsageError("--seq gives a named input size a value; name one, e.g. --input input_ids=SEQ:int64")
+        fits = [fit_batch(source, memory, train, step, label)]
+    emit(fit_document(fits), out)
 
 
 @cli.command()

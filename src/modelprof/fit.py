@@ -8,10 +8,12 @@ memory (:mod:`modelprof.memory`) is exact for that batch, phase by phase. The me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from .counting import count_costs
 from .errors import UsageError
+from .generate import count_generation, make_prompt
 from .options import Device, ModelSource
 from .report import FitReport
 from .train import Optimizer, count_train_step
@@ -25,6 +27,8 @@ DEVICE_MEMORY = {
 
 #: The batch sizes the memory model is drawn through (the first two) and checked at (the third).
 BATCHES = (2, 4, 8)
+#: The same for sequence lengths.
+LENGTHS = (128, 256, 512)
 
 
 def device_memory(name: str) -> int | None:
@@ -43,46 +47,93 @@ def phase_peaks(source: ModelSource, batch: int, train: bool, optimizer: Optimiz
     return report.memory.phase_peaks
 
 
-def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: Optimizer = Optimizer.ADAMW,
-              memory_source: str = "") -> FitReport:
-    """The largest batch whose peak fits ``memory`` bytes.
+def generation_peaks(source: ModelSource, batch: int, prompt_len: int, new_tokens: int) -> dict[str, int]:
+    """The exact peak of live tensor memory of a prefill and its decode steps (the KV cache included), on meta."""
+    model = source.build_model()
+    report = count_generation(model, make_prompt(model, batch, prompt_len, source.device.value), new_tokens)
+    return report.memory.phase_peaks
 
-    Each phase's peak is a line in the batch (its activations grow with it, its weights, gradients and optimizer
-    state do not), and the run's peak is the highest of them: lines drawn through batch 2 and 4 give, for each
-    phase, the largest batch that keeps it under ``memory``, and the smallest of those is the answer. It is counted
-    once more; if its exact peak does not fit (a model whose memory is not linear in the batch), a bisection
-    between the last batch known to fit and it finds the largest that does.
+
+Measure = Callable[[int], dict[str, int]]
+
+
+def fit_size(measure: Measure, memory: int, points: tuple[int, int, int], what: str = "batch"
+             ) -> tuple[int, int, dict[str, tuple[int, int]], dict[int, int]]:
+    """The largest size whose peak fits ``memory``: (size, its peak, each phase's line, the peaks measured).
+
+    Each phase's peak is taken as a line in the size (weights, gradients and optimizer state stay, activations and
+    caches grow), and the run's peak is the highest of them: lines through the first two points give each phase's
+    largest size, and the smallest of those is the first answer. It is counted once more: if it does not fit (a
+    peak that grows faster than a line, as attention's scores do with the sequence), a bisection below it finds the
+    largest that does; if the next size fits too, the search doubles upward and then bisects.
     """
-    meta = replace(source, device=Device.META)
-    runs = {b: phase_peaks(meta, b, train, optimizer) for b in BATCHES}
-    low, high = BATCHES[0], BATCHES[1]
+    runs = {x: measure(x) for x in points}
+    low, high = points[0], points[1]
     if max(runs[low].values()) > memory:
-        raise UsageError(f"even batch {low} needs {max(runs[low].values()):,} bytes, more than the {memory:,} given")
+        raise UsageError(f"even {what} {low} needs {max(runs[low].values()):,} bytes, more than the {memory:,} given")
     lines = {phase: (runs[low][phase] - (runs[high][phase] - runs[low][phase]) // (high - low) * low,
                      (runs[high][phase] - runs[low][phase]) // (high - low)) for phase in runs[low]}
     limits = [(memory - fixed) // slope for fixed, slope in lines.values() if slope > 0]
     if not limits:
-        raise UsageError("the peak does not grow with the batch, so no batch is the largest; check the inputs")
+        raise UsageError(f"the peak does not grow with the {what}, so no {what} is the largest; check the inputs")
     best = max(min(limits), low)
-    peak = max(phase_peaks(meta, best, train, optimizer).values())
+    peak = max(measure(best).values())
     if peak > memory:
-        best, peak = _bisect(meta, train, optimizer, memory, low, best)
-    fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
-    peaks = tuple((b, max(runs[b].values())) for b in BATCHES)
-    return FitReport(model=source.target, memory=memory, train=train, peaks=peaks, fixed=fixed, per_sample=slope,
-                     max_batch=best, peak_at_max=peak, memory_source=memory_source,
-                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()))
+        best, peak = _bisect(measure, memory, low, best)
+    elif max(measure(best + 1).values()) <= memory:  # a peak that grows slower than the line: search upward
+        step = max(1, best)
+        while max(measure(best + step).values()) <= memory:
+            best, step = best + step, step * 2
+        best, peak = _bisect(measure, memory, best, best + step)
+    return best, peak, lines, {x: max(r.values()) for x, r in runs.items()}
 
 
-def _bisect(meta: ModelSource, train: bool, optimizer: Optimizer, memory: int, fits: int, fails: int
-            ) -> tuple[int, int]:
-    """The largest batch in (fits, fails) whose peak fits, and that peak."""
-    peak = max(phase_peaks(meta, fits, train, optimizer).values())
+def _bisect(measure: Measure, memory: int, fits: int, fails: int) -> tuple[int, int]:
+    """The largest size in [fits, fails) whose peak fits, and that peak."""
+    peak = max(measure(fits).values())
     while fails - fits > 1:
         middle = (fits + fails) // 2
-        middle_peak = max(phase_peaks(meta, middle, train, optimizer).values())
+        middle_peak = max(measure(middle).values())
         if middle_peak <= memory:
             fits, peak = middle, middle_peak
         else:
             fails = middle
     return fits, peak
+
+
+def _report(source: ModelSource, memory: int, train: bool, memory_source: str, what: str, result: tuple
+            ) -> FitReport:
+    best, peak, lines, peaks = result
+    fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
+    return FitReport(model=source.target, memory=memory, train=train, peaks=tuple(sorted(peaks.items())),
+                     fixed=fixed, per_sample=slope, max_batch=best, peak_at_max=peak, memory_source=memory_source,
+                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what)
+
+
+def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: Optimizer = Optimizer.ADAMW,
+              memory_source: str = "", generation: tuple[int, int] | None = None) -> FitReport:
+    """The largest batch whose peak fits ``memory`` bytes (of a forward, a training step, or with ``generation``
+    = (prompt_len, new_tokens) a prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
+    meta = replace(source, device=Device.META)
+    if generation is not None:
+        def measure(b: int) -> dict[str, int]:
+            return generation_peaks(meta, b, *generation)
+    else:
+        def measure(b: int) -> dict[str, int]:
+            return phase_peaks(meta, b, train, optimizer)
+    return _report(source, memory, train, memory_source, "batch", fit_size(measure, memory, BATCHES))
+
+
+def fit_length(source: ModelSource, memory: int, name: str, batch: int = 1, train: bool = False,
+               optimizer: Optimizer = Optimizer.ADAMW, memory_source: str = "",
+               new_tokens: int | None = None) -> FitReport:
+    """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
+    ``batch``; with ``new_tokens``, the longest prompt a generation of that many tokens fits."""
+    meta = replace(source, device=Device.META)
+    if new_tokens is not None:
+        def measure(length: int) -> dict[str, int]:
+            return generation_peaks(meta, batch, length, new_tokens)
+    else:
+        def measure(length: int) -> dict[str, int]:
+            return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), batch, train, optimizer)
+    return _report(source, memory, train, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))

@@ -387,20 +387,26 @@ def calibration_document(peaks: Peaks, device: str, dtype: str, threads: int | N
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def fit_document(report: FitReport) -> Document:
-    """The peaks measured, the memory model through them, the largest batch and its peak."""
-    columns = (Column("Batch", True), Column("Peak memory", True), Column("Memory model", True))
-    rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
-                  Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
-    step = "training step" if report.train else "forward"
-    phases = "; ".join(f"{phase} {units.nbytes(f)} + {units.nbytes(k)} per sample" for phase, f, k in report.lines)
-    notes = (
-        Note(f"Memory model ({step}, the highest of each phase's line, counted on the meta device): {phases}"),
-        Note(f"Largest batch that fits {units.nbytes(report.memory)}"
-             + (f" ({report.memory_source})" if report.memory_source else "")
-             + f": {report.max_batch:,}, peak {units.nbytes(report.peak_at_max)}"),
-    )
-    return Document(report.KIND, report.model, (Table(columns, rows), *notes), report.to_dict())
+def fit_document(reports: FitReport | list[FitReport]) -> Document:
+    """For each fit: the peaks measured, the memory model through them, the largest size and its peak."""
+    reports = [reports] if isinstance(reports, FitReport) else reports
+    blocks: list = []
+    for report in reports:
+        unit = "sample" if report.dim == "batch" else "position"
+        columns = (Column(report.dim.capitalize(), True), Column("Peak memory", True), Column("Memory model", True))
+        rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
+                      Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
+        step = "training step" if report.train else "run"
+        phases = "; ".join(f"{phase} {units.nbytes(f)} + {units.nbytes(k)} per {unit}" for phase, f, k in report.lines)
+        where = f" ({report.memory_source})" if report.memory_source else ""
+        blocks += [
+            Table(columns, rows, title=f"Largest {report.dim}" if len(reports) > 1 else ""),
+            Note(f"Memory model ({step}, the highest of each phase's line, counted on the meta device): {phases}"),
+            Note(f"Largest {report.dim} that fits {units.nbytes(report.memory)}{where}: {report.max_batch:,}, "
+                 f"peak {units.nbytes(report.peak_at_max)}"),
+        ]
+    data = {**reports[0].to_dict(), "fits": [r.to_dict() for r in reports]}
+    return Document(FitReport.KIND, reports[0].model, tuple(blocks), data)
 
 
 # ----------------------------------------------------------------------------------------------------------------
