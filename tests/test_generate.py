@@ -152,3 +152,25 @@ def test_fit_through_the_cli(run):
     assert code == 0, err
     data = json.loads(out)
     assert [f["dim"] for f in data["fits"]] == ["batch", "prompt"] and data["max_batch"] > 1
+
+
+def test_bench_sweep_times_each_value(run, tmp_path):
+    code, out, err = run("bench", str(EXAMPLES / "configs" / "tiny-llama"), "--input", "input_ids=SEQ:int64:1000",
+                         "--sweep", "seq=16,32", "--reps", "2", "--warmup", "1", "--warmup-time", "0", "--quiet",
+                         "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [r["point"] for r in data["sweep"]] == [16, 32] and data["environment"]["sweep_dim"] == "seq"
+    assert data["inputs"][0]["shape"] == [1, 32]
+    code, out, err = run("bench", WORKED, "--shape", "3,8,8", "--sweep", "batch=1,2", "--reps", "2", "--warmup", "1",
+                         "--warmup-time", "0", "--quiet", "--format", "json")
+    assert code == 0 and [r["batch"] for r in json.loads(out)["sweep"]] == [1, 2]
+
+
+def test_sweep_plot(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "sweep.png"
+    code, _, err = run("stats", WORKED, "--shape", "3,16,16", "--sweep", "batch=1,2,4", "--plot", target)
+    assert code == 0 and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", err
+    code, _, err = run("stats", WORKED, "--shape", "3,16,16", "--plot", target)
+    assert code == 2 and "plot of a sweep" in err

@@ -183,6 +183,8 @@ def cli(debug: bool) -> None:
 @click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Count at each value of the batch or of a "
               "named input size (--input input_ids=SEQ:int64:32000 --sweep seq=128,256,512) and say how each total "
               "grows.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --sweep: save a chart of the totals against "
+              "the swept value (needs matplotlib).")
 @click.option("--generate", is_flag=True, help="Count generation: one prefill of --prompt-len tokens, then "
               "--new-tokens decode steps through the KV cache (a transformers causal LM).")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
@@ -190,7 +192,7 @@ def cli(debug: bool) -> None:
               help="With --generate: the tokens generated.")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
           crosscheck: str | None, train: bool, optimizer: str, loss: str | None, sweep_text: str | None,
-          generate: bool, prompt_len: int | None, new_tokens: int) -> None:
+          plot: str | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
     training step (forward, backward, optimizer).
 
@@ -202,37 +204,61 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     from .train import Optimizer
     from .views import stats_document
 
-    if (loss or optimizer != "adamw") and not train:
-        raise UsageError("--loss and --optimizer describe a training step; add --train")
-    if train and crosscheck:
-        raise UsageError("--crosscheck compares forward counts; drop --train or --crosscheck")
+    _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate,
+                         prompt_len)
     step = TrainStep(Optimizer(optimizer), loss) if train else None
-    if generate and (train or crosscheck):
-        raise UsageError("--generate counts inference; drop --train and --crosscheck")
-    if generate != bool(prompt_len):
-        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
     generation = Generation(prompt_len, new_tokens) if generate else None
     if sweep_text:
-        if generate or crosscheck or depth is not None:
-            raise UsageError("--sweep reports totals; drop --generate, --crosscheck and --depth")
-        from .sweep import parse_sweep, run_sweep
-        from .views import sweep_document
-
-        dim, values = parse_sweep(sweep_text)
-        emit(sweep_document(run_sweep(source, dim, values, batch, step)), out)
+        _stats_sweep(source, out, batch, step, sweep_text, plot)
         return
-
-    if crosscheck == Tool.TORCHSTAT and batch != 1:
-        raise UsageError("--crosscheck torchstat: torchstat always profiles one sample; use --batch 1")
-    if crosscheck and source.inputs.factory:
-        raise UsageError("--crosscheck needs inputs described with --shape/--input (the single-tensor adapter "
-                         "rebuilds them); --inputs factories are not supported")
     report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step, generation)
     emit(stats_document(report, checked), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
         raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops})",
                              hint=Hint.STRICT)
+
+
+def _check_stats_options(source: ModelSource, batch: int, depth: int | None, crosscheck: str | None, train: bool,
+                         optimizer: str, loss: str | None, sweep_text: str | None, plot: str | None, generate: bool,
+                         prompt_len: int | None) -> None:
+    """Refuse stats option combinations that cannot work, before anything is built."""
+    refusals = [
+        ((loss or optimizer != "adamw") and not train, "--loss and --optimizer describe a training step; add --train"),
+        (train and crosscheck, "--crosscheck compares forward counts; drop --train or --crosscheck"),
+        (generate and (train or crosscheck), "--generate counts inference; drop --train and --crosscheck"),
+        (generate != bool(prompt_len),
+         "--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64"),
+        (sweep_text and (generate or crosscheck or depth is not None),
+         "--sweep reports totals; drop --generate, --crosscheck and --depth"),
+        (plot and not sweep_text,
+         "stats draws a plot of a sweep; add --sweep DIM=V1,V2,... (bench --plot draws timings)"),
+        (crosscheck == "torchstat" and batch != 1,
+         "--crosscheck torchstat: torchstat always profiles one sample; use --batch 1"),
+        (crosscheck and source.inputs.factory,
+         "--crosscheck needs inputs described with --shape/--input (the single-tensor adapter rebuilds them); "
+         "--inputs factories are not supported"),
+    ]
+    for refused, message in refusals:
+        if refused:
+            raise UsageError(message)
+    if plot:
+        check_writable(plot)
+
+
+def _stats_sweep(source: ModelSource, out: OutputOptions, batch: int, step: Any, sweep_text: str,
+                 plot: str | None) -> None:
+    """``stats --sweep``: the totals at each value, and the chart when asked."""
+    from .sweep import parse_sweep, run_sweep
+    from .views import sweep_document
+
+    dim, values = parse_sweep(sweep_text)
+    swept = run_sweep(source, dim, values, batch, step)
+    emit(sweep_document(swept), out)
+    if plot:
+        from .renderers.plot import save_sweep_plot
+
+        save_sweep_plot(swept, plot)
 
 
 def _parsed_by(parse: Callable[[str], int]) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
@@ -284,6 +310,8 @@ _parse_count_option = _parsed_by(units.parse_count)
               help="With --layers: the device's peak MAdd/s (FLOP/s), e.g. 989T; default: calibrated.")
 @click.option("--peak-bandwidth", callback=_parse_bytes_option, metavar="SIZE",
               help="With --layers: the device's peak memory bandwidth per second, e.g. 3.35TB; default: calibrated.")
+@click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Time at each value of the batch or of a named "
+              "input size (--input input_ids=SEQ:int64 --sweep seq=128,256) and say how latency grows.")
 @click.option("--generate", is_flag=True, help="Time generation of a transformers causal LM: time to first token "
               "and per-token latency (--reps generations, default 3).")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
@@ -293,8 +321,8 @@ _parse_count_option = _parsed_by(units.parse_count)
               "batch, or with --layers the roofline.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warmup_time: float, duration: float,
-          reps: int | None, amp: bool, train: bool, optimizer: str, generate: bool, prompt_len: int | None,
-          new_tokens: int, plot: str | None, quiet: bool, **options: Any) -> None:
+          reps: int | None, amp: bool, train: bool, optimizer: str, sweep_text: str | None, generate: bool,
+          prompt_len: int | None, new_tokens: int, plot: str | None, quiet: bool, **options: Any) -> None:
     """Latency and throughput of TARGET; with --find-batch, the largest batch that fits and the best one; with
     --layers, the time of every layer against the device's roofline.
 
@@ -309,14 +337,7 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     if options["layers"] and find_batch:
         raise UsageError("--layers times one batch; drop --find-batch, or find the batch first and then time its "
                          "layers with --batch N")
-    limit_from = "--memory-limit" if memory_limit is not None else None
-    if find_batch and source.device == Device.CPU and memory_limit is None and max_batch is None:
-        from .timing import available_memory_bytes
-
-        memory_limit, limit_from = available_memory_bytes(), "the memory available on this machine"
-        if memory_limit is None:
-            raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch here: this "
-                             "system does not say how much memory is available")
+    memory_limit, limit_from = _memory_limit(source, find_batch, max_batch, memory_limit)
     if plot:
         check_writable(plot)
     from .bench import BenchOptions, run_bench
@@ -328,15 +349,45 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
         raise UsageError("--layers times the forward; drop --train or --layers")
     settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps,
                               amp=amp, train=train, optimizer=optimizer)
-    options["tolerance"] = options.pop("batch_tolerance")
-    bench_options = BenchOptions(batch=batch, **{**options, "memory_limit": memory_limit})
-    with progress_bar(not quiet and sys.stderr.isatty()) as progress:
-        report = run_bench(source, settings, bench_options, progress)
+    if sweep_text:
+        report = _bench_sweep(source, settings, sweep_text, batch, options)
+    else:
+        options["tolerance"] = options.pop("batch_tolerance")
+        bench_options = BenchOptions(batch=batch, **{**options, "memory_limit": memory_limit})
+        with progress_bar(not quiet and sys.stderr.isatty()) as progress:
+            report = run_bench(source, settings, bench_options, progress)
     if limit_from:
         report = replace(report, environment={**report.environment, "memory_limit_from": limit_from})
     emit(bench_document(report), out)
     if plot:
         save_plot(report, plot)
+
+
+def _memory_limit(source: ModelSource, find_batch: bool, max_batch: int | None, memory_limit: int | None
+                  ) -> tuple[int | None, str | None]:
+    """The memory limit of a CPU batch search and where it comes from: --memory-limit, or else (with no
+    --max-batch either) the memory available on this machine."""
+    if memory_limit is not None:
+        return memory_limit, "--memory-limit"
+    if not (find_batch and source.device == Device.CPU and max_batch is None):
+        return None, None
+    from .timing import available_memory_bytes
+
+    available = available_memory_bytes()
+    if available is None:
+        raise UsageError("--find-batch on cpu needs --memory-limit (e.g. 4GiB) or --max-batch here: this "
+                         "system does not say how much memory is available")
+    return available, "the memory available on this machine"
+
+
+def _bench_sweep(source: ModelSource, settings: Any, sweep_text: str, batch: int, options: dict[str, Any]) -> Any:
+    """``bench --sweep``: one timing at each value of the batch or of a named input size."""
+    if options["find_batch"] or options["layers"] or options["compile_model"]:
+        raise UsageError("--sweep times each value once; drop --find-batch, --layers and --compile")
+    from .sweep import bench_sweep, parse_sweep
+
+    dim, values = parse_sweep(sweep_text)
+    return bench_sweep(source, settings, dim, values, batch, options["threads"])
 
 
 def _bench_generation(source: ModelSource, out: OutputOptions, batch: int, generate: bool, prompt_len: int | None,

@@ -355,15 +355,17 @@ class BatchResult:
     throughput: float
     peak_memory: int
     pipelined_throughput: float | None = None
+    point: int | None = None  #: the value of a swept input size (``bench --sweep seq=...``)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch": self.batch, **self.latency.to_dict(), "throughput": self.throughput,
+        return {"batch": self.batch, **({"point": self.point} if self.point is not None else {}),
+                **self.latency.to_dict(), "throughput": self.throughput,
                 "pipelined_throughput": self.pipelined_throughput, "peak_memory": self.peak_memory}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchResult:
         return cls(d["batch"], LatencyStats.from_dict(d), d["throughput"], d["peak_memory"],
-                   d.get("pipelined_throughput"))
+                   d.get("pipelined_throughput"), d.get("point"))
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .bench import BenchOptions, run_bench
 from .errors import UsageError
 from .options import ModelSource
-from .report import SweepPoint, SweepReport
+from .report import BenchReport, SweepPoint, SweepReport
 from .stats import TrainStep, run_stats
+from .timing import TimingSettings
 
 
 def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
@@ -39,3 +41,20 @@ def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], batch: int
         phases = report.phases
         points.append(SweepPoint(value, dict(report.total.values), report.memory.peak if report.memory else None))
     return SweepReport(source.target, dim.lower(), tuple(points), phases)
+
+
+def bench_sweep(source: ModelSource, settings: TimingSettings, dim: str, values: tuple[int, ...], batch: int = 1,
+                threads: int | None = None) -> BenchReport:
+    """Latency and throughput at each value of ``dim`` (the batch, or a named input size)."""
+    if dim != "batch" and dim not in source.inputs.names():
+        raise UsageError(f"no input has a size named {dim}; name one in the input, e.g. input_ids={dim}:int64",
+                         option="sweep")
+    results = []
+    report = None
+    for value in sorted(values):
+        point = source if dim == "batch" else replace(source, inputs=source.inputs.bind(dim, value))
+        report = run_bench(point, settings, BenchOptions(batch=value if dim == "batch" else batch, threads=threads))
+        result = report.sweep[0]
+        results.append(result if dim == "batch" else replace(result, point=value))
+    environment = {**report.environment, "sweep_dim": dim.lower()}
+    return replace(report, model=source.target, environment=environment, sweep=tuple(results))

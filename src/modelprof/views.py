@@ -23,6 +23,7 @@ from .report import (
     LayerProfile,
     Report,
     SweepReport,
+    growth_exponent,
     growth_label,
 )
 from .roofline import Peaks
@@ -172,6 +173,10 @@ def bench_document(report: BenchReport) -> Document:
     with layer times, the per-layer table, the roofline summary and the slowest layers with their verdicts."""
     columns = tuple(Column(title, numeric=title != "Stable") for title, _ in _BENCH_COLUMNS)
     rows = tuple(tuple(cell(r) for _, cell in _BENCH_COLUMNS) for r in report.sweep)
+    swept = report.environment.get("sweep_dim")
+    if swept and swept != "batch":
+        columns = (Column(swept, True), *columns)
+        rows = tuple((Cell(str(r.point), r.point), *row) for r, row in zip(report.sweep, rows, strict=True))
     title = f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"
     notes = tuple(Note(line) for line in _bench_summary(report) + _throughput_chart(report))
     blocks = (Table(columns, rows), *notes) if report.sweep else notes[:1]
@@ -273,6 +278,13 @@ def _bench_summary(report: BenchReport) -> list[str]:
         source = env.get("memory_limit_from", "--memory-limit")
         lines.append(f"Memory limit: {units.nbytes(env['memory_limit'])} ({source}); each batch size probed in a "
                      "child process held to it")
+    swept = env.get("sweep_dim")
+    if swept and len(report.sweep) >= 2:
+        a, b = report.sweep[-2], report.sweep[-1]
+        x = (lambda r: r.batch) if swept == "batch" else (lambda r: r.point)
+        exponent = growth_exponent(x(a), a.latency.median, x(b), b.latency.median)
+        lines.append(f"Median latency grows {growth_label(exponent)} with {swept} (last two points"
+                     + (f", exponent {exponent:.2f})" if exponent is not None else ")"))
     if report.probes is not None:
         failed = ", ".join(map(str, report.failed)) or "none"
         lines.append(f"Largest batch that ran: {report.max_batch}; best throughput from batch {report.best_batch} "
@@ -285,10 +297,11 @@ def _throughput_chart(report: BenchReport, width: int = 40) -> list[str]:
     if len(report.sweep) < 2:
         return []
     best = max(r.throughput for r in report.sweep)
-    lines = ["Throughput by batch:"]
-    for r in sorted(report.sweep, key=lambda r: r.batch):
+    swept = report.environment.get("sweep_dim") or "batch"
+    lines = [f"Throughput by {swept}:"]
+    for r in sorted(report.sweep, key=lambda r: (r.batch, r.point or 0)):
         bar = "█" * max(1, round(width * r.throughput / best))
-        lines.append(f"{r.batch:>8} {bar} {r.throughput:,.1f}/s")
+        lines.append(f"{r.point if r.point is not None else r.batch:>8} {bar} {r.throughput:,.1f}/s")
     return lines
 
 

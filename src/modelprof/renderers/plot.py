@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import roofline
 from ..errors import UsageError
-from ..report import BenchReport, LayerProfile
+from ..report import BenchReport, LayerProfile, SweepReport
 
 #: How many of the slowest layers get a label on the roofline.
 LABELLED = 8
@@ -39,6 +39,15 @@ def save_plot(report: BenchReport, path: str) -> None:
 
 
 def _throughput(axes: Any, report: BenchReport) -> None:
+    swept = report.environment.get("sweep_dim")
+    if swept and swept != "batch":  # a swept input size: latency against it
+        sweep = sorted(report.sweep, key=lambda r: r.point)
+        axes.plot([r.point for r in sweep], [r.latency.median * 1e3 for r in sweep], marker="o")
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xlabel(swept)
+        axes.set_ylabel("median latency [ms]")
+        return
     sweep = sorted(report.sweep, key=lambda r: r.batch)
     axes.plot([r.batch for r in sweep], [r.throughput for r in sweep], marker="o")
     if report.best_batch:
@@ -71,3 +80,23 @@ def _roofline(axes: Any, profile: LayerProfile) -> None:
     axes.set_xlabel("arithmetic intensity [MAdd / byte]")
     axes.set_ylabel("achieved [MAdd / s]")
     axes.legend(loc="lower right", fontsize=8)
+
+
+def save_sweep_plot(report: SweepReport, path: str) -> None:
+    """``stats --sweep --plot``: Flops, bytes moved and peak memory against the swept value, log-log."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    xs = [p.value for p in report.points]
+    axes.plot(xs, [p.totals.get("flops", 0) for p in report.points], marker="o", label="Flops")
+    axes.plot(xs, [p.totals.get("mem_read", 0) + p.totals.get("mem_write", 0) for p in report.points], marker="o",
+              label="bytes moved")
+    if all(p.peak for p in report.points):
+        axes.plot(xs, [p.peak for p in report.points], marker="o", label="peak memory [bytes]")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel(report.dim)
+    axes.legend()
+    axes.set_title(report.model)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
