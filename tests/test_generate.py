@@ -174,3 +174,19 @@ def test_sweep_plot(run, tmp_path):
     assert code == 0 and target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", err
     code, _, err = run("stats", WORKED, "--shape", "3,16,16", "--plot", target)
     assert code == 2 and "plot of a sweep" in err
+
+
+@pytest.mark.parametrize(("config", "model", "extra", "prompt"), [
+    ("LlamaConfig", "LlamaForCausalLM", {}, 16),
+    # the window fills up between the second and the last step: the costs are not affine, every step is counted
+    ("MistralConfig", "MistralForCausalLM", {"sliding_window": 12}, 4),
+])
+def test_meta_decode_from_three_steps_equals_every_step(config, model, extra, prompt):
+    with torch.device("meta"):
+        built = getattr(transformers, model)(getattr(transformers, config)(**SMALL, **extra))
+    ids = torch.randint(3, 1000, (2, prompt), device="meta")
+    quick = count_generation(built, ids, 12)
+    every = count_generation(built, ids, 12, every_step=True)
+    assert quick.layers == every.layers and quick.total == every.total
+    assert quick.generation.steps == every.generation.steps
+    assert quick.generation.kv_cache == every.generation.kv_cache

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .counting import CostMode, _forward, build_report
+from .counting import SOURCES, CostMode, _forward, build_report
 from .errors import ModelError, one_line
 from .formulas import Formula
 from .memory import LiveMemory, static_tensors, storage_bytes
@@ -54,38 +54,136 @@ def _step_totals(mode: CostMode) -> tuple[int, int, int]:
 
 
 def count_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, *,
-                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None) -> Report:
+                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
+                     every_step: bool = False) -> Report:
     """Count one prefill of ``input_ids`` (batch, prompt) and ``new_tokens`` cached decode steps; ``formulas``
-    replaces the registry for this count."""
+    replaces the registry for this count.
+
+    On the meta device (where a decode step of a large model takes about half a second to run at all), unless
+    ``every_step``, only the first, second and last steps are run: if every row's cost of the last step is the
+    first step's plus its growth from the first to the second, times the steps between (a cost affine in the
+    position, as attention reading one more cached position per step is), the steps between are filled in from
+    them exactly; if not (a sliding window filling up), every step is counted after all.
+    """
     if new_tokens < 1:
         raise ValueError("new_tokens must be at least 1")
     if not callable(getattr(model, "generate", None)):
         raise ModelError(f"{type(model).__name__} has no generate() and no past_key_values: generation needs a "
                          "language model with a KV cache (a transformers causal LM)")
+    if not every_step and new_tokens > 3 and input_ids.device.type == "meta":
+        report = _count_affine(model, input_ids, new_tokens, model_name, formulas)
+        if report is not None:
+            return report
+    return _count_every_step(model, input_ids, new_tokens, model_name, formulas)
+
+
+def _setup(model: nn.Module, input_ids: torch.Tensor, formulas: Mapping[Any, Formula] | None
+           ) -> tuple[ModuleTracker, CostMode, LiveMemory]:
     tracker = ModuleTracker(model)
     mode = CostMode(tracker, formulas)
     mode.phases = (Phase.FORWARD, Phase.DECODE)
     mode.memory = memory = LiveMemory(tracker, static_tensors(model, (input_ids,), {}))
+    return tracker, mode, memory
+
+
+def _decode(model: nn.Module, output: Any, tracker: ModuleTracker, token: torch.Tensor | None = None) -> Any:
+    """One decode step: the last token (or ``token``) and the cache back in."""
+    token = output.logits[:, -1:].argmax(-1) if token is None else token
+    return _forward(model, (token,), {"past_key_values": _cache(output), "use_cache": True}, tracker)
+
+
+def _finish(model: nn.Module, tracker: ModuleTracker, mode: CostMode, memory: LiveMemory, input_ids: torch.Tensor,
+            output: Any, steps: list[DecodeStep], model_name: str | None) -> Report:
+    report = build_report(model, tracker, mode, ((input_ids,), {}, output), model_name)
+    summary = GenerationSummary(batch=input_ids.shape[0], prompt=input_ids.shape[1], new_tokens=len(steps),
+                                kv_cache=storage_bytes(cache_tensors(_cache(output))), steps=tuple(steps))
+    return replace(report, memory=memory.summary(model, ((input_ids,), {})), generation=summary)
+
+
+def _count_every_step(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, model_name: str | None,
+                      formulas: Mapping[Any, Formula] | None) -> Report:
+    tracker, mode, memory = _setup(model, input_ids, formulas)
     steps: list[DecodeStep] = []
     prompt = input_ids.shape[1]
     with tracker, inference(model), mode:
         output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
-        cache = _cache(output)
         tracker.phase = Phase.DECODE
         for step in range(new_tokens):
-            token = output.logits[:, -1:].argmax(-1)
             before = _step_totals(mode)
-            output = _forward(model, (token,), {"past_key_values": cache, "use_cache": True}, tracker)
-            cache = _cache(output)
+            output = _decode(model, output, tracker)
             after = _step_totals(mode)
             steps.append(DecodeStep(position=prompt + step, flops=after[0] - before[0], madd=after[1] - before[1],
                                     nbytes=after[2] - before[2]))
         tracker.phase = Phase.FORWARD
-        kv_bytes = storage_bytes(cache_tensors(cache))
-    report = build_report(model, tracker, mode, ((input_ids,), {}, output), model_name)
-    summary = GenerationSummary(batch=input_ids.shape[0], prompt=prompt, new_tokens=new_tokens,
-                                kv_cache=kv_bytes, steps=tuple(steps))
-    return replace(report, memory=memory.summary(model, ((input_ids,), {})), generation=summary)
+        return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
+
+
+def _snapshot(mode: CostMode) -> dict[str, list[int]]:
+    return {name: list(record.sums) for (name, phase), record in mode.records.items() if phase is Phase.DECODE}
+
+
+def _diff(after: dict[str, list[int]], before: dict[str, list[int]]) -> dict[str, list[int]]:
+    zero = [0] * len(SOURCES)
+    return {name: [a - b for a, b in zip(sums, before.get(name, zero), strict=True)] for name, sums in after.items()}
+
+
+def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, model_name: str | None,
+                  formulas: Mapping[Any, Formula] | None) -> Report | None:
+    """Run steps 1, 2 and N; fill in the rest when every row's step cost is affine in the position (else None)."""
+    batch, prompt = input_ids.shape
+    with inference(model):  # the cache the last step reads: prompt + N - 1 positions, made uncounted
+        longer = torch.cat([input_ids, input_ids[:, -1:].expand(batch, new_tokens - 1)], dim=1)
+        late = _forward(model, (longer,), {"use_cache": True}, ModuleTracker(model))
+        late_cache, late_logits = _cache(late), late.logits[:, -1:]
+        del late
+    tracker, mode, memory = _setup(model, input_ids, formulas)
+    with tracker, inference(model), mode:
+        output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
+        tracker.phase = Phase.DECODE
+        costs, calls = [], []
+        for _ in range(2):
+            before, called = _snapshot(mode), dict(tracker.calls)
+            output = _decode(model, output, tracker)
+            costs.append(_diff(_snapshot(mode), before))
+            calls.append({name: tracker.calls[name] - called.get(name, 0) for name in tracker.calls})
+        del output
+        before = _snapshot(mode)
+        output = _decode(model, _Output(late_logits, late_cache), tracker)
+        last = _diff(_snapshot(mode), before)
+        tracker.phase = Phase.FORWARD
+        zero = [0] * len(SOURCES)
+        first, second = costs
+        growth = {name: [b - a for a, b in zip(first.get(name, zero), second.get(name, zero), strict=True)]
+                  for name in first.keys() | second.keys() | last.keys()}
+        for name, step in growth.items():
+            expected = [a + (new_tokens - 1) * g for a, g in zip(first.get(name, zero), step, strict=True)]
+            if expected != last.get(name, zero):
+                return None
+        for name, step in growth.items():  # every step's sum: N·first + growth·N(N-1)/2
+            record = mode.records[(name, Phase.DECODE)]
+            record.sums = [new_tokens * a + g * new_tokens * (new_tokens - 1) // 2
+                           for a, g in zip(first.get(name, zero), step, strict=True)]
+        for name, count in calls[0].items():
+            tracker.calls[name] += (new_tokens - 3) * count
+        steps = [_affine_step(prompt + k, first, growth, k) for k in range(new_tokens)]
+        return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
+
+
+class _Output:
+    """The parts of a model output a decode step reads."""
+
+    def __init__(self, logits: torch.Tensor, cache: Any) -> None:
+        self.logits, self.past_key_values = logits, cache
+
+
+def _affine_step(position: int, first: dict[str, list[int]], growth: dict[str, list[int]], k: int) -> DecodeStep:
+    totals = [0] * len(SOURCES)
+    for name, step in growth.items():
+        for index, (a, g) in enumerate(zip(first.get(name, [0] * len(SOURCES)), step, strict=True)):
+            totals[index] += a + k * g
+    value = dict(zip(SOURCES, totals, strict=True))
+    return DecodeStep(position=position, flops=value["flops"], madd=value["madd"],
+                      nbytes=value["mem_read"] + value["mem_write"])
 
 
 def _cache(output: Any) -> Any:
