@@ -110,6 +110,22 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str], Callable[[float], No
         yield task
 
 
+def generation_options(help_text: str, min_new: int = 1) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--generate``, ``--prompt-len`` and ``--new-tokens``, shared by stats, bench and fit."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed((
+            click.option("--generate", is_flag=True, help=help_text),
+            click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens."),
+            click.option("--new-tokens", type=click.IntRange(min=min_new), default=16, show_default=True,
+                         help="With --generate: the tokens generated."),
+        )):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 _MODEL_OPTIONS = (
     click.argument("target"),
     click.option("--shape", help="One float input, without the batch: 3,224,224."),
@@ -185,11 +201,8 @@ def cli(debug: bool) -> None:
               "grows.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --sweep: save a chart of the totals against "
               "the swept value (needs matplotlib).")
-@click.option("--generate", is_flag=True, help="Count generation: one prefill of --prompt-len tokens, then "
-              "--new-tokens decode steps through the KV cache (a transformers causal LM).")
-@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
-@click.option("--new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
-              help="With --generate: the tokens generated.")
+@generation_options("Count generation: one prefill of --prompt-len tokens, then --new-tokens decode steps through "
+                    "the KV cache (a transformers causal LM).")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
           crosscheck: str | None, train: bool, optimizer: str, loss: str | None, sweep_text: str | None,
           plot: str | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
@@ -312,11 +325,8 @@ _parse_count_option = _parsed_by(units.parse_count)
               help="With --layers: the device's peak memory bandwidth per second, e.g. 3.35TB; default: calibrated.")
 @click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Time at each value of the batch or of a named "
               "input size (--input input_ids=SEQ:int64 --sweep seq=128,256) and say how latency grows.")
-@click.option("--generate", is_flag=True, help="Time generation of a transformers causal LM: time to first token "
-              "and per-token latency (--reps generations, default 3).")
-@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
-@click.option("--new-tokens", type=click.IntRange(min=2), default=16, show_default=True,
-              help="With --generate: the tokens generated per run.")
+@generation_options("Time generation of a transformers causal LM: time to first token and per-token latency "
+                    "(--reps generations, default 3).", min_new=2)
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save a chart (needs matplotlib): throughput against "
               "batch, or with --layers the roofline.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -429,11 +439,8 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
               show_default=True, help="With --train: the optimizer whose state counts.")
 @click.option("--seq", type=click.IntRange(min=1), help="With a named input size (input_ids=SEQ:int64): its value for "
               "the batch fit; the longest SEQ at --batch is fitted too.")
-@click.option("--generate", is_flag=True, help="Fit generation (prefill of --prompt-len, --new-tokens decode steps, "
-              "the KV cache): the largest batch, and the longest prompt at --batch.")
-@click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens.")
-@click.option("--new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
-              help="With --generate: the tokens generated.")
+@generation_options("Fit generation (prefill of --prompt-len, --new-tokens decode steps, the KV cache): the "
+                    "largest batch, and the longest prompt at --batch.")
 def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, train: bool, optimizer: str,
         seq: int | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """The largest batch of TARGET whose peak memory fits --memory, predicted from shape-only (meta) runs at batch
