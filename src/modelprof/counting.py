@@ -152,7 +152,7 @@ def count_costs(model: nn.Module, args: tuple = (), kwargs: dict | None = None, 
     with tracker, inference(model), mode:
         output = _forward(model, args, kwargs, tracker)
     report = build_report(model, tracker, mode, (args, kwargs, output), model_name)
-    return replace(report, memory=mode.memory.summary(model, (args, kwargs)))
+    return replace(report, memory=mode.memory.summary(model))
 
 
 def _forward(model: nn.Module, args: tuple, kwargs: dict, tracker: ModuleTracker) -> Any:

@@ -97,7 +97,7 @@ def _finish(model: nn.Module, tracker: ModuleTracker, mode: CostMode, memory: Li
     report = build_report(model, tracker, mode, ((input_ids,), {}, output), model_name)
     summary = GenerationSummary(batch=input_ids.shape[0], prompt=input_ids.shape[1], new_tokens=len(steps),
                                 kv_cache=storage_bytes(cache_tensors(_cache(output))), steps=tuple(steps))
-    return replace(report, memory=memory.summary(model, ((input_ids,), {})), generation=summary)
+    return replace(report, memory=memory.summary(model), generation=summary)
 
 
 def _count_every_step(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, model_name: str | None,

@@ -92,9 +92,8 @@ class LiveMemory:
             self.saved[self.tracker.current] += storage.nbytes()
         return tensor
 
-    def summary(self, model: nn.Module, inputs: Iterable[Any], gradients: int = 0, optimizer: int = 0
-                ) -> MemorySummary:
-        """The run's memory by category."""
+    def summary(self, model: nn.Module, gradients: int = 0, optimizer: int = 0) -> MemorySummary:
+        """The run's memory by category (the inputs are the static part less parameters and buffers)."""
         params = storage_bytes(model.parameters())
         buffers = storage_bytes(model.buffers())
         row, phase = self.peak_at

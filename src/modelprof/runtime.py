@@ -10,17 +10,23 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def eval_inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode under ``torch.inference_mode()`` for the duration; every module's training flag is restored
-    afterwards, whatever happens."""
+def training_flags_kept(model: nn.Module) -> Iterator[None]:
+    """Every module's training flag restored afterwards, whatever happens (a model may mix train and eval)."""
     modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.inference_mode():
-            yield
+        yield
     finally:
         for module, training in modes:
             module.training = training
+
+
+@contextlib.contextmanager
+def eval_inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode under ``torch.inference_mode()`` for the duration; every module's training flag is restored
+    afterwards, whatever happens."""
+    with training_flags_kept(model), torch.inference_mode():
+        model.eval()
+        yield
 
 
 @contextlib.contextmanager

@@ -168,10 +168,9 @@ def _how_to_run(model: nn.Module, args: tuple, kwargs: dict, settings: TimingSet
     gradients are restored afterwards, as ``stats --train`` does)."""
     if not settings.train:
         return eval_inference(model), lambda: model(*args, **kwargs)
-    from .train import Optimizer, default_loss, training
+    from .train import Optimizer, default_loss, trainable_parameters, training
 
-    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
-    optimizer = Optimizer(settings.optimizer).build(params, foreach=None)
+    optimizer = Optimizer(settings.optimizer).build(trainable_parameters(model), foreach=None)
 
     def step() -> None:
         default_loss(model(*args, **kwargs)).backward()

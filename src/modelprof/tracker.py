@@ -22,16 +22,21 @@ from .metrics import Phase
 from .report import ROOT, ModuleInfo, Shape
 
 
-def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
-    """The shape of every tensor inside ``values`` (nested tuples, lists and dicts included; other containers,
-    such as a model's output dataclass, are read through pytree)."""
+def tensors_in(*values: Any) -> list[torch.Tensor]:
+    """Every tensor inside ``values``: nested tuples, lists and dicts are walked; other containers, such as a
+    model's output dataclass, are read through pytree."""
     found = []
     for leaf in leaves(values):
         if isinstance(leaf, torch.Tensor):
-            found.append(tuple(leaf.shape))
+            found.append(leaf)
         elif leaf is not None and not isinstance(leaf, int | float | bool | str):
-            found.extend(tuple(t.shape) for t in tree_flatten(leaf)[0] if isinstance(t, torch.Tensor))
-    return tuple(found)
+            found.extend(t for t in tree_flatten(leaf)[0] if isinstance(t, torch.Tensor))
+    return found
+
+
+def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
+    """The shape of every tensor inside ``values`` (see :func:`tensors_in`)."""
+    return tuple(tuple(t.shape) for t in tensors_in(*values))
 
 
 def is_leaf(module: nn.Module) -> bool:
@@ -76,9 +81,7 @@ class ModuleTracker:
     def tag(self, output: Any, name: str) -> None:
         """Mark every autograd node behind ``output`` not yet marked as created by ``name`` (inner modules finish
         first, so each node ends up with the innermost module that made it)."""
-        pending = [t.grad_fn for t in leaves((output,)) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
-        if not pending and output is not None and not isinstance(output, torch.Tensor):
-            pending = [t.grad_fn for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor) and t.grad_fn]
+        pending = [t.grad_fn for t in tensors_in(output)]
         while pending:
             node = pending.pop()
             if node is None or node in self.nodes:

@@ -21,16 +21,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from .counting import CostMode, _forward, build_report
 from .errors import ModelError, one_line
-from .formulas import Formula, leaves
+from .formulas import Formula
 from .memory import LiveMemory, static_tensors, storage_bytes
 from .metrics import Phase
 from .report import Report
-from .runtime import fused_attention_off
-from .tracker import ModuleTracker
+from .runtime import fused_attention_off, training_flags_kept
+from .tracker import ModuleTracker, tensors_in
 
 LOSS = "(loss)"
 OPTIMIZER = "(optimizer)"
@@ -60,17 +59,14 @@ class Optimizer(StrEnum):
         return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
 
 
-def float_tensors(value: Any) -> list[torch.Tensor]:
-    """Every floating-point tensor in a model's output (tuples, lists, dicts and pytree containers)."""
-    found = [x for x in leaves((value,)) if isinstance(x, torch.Tensor)]
-    if not found:
-        found = [x for x in tree_flatten(value)[0] if isinstance(x, torch.Tensor)]
-    return [t for t in found if t.is_floating_point()]
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer steps (each once, shared ones too)."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def default_loss(output: Any, *inputs: Any) -> torch.Tensor:
     """The sum of every float output that takes part in autograd."""
-    tensors = [t for t in float_tensors(output) if t.requires_grad]
+    tensors = [t for t in tensors_in(output) if t.is_floating_point() and t.requires_grad]
     if not tensors:
         raise ModelError("the model's output has no float tensor that requires grad, so there is no backward to "
                          "count; give a loss function, or check that the model has trainable parameters")
@@ -80,16 +76,13 @@ def default_loss(output: Any, *inputs: Any) -> torch.Tensor:
 @contextlib.contextmanager
 def training(model: nn.Module) -> Iterator[None]:
     """Training mode with autograd on; afterwards every training flag, buffer and gradient is as before."""
-    modes = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     grads = [(p, p.grad) for p in model.parameters()]
     try:
-        model.train()
-        with torch.enable_grad(), fused_attention_off():
+        with training_flags_kept(model), torch.enable_grad(), fused_attention_off():
+            model.train()
             yield
     finally:
-        for module, flag in modes:
-            module.training = flag
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
@@ -109,7 +102,7 @@ def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = N
     mode = CostMode(tracker, formulas)
     mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
     mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
-    params = [p for p in {id(p): p for p in model.parameters()}.values() if p.requires_grad]
+    params = trainable_parameters(model)
     with tracker, training(model), mode:
         with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
             output = _forward(model, args, kwargs, tracker)
@@ -133,7 +126,7 @@ def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = N
         tracker.override, tracker.phase = None, Phase.FORWARD
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
     report = build_report(model, tracker, mode, (args, kwargs, output), model_name, extra=saved)
-    return replace(report, memory=memory.summary(model, (args, kwargs), gradients, state))
+    return replace(report, memory=memory.summary(model, gradients, state))
 
 
 def _backward(value: Any) -> None:
