@@ -43,16 +43,6 @@ def cache_tensors(cache: Any) -> list[torch.Tensor]:
     return found
 
 
-def _step_totals(mode: CostMode) -> tuple[int, int, int]:
-    """(Flops, MAdd, bytes) counted so far in the decode phase, all rows together."""
-    flops = madd = nbytes = 0
-    for (_, phase), record in mode.records.items():
-        if phase is Phase.DECODE:
-            flops, madd = flops + record.get("flops"), madd + record.get("madd")
-            nbytes += record.get("mem_read") + record.get("mem_write")
-    return flops, madd, nbytes
-
-
 def count_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, *,
                      model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
                      every_step: bool = False) -> Report:
@@ -67,9 +57,7 @@ def count_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int,
     """
     if new_tokens < 1:
         raise ValueError("new_tokens must be at least 1")
-    if not callable(getattr(model, "generate", None)):
-        raise ModelError(f"{type(model).__name__} has no generate() and no past_key_values: generation needs a "
-                         "language model with a KV cache (a transformers causal LM)")
+    _check_language_model(model)
     if not every_step and new_tokens > 3 and input_ids.device.type == "meta":
         report = _count_affine(model, input_ids, new_tokens, model_name, formulas)
         if report is not None:
@@ -86,9 +74,15 @@ def _setup(model: nn.Module, input_ids: torch.Tensor, formulas: Mapping[Any, For
     return tracker, mode, memory
 
 
-def _decode(model: nn.Module, output: Any, tracker: ModuleTracker, token: torch.Tensor | None = None) -> Any:
-    """One decode step: the last token (or ``token``) and the cache back in."""
-    token = output.logits[:, -1:].argmax(-1) if token is None else token
+def _check_language_model(model: nn.Module) -> None:
+    if not callable(getattr(model, "generate", None)):
+        raise ModelError(f"{type(model).__name__} has no generate() and no past_key_values: generation needs a "
+                         "language model with a KV cache (a transformers causal LM)")
+
+
+def _decode(model: nn.Module, output: Any, tracker: ModuleTracker) -> Any:
+    """One decode step: the last token chosen (the argmax) and the cache back in."""
+    token = output.logits[:, -1:].argmax(-1)
     return _forward(model, (token,), {"past_key_values": _cache(output), "use_cache": True}, tracker)
 
 
@@ -109,17 +103,24 @@ def _count_every_step(model: nn.Module, input_ids: torch.Tensor, new_tokens: int
         output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
         tracker.phase = Phase.DECODE
         for step in range(new_tokens):
-            before = _step_totals(mode)
+            before = _snapshot(mode)
             output = _decode(model, output, tracker)
-            after = _step_totals(mode)
-            steps.append(DecodeStep(position=prompt + step, flops=after[0] - before[0], madd=after[1] - before[1],
-                                    nbytes=after[2] - before[2]))
+            steps.append(_step(prompt + step, _diff(_snapshot(mode), before)))
         tracker.phase = Phase.FORWARD
         return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
 
 
 def _snapshot(mode: CostMode) -> dict[str, list[int]]:
+    """Each row's decode-phase sums so far (one number per :data:`~modelprof.counting.SOURCES` quantity)."""
     return {name: list(record.sums) for (name, phase), record in mode.records.items() if phase is Phase.DECODE}
+
+
+def _step(position: int, rows: dict[str, list[int]]) -> DecodeStep:
+    """One decode step's cost, all rows together, from each row's sums for that step."""
+    sums = [sum(column) for column in zip(*rows.values(), strict=True)] or [0] * len(SOURCES)
+    totals = dict(zip(SOURCES, sums, strict=True))
+    return DecodeStep(position=position, flops=totals["flops"], madd=totals["madd"],
+                      nbytes=totals["mem_read"] + totals["mem_write"])
 
 
 def _diff(after: dict[str, list[int]], before: dict[str, list[int]]) -> dict[str, list[int]]:
@@ -140,12 +141,13 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
     with tracker, inference(model), mode:
         output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
         tracker.phase = Phase.DECODE
-        costs, calls = [], []
+        costs, called = [], dict(tracker.calls)
         for _ in range(2):
-            before, called = _snapshot(mode), dict(tracker.calls)
+            before = _snapshot(mode)
             output = _decode(model, output, tracker)
             costs.append(_diff(_snapshot(mode), before))
-            calls.append({name: tracker.calls[name] - called.get(name, 0) for name in tracker.calls})
+            if len(costs) == 1:  # each module's calls in one step
+                per_step = {name: count - called.get(name, 0) for name, count in tracker.calls.items()}
         del output
         before = _snapshot(mode)
         output = _decode(model, _Output(late_logits, late_cache), tracker)
@@ -163,9 +165,10 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
             record = mode.records[(name, Phase.DECODE)]
             record.sums = [new_tokens * a + g * new_tokens * (new_tokens - 1) // 2
                            for a, g in zip(first.get(name, zero), step, strict=True)]
-        for name, count in calls[0].items():
+        for name, count in per_step.items():
             tracker.calls[name] += (new_tokens - 3) * count
-        steps = [_affine_step(prompt + k, first, growth, k) for k in range(new_tokens)]
+        steps = [_step(prompt + k, {name: [a + k * g for a, g in zip(first.get(name, zero), step, strict=True)]
+                                    for name, step in growth.items()}) for k in range(new_tokens)]
         return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
 
 
@@ -174,16 +177,6 @@ class _Output:
 
     def __init__(self, logits: torch.Tensor, cache: Any) -> None:
         self.logits, self.past_key_values = logits, cache
-
-
-def _affine_step(position: int, first: dict[str, list[int]], growth: dict[str, list[int]], k: int) -> DecodeStep:
-    totals = [0] * len(SOURCES)
-    for name, step in growth.items():
-        for index, (a, g) in enumerate(zip(first.get(name, [0] * len(SOURCES)), step, strict=True)):
-            totals[index] += a + k * g
-    value = dict(zip(SOURCES, totals, strict=True))
-    return DecodeStep(position=position, flops=value["flops"], madd=value["madd"],
-                      nbytes=value["mem_read"] + value["mem_write"])
 
 
 def _cache(output: Any) -> Any:
@@ -211,9 +204,7 @@ def time_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, 
     from .report import LatencyStats
     from .timing import _CpuClock, _CudaClock
 
-    if not callable(getattr(model, "generate", None)):
-        raise ModelError(f"{type(model).__name__} has no generate(): timing generation needs a transformers "
-                         "causal LM")
+    _check_language_model(model)
     clock = _CudaClock() if input_ids.device.type == "cuda" else _CpuClock()
     first: list[float] = []
     steps: list[float] = []
