@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from torch import nn
+
 from .counting import count_costs
 from .errors import UsageError
 from .generate import count_generation, make_prompt
@@ -38,18 +40,20 @@ def device_memory(name: str) -> int | None:
     return table.get(key.replace("-", ""))
 
 
-def phase_peaks(source: ModelSource, batch: int, train: bool, optimizer: Optimizer) -> dict[str, int]:
+def phase_peaks(source: ModelSource, batch: int, train: bool, optimizer: Optimizer,
+                model: nn.Module | None = None) -> dict[str, int]:
     """The exact peak of live tensor memory in each phase (forward; backward and optimizer with ``train``) of one
-    run at ``batch``, on the meta device."""
-    model = source.build_model()
+    run at ``batch``, on the meta device; ``model`` is ``source``'s, built already (counting leaves it as it was)."""
+    model = source.build_model() if model is None else model
     args, kwargs = source.build_inputs(batch)
     report = count_train_step(model, args, kwargs, optimizer=optimizer) if train else count_costs(model, args, kwargs)
     return report.memory.phase_peaks
 
 
-def generation_peaks(source: ModelSource, batch: int, prompt_len: int, new_tokens: int) -> dict[str, int]:
+def generation_peaks(source: ModelSource, batch: int, prompt_len: int, new_tokens: int,
+                     model: nn.Module | None = None) -> dict[str, int]:
     """The exact peak of live tensor memory of a prefill and its decode steps (the KV cache included), on meta."""
-    model = source.build_model()
+    model = source.build_model() if model is None else model
     report = count_generation(model, make_prompt(model, batch, prompt_len, source.device.value), new_tokens)
     return report.memory.phase_peaks
 
@@ -67,6 +71,14 @@ def fit_size(measure: Measure, memory: int, points: tuple[int, int, int], what: 
     peak that grows faster than a line, as attention's scores do with the sequence), a bisection below it finds the
     largest that does; if the next size fits too, the search doubles upward and then bisects.
     """
+    measured: dict[int, dict[str, int]] = {}
+    counted = measure
+
+    def measure(size: int) -> dict[str, int]:  # each size counted once, however often the search asks
+        if size not in measured:
+            measured[size] = counted(size)
+        return measured[size]
+
     runs = {x: measure(x) for x in points}
     low, high = points[0], points[1]
     if max(runs[low].values()) > memory:
@@ -115,12 +127,13 @@ def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: 
     """The largest batch whose peak fits ``memory`` bytes (of a forward, a training step, or with ``generation``
     = (prompt_len, new_tokens) a prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
     meta = replace(source, device=Device.META)
+    model = meta.build_model()
     if generation is not None:
         def measure(b: int) -> dict[str, int]:
-            return generation_peaks(meta, b, *generation)
+            return generation_peaks(meta, b, *generation, model=model)
     else:
         def measure(b: int) -> dict[str, int]:
-            return phase_peaks(meta, b, train, optimizer)
+            return phase_peaks(meta, b, train, optimizer, model)
     return _report(source, memory, train, memory_source, "batch", fit_size(measure, memory, BATCHES))
 
 
@@ -130,10 +143,11 @@ def fit_length(source: ModelSource, memory: int, name: str, batch: int = 1, trai
     """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
     ``batch``; with ``new_tokens``, the longest prompt a generation of that many tokens fits."""
     meta = replace(source, device=Device.META)
+    model = meta.build_model()
     if new_tokens is not None:
         def measure(length: int) -> dict[str, int]:
-            return generation_peaks(meta, batch, length, new_tokens)
+            return generation_peaks(meta, batch, length, new_tokens, model)
     else:
         def measure(length: int) -> dict[str, int]:
-            return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), batch, train, optimizer)
+            return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), batch, train, optimizer, model)
     return _report(source, memory, train, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
