@@ -114,14 +114,21 @@ def generation_options(help_text: str, min_new: int = 1) -> Callable[[Callable[.
     """``--generate``, ``--prompt-len`` and ``--new-tokens``, shared by stats, bench and fit."""
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def checked(*args: Any, generate: bool, prompt_len: int | None, **kwargs: Any) -> None:
+            if generate != bool(prompt_len):
+                raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 "
+                                 "--new-tokens 64")
+            command(*args, generate=generate, prompt_len=prompt_len, **kwargs)
+
         for option in reversed((
             click.option("--generate", is_flag=True, help=help_text),
             click.option("--prompt-len", type=click.IntRange(min=1), help="With --generate: the prompt's tokens."),
             click.option("--new-tokens", type=click.IntRange(min=min_new), default=16, show_default=True,
                          help="With --generate: the tokens generated."),
         )):
-            command = option(command)
-        return command
+            checked = option(checked)
+        return checked
 
     return decorate
 
@@ -217,8 +224,7 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     from .train import Optimizer
     from .views import stats_document
 
-    _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate,
-                         prompt_len)
+    _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate)
     step = TrainStep(Optimizer(optimizer), loss) if train else None
     generation = Generation(prompt_len, new_tokens) if generate else None
     if sweep_text:
@@ -233,15 +239,13 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
 
 
 def _check_stats_options(source: ModelSource, batch: int, depth: int | None, crosscheck: str | None, train: bool,
-                         optimizer: str, loss: str | None, sweep_text: str | None, plot: str | None, generate: bool,
-                         prompt_len: int | None) -> None:
+                         optimizer: str, loss: str | None, sweep_text: str | None, plot: str | None,
+                         generate: bool) -> None:
     """Refuse stats option combinations that cannot work, before anything is built."""
     refusals = [
         ((loss or optimizer != "adamw") and not train, "--loss and --optimizer describe a training step; add --train"),
         (train and crosscheck, "--crosscheck compares forward counts; drop --train or --crosscheck"),
         (generate and (train or crosscheck), "--generate counts inference; drop --train and --crosscheck"),
-        (generate != bool(prompt_len),
-         "--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64"),
         (sweep_text and (generate or crosscheck or depth is not None),
          "--sweep reports totals; drop --generate, --crosscheck and --depth"),
         (plot and not sweep_text,
@@ -339,11 +343,11 @@ def bench(source: ModelSource, out: OutputOptions, batch: int, warmup: int, warm
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
-    if generate or prompt_len:
-        _bench_generation(source, out, batch, generate, prompt_len, new_tokens, reps, options)
-        return
     find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
     _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
+    if generate:
+        _bench_generation(source, out, batch, prompt_len, new_tokens, reps, options)
+        return
     if options["layers"] and find_batch:
         raise UsageError("--layers times one batch; drop --find-batch, or find the batch first and then time its "
                          "layers with --batch N")
@@ -400,14 +404,9 @@ def _bench_sweep(source: ModelSource, settings: Any, sweep_text: str, batch: int
     return bench_sweep(source, settings, dim, values, batch, options["threads"])
 
 
-def _bench_generation(source: ModelSource, out: OutputOptions, batch: int, generate: bool, prompt_len: int | None,
-                      new_tokens: int, reps: int | None, options: dict[str, Any]) -> None:
+def _bench_generation(source: ModelSource, out: OutputOptions, batch: int, prompt_len: int, new_tokens: int,
+                      reps: int | None, options: dict[str, Any]) -> None:
     """``bench --generate``: time to first token and per-token latency."""
-    if not (generate and prompt_len):
-        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
-    if source.device == Device.META:
-        raise UsageError("bench --device meta: nothing really runs on meta, so there is nothing to time; "
-                         "use --device cpu or cuda (stats --device meta counts without running)")
     if any(options[k] for k in ("find_batch", "layers", "compile_model")):
         raise UsageError("--generate times one batch of generations; drop --find-batch, --layers and --compile")
     from .bench import run_generate_bench
@@ -461,8 +460,6 @@ def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, t
                              "(H100, A100, A100-40GB, H200, L4, L40S, RTX4090, T4 ...)") from None
     step = Optimizer(optimizer)
     names = sorted(source.inputs.names())
-    if generate != bool(prompt_len):
-        raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 2048 --new-tokens 128")
     if generate:
         fits = [fit_batch(source, memory, memory_source=label, generation=(prompt_len, new_tokens)),
                 fit_length(source, memory, "PROMPT", batch, memory_source=label, new_tokens=new_tokens)]
