@@ -206,14 +206,12 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
 def _row(tracker: ModuleTracker, mode: CostMode, name: str, known: Mapping[str, int]) -> LayerCost:
     """One module's row: the values known already (its parameters) and, per metric, the record of its phase."""
     values = dict(known)
-    ops: dict[str, None] = {}
     for metric in metrics.ACCUMULATED:
-        if metric.phase not in mode.phases:
-            continue
-        record = mode.records.get((name, metric.phase))
-        values[metric.key] = record.get(metric.source) if record else 0
-        if record:
-            ops.update(dict.fromkeys(record.ops))
+        if metric.phase in mode.phases:
+            record = mode.records.get((name, metric.phase))
+            values[metric.key] = record.get(metric.source) if record else 0
+    ops = {op: None for phase in mode.phases if (name, phase) in mode.records
+           for op in mode.records[(name, phase)].ops}
     in_shape, out_shape = tracker.shapes.get(name, ((), ()))
     container = tracker.is_container(name)
     return LayerCost(name=name, type=tracker.type_of(name), input_shape=in_shape, output_shape=out_shape,
