@@ -14,15 +14,13 @@ freed tensors go back to the system at once). Goal: within 10 %.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 
 import torch  # noqa: E402
+from rss import rise_in_child  # noqa: E402
 
 from modelprof.generate import count_generation  # noqa: E402
 
@@ -32,7 +30,7 @@ CONFIG = {"hidden_size": 512, "intermediate_size": 1376, "num_attention_heads": 
 BATCH, PROMPT, NEW = 8, 2048, 64
 
 CHILD = r"""
-import json, os, sys, threading, time, types
+import json, sys, types
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 import torch, transformers
 config = json.loads(sys.argv[1]); batch, prompt, new = map(int, sys.argv[2:5])
@@ -45,27 +43,8 @@ def generate(tokens, steps):
         for _ in range(steps):
             out = model(out.logits[:, -1:].argmax(-1), past_key_values=out.past_key_values, use_cache=True)
 generate(ids[:, :64], 2)  # warm-up: kernels and thread pools ready
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-peak, done = [0], [False]
-def sample():
-    while not done[0]:
-        peak[0] = max(peak[0], rss()); time.sleep(0.001)
-base = rss(); thread = threading.Thread(target=sample); thread.start()
-generate(ids, new)
-done[0] = True; thread.join()
-print(json.dumps({"base": base, "peak": max(peak[0], rss())}))
+report_rise(lambda: generate(ids, new))
 """
-
-
-def measured(fixed_mmap: bool) -> int:
-    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "131072"} if fixed_mmap else {})}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CONFIG), str(BATCH), str(PROMPT), str(NEW)],
-                          capture_output=True, text=True, check=True, env=env, cwd=Path(__file__).parent)
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    return answer["peak"] - answer["base"]
 
 
 def main() -> None:
@@ -84,7 +63,7 @@ def main() -> None:
     print(f"| modelprof: peak less weights, buffers and prompt | {predicted / mib:,.1f} |")
     print(f"| modelprof: KV cache at the end | {report.generation.kv_cache / mib:,.1f} |")
     for fixed in (False, True):
-        real = measured(fixed)
+        real = rise_in_child(CHILD, [json.dumps(CONFIG), str(BATCH), str(PROMPT), str(NEW)], fixed)
         label = "glibc mmap threshold 128 KiB" if fixed else "glibc defaults"
         print(f"| measured RSS rise, {label} | {real / mib:,.1f} ({100 * (predicted / real - 1):+.1f} %) |")
 

@@ -18,8 +18,6 @@ meta device, its time and this process's peak memory (goal: at most 30 s and 2 G
 from __future__ import annotations
 
 import copy
-import json
-import os
 import subprocess
 import sys
 import types
@@ -32,12 +30,13 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
+from rss import rise_in_child  # noqa: E402
+
 from modelprof.train import count_train_step  # noqa: E402
 
 CHILD = r"""
-import json, os, sys, threading, time, types
+import sys, types
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-sys.path.insert(0, sys.argv[2])
 import torch
 from train_memory import build
 model, x = build(sys.argv[1])
@@ -49,20 +48,7 @@ def run():
     optimizer.step()
 with torch.no_grad():  # warm-up: kernels and thread pools ready; no gradient or optimizer state exists yet
     model(x)
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-peak, done = [0], [False]
-def sample():
-    while not done[0]:
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.001)
-base = rss()
-thread = threading.Thread(target=sample); thread.start()
-run()
-done[0] = True; thread.join()
-print(json.dumps({"base": base, "peak": max(peak[0], rss())}))
+report_rise(run)
 """
 
 
@@ -118,16 +104,6 @@ def memtracker(model, x) -> int:
     return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
 
 
-def measured(name: str, fixed_mmap: bool = False) -> dict:
-    """The child's RSS before and at the peak of the step. ``fixed_mmap``: glibc's mmap threshold held at
-    128 KiB, so every freed tensor of that size or more goes back to the system at once (by default glibc raises
-    the threshold after the first frees and keeps freed memory for reuse, which the RSS then includes)."""
-    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "131072"} if fixed_mmap else {})}
-    done = subprocess.run([sys.executable, "-c", CHILD, name, str(Path(__file__).parent)], capture_output=True,
-                          text=True, check=True, env=env)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| model | modelprof peak | MemTracker peak | gap | modelprof: peak less parameters and inputs "
@@ -142,8 +118,7 @@ def main() -> None:
         # the step creates the gradients and the optimizer's state, as the measured one does: the rise is the
         # peak less what existed before it
         rise = m.peak - m.parameters - m.buffers - m.inputs
-        real, fixed = (measured(name, f) for f in (False, True))
-        real, fixed = real["peak"] - real["base"], fixed["peak"] - fixed["base"]
+        real, fixed = (rise_in_child(CHILD, [name], f) for f in (False, True))
         print(f"| {label} | {m.peak / mib:,.1f} MiB | {reference / mib:,.1f} MiB | "
               f"{100 * (m.peak / reference - 1):+.2f} % | {rise / mib:,.1f} MiB | {real / mib:,.1f} MiB "
               f"({100 * (rise / real - 1):+.1f} %) | {fixed / mib:,.1f} MiB ({100 * (rise / fixed - 1):+.1f} %) |")

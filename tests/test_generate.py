@@ -190,3 +190,4 @@ def test_meta_decode_from_three_steps_equals_every_step(config, model, extra, pr
     assert quick.layers == every.layers and quick.total == every.total
     assert quick.generation.steps == every.generation.steps
     assert quick.generation.kv_cache == every.generation.kv_cache
+    assert quick.memory == every.memory  # the peak and where it happens, phase by phase

@@ -135,7 +135,9 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
     with inference(model):  # the cache the last step reads: prompt + N - 1 positions, made uncounted
         longer = torch.cat([input_ids, input_ids[:, -1:].expand(batch, new_tokens - 1)], dim=1)
         late = _forward(model, (longer,), {"use_cache": True}, ModuleTracker(model))
-        late_cache, late_logits = _cache(late), late.logits[:, -1:]
+        # a copy of the last position's logits, not a view: a view would carry the whole uncounted logits' storage
+        # into the counted step, where the memory count would take it for new
+        late_cache, late_logits = _cache(late), late.logits[:, -1:].clone()
         del late
     tracker, mode, memory = _setup(model, input_ids, formulas)
     with tracker, inference(model), mode:
