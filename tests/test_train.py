@@ -157,21 +157,25 @@ def test_memory_by_category_by_hand():
     assert memory.saved == 96 and rows["1"].saved == 96 and rows["2"].saved == 0
 
 
-def memtracker_peak(model, args, train):
-    """PyTorch's MemTracker on the same step: the peak of every category together."""
+def memtracker_peak(model, args, train, amp=False):
+    """PyTorch's MemTracker on the same step: the peak of every category together. With ``amp`` the forward (and
+    the loss) run under CPU autocast, the backward and the optimizer step outside it."""
     from torch.distributed._tools.mem_tracker import MemTracker
 
     model = copy.deepcopy(model)
     tracker = MemTracker()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
     if not train:
         tracker.track_external(model, *args)
-        with tracker, torch.inference_mode():
+        with tracker, torch.inference_mode(), autocast:
             model.eval()(*args)
         return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
     tracker.track_external(model, optimizer, *args)
     with tracker:
-        model.train()(*args).sum().backward()
+        with autocast:
+            loss = model.train()(*args).sum()
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
@@ -186,6 +190,34 @@ def test_peak_memory_agrees_with_memtracker(train):
     report = count_train_step(model, (x,)) if train else count_costs(model, (x,))
     reference = memtracker_peak(model, (x,), train)
     assert abs(report.memory.peak - reference) <= 0.05 * reference  # goal: within 5 %
+
+
+def test_amp_memory_by_hand():
+    report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="adam", amp=True)
+    memory, rows = report.memory, {r.name: r for r in report.layers}
+    # CPU autocast runs each Linear in bfloat16 (2 bytes): the first Linear saves its input's 3x4 bfloat16 copy
+    # (24 bytes; its weight's copy is not saved, the input needing no gradient); the ReLU saves its 3x8 bfloat16
+    # output (48), which the second Linear saves too (counted once), with the 2x8 bfloat16 copy of its weight (32)
+    assert (rows["0"].saved, rows["1"].saved, rows["2"].saved) == (24, 48, 32) and memory.saved == 104
+    # the parameters stay float32, and so do their gradients (232 bytes, cast back by autograd) and Adam's state
+    # (2 * 232 + 4 step counters * 4 = 480), as without autocast
+    assert (memory.parameters, memory.gradients, memory.optimizer) == (232, 232, 480)
+    assert report.dtype == "float32, autocast bfloat16"
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_amp_peak_on_meta_agrees_with_memtracker_on_cpu(train):
+    from modelprof.counting import count_costs
+
+    model = resnet18(num_classes=10)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.device("meta"):
+        meta = resnet18(num_classes=10)
+    args = (torch.empty(4, 3, 64, 64, device="meta"),)
+    report = count_train_step(meta, args, amp=True) if train else count_costs(meta, args, amp=True)
+    reference = memtracker_peak(model, (x,), train, amp=True)
+    assert abs(report.memory.peak - reference) <= 0.05 * reference  # goal: within 5 %
+    assert report.device == "meta" and all(p.device.type == "meta" for p in meta.parameters())  # put back
 
 
 def test_memory_budgets_through_check(run):
@@ -249,3 +281,25 @@ def test_timed_training_steps_leave_the_model_unchanged():
                                                                               reps=2, train=True))
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_amp_through_the_cli(run):
+    resnet = str(EXAMPLES / "resnet.py") + ":resnet18"
+    code, out, err = run("stats", resnet, "--shape", "3,32,32", "--batch", "2", "--device", "meta", "--train",
+                         "--amp", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["device"], data["dtype"]) == ("meta", "float32, autocast bfloat16")
+    # the float32 parameters, their float32 gradients: autocast changes neither
+    assert data["memory"]["gradients"] == data["memory"]["parameters"] == 11_689_512 * 4
+    code, out, err = run("stats", resnet, "--shape", "3,32,32", "--amp", "--crosscheck", "thop")
+    assert code == 2 and "--amp" in err and out == ""
+    # activations in 16 bits: more samples fit the same memory than in float32
+    fits = {}
+    for amp in ((), ("--amp",)):
+        code, out, err = run("fit", resnet, "--shape", "3,32,32", "--memory", "1GiB", "--train", *amp, "--format",
+                             "json")
+        assert code == 0, err
+        fits[bool(amp)] = json.loads(out)
+    assert fits[True]["amp"] and not fits[False]["amp"]
+    assert fits[True]["max_batch"] > fits[False]["max_batch"]

@@ -13,19 +13,20 @@ from .train import count_train_step
 
 
 def run_check(source: ModelSource, limits: dict[str, float], batch: int = 1, duration: float = 1.0,
-              train: bool = False) -> CheckResult:
+              train: bool = False, amp: bool = False) -> CheckResult:
     """Measure ``source`` and compare with ``limits`` (budget key -> value); latency is timed only when limited,
     and MFU (achieved MAdd/s over the calibrated peak) only when a floor asks for it. With ``train`` (or a
-    training-memory limit) the counts are of one training step (AdamW, the sum of the outputs as loss)."""
+    training-memory limit) the counts are of one training step (AdamW, the sum of the outputs as loss); with
+    ``amp`` they are counted under autocast."""
     timed = any(LIMITS[key].needs_timing for key in limits)
     if timed and source.device == Device.META:
         raise UsageError("latency and MFU cannot be measured on the meta device; use cpu or cuda", option="device")
     model = source.build_model()
     args, kwargs = source.build_inputs(batch)
     if train or any(LIMITS[key].needs_train for key in limits):
-        report = count_train_step(model, args, kwargs, model_name=source.target)
+        report = count_train_step(model, args, kwargs, model_name=source.target, amp=amp)
     else:
-        report = count_costs(model, args, kwargs, model_name=source.target)
+        report = count_costs(model, args, kwargs, model_name=source.target, amp=amp)
     latency = mfu = None
     if timed:
         try:

@@ -201,6 +201,8 @@ def cli(debug: bool) -> None:
               "step, each per layer (the model is left unchanged).")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
               show_default=True, help="With --train: the optimizer whose step is counted.")
+@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
+              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
 @click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
               "the sum of every float output.")
 @click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Count at each value of the batch or of a "
@@ -211,7 +213,7 @@ def cli(debug: bool) -> None:
 @generation_options("Count generation: one prefill of --prompt-len tokens, then --new-tokens decode steps through "
                     "the KV cache (a transformers causal LM).")
 def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None, strict: bool,
-          crosscheck: str | None, train: bool, optimizer: str, loss: str | None, sweep_text: str | None,
+          crosscheck: str | None, train: bool, optimizer: str, amp: bool, loss: str | None, sweep_text: str | None,
           plot: str | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
     training step (forward, backward, optimizer).
@@ -225,12 +227,15 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     from .views import stats_document
 
     _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate)
+    if amp and (generate or crosscheck):
+        raise UsageError("--amp counts a forward or a training step under autocast; drop --generate and --crosscheck")
     step = TrainStep(Optimizer(optimizer), loss) if train else None
     generation = Generation(prompt_len, new_tokens) if generate else None
     if sweep_text:
-        _stats_sweep(source, out, batch, step, sweep_text, plot)
+        _stats_sweep(source, out, batch, step, sweep_text, plot, amp)
         return
-    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step, generation)
+    report, checked = run_stats(source, batch, depth, Tool(crosscheck) if crosscheck else None, step, generation,
+                                amp)
     emit(stats_document(report, checked), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
@@ -264,13 +269,13 @@ def _check_stats_options(source: ModelSource, batch: int, depth: int | None, cro
 
 
 def _stats_sweep(source: ModelSource, out: OutputOptions, batch: int, step: Any, sweep_text: str,
-                 plot: str | None) -> None:
+                 plot: str | None, amp: bool) -> None:
     """``stats --sweep``: the totals at each value, and the chart when asked."""
     from .sweep import parse_sweep, run_sweep
     from .views import sweep_document
 
     dim, values = parse_sweep(sweep_text)
-    swept = run_sweep(source, dim, values, batch, step)
+    swept = run_sweep(source, dim, values, batch, step, amp)
     emit(sweep_document(swept), out)
     if plot:
         from .renderers.plot import save_sweep_plot
@@ -436,12 +441,14 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
 @click.option("--train", is_flag=True, help="Fit a training step (forward, backward, optimizer) instead of a forward.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
               show_default=True, help="With --train: the optimizer whose state counts.")
+@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
+              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
 @click.option("--seq", type=click.IntRange(min=1), help="With a named input size (input_ids=SEQ:int64): its value for "
               "the batch fit; the longest SEQ at --batch is fitted too.")
 @generation_options("Fit generation (prefill of --prompt-len, --new-tokens decode steps, the KV cache): the "
                     "largest batch, and the longest prompt at --batch.")
 def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, train: bool, optimizer: str,
-        seq: int | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
+        amp: bool, seq: int | None, generate: bool, prompt_len: int | None, new_tokens: int) -> None:
     """The largest batch of TARGET whose peak memory fits --memory, predicted from shape-only (meta) runs at batch
     2, 4 and 8 (memory = fixed + per-sample x batch, phase by phase), then checked at the answer. Nothing is
     allocated. With a named input size (SEQ) or --generate, also the longest sequence at --batch."""
@@ -460,18 +467,20 @@ def fit(source: ModelSource, out: OutputOptions, batch: int, memory_text: str, t
                              "(H100, A100, A100-40GB, H200, L4, L40S, RTX4090, T4 ...)") from None
     step = Optimizer(optimizer)
     names = sorted(source.inputs.names())
+    if generate and amp:
+        raise UsageError("--amp fits a forward or a training step under autocast; drop --generate or --amp")
     if generate:
         fits = [fit_batch(source, memory, memory_source=label, generation=(prompt_len, new_tokens)),
                 fit_length(source, memory, "PROMPT", batch, memory_source=label, new_tokens=new_tokens)]
     elif names:
-        fits = [fit_length(source, memory, names[0], batch, train, step, label)]
+        fits = [fit_length(source, memory, names[0], batch, train, step, label, amp=amp)]
         if seq is not None:
             bound = replace(source, inputs=source.inputs.bind(names[0], seq))
-            fits.insert(0, fit_batch(bound, memory, train, step, label))
+            fits.insert(0, fit_batch(bound, memory, train, step, label, amp=amp))
     else:
         if seq is not None:
             raise UsageError("--seq gives a named input size a value; name one, e.g. --input input_ids=SEQ:int64")
-        fits = [fit_batch(source, memory, train, step, label)]
+        fits = [fit_batch(source, memory, train, step, label, amp=amp)]
     emit(fit_document(fits), out)
 
 
@@ -523,8 +532,10 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
               metavar="SECONDS", help="Timing budget for --max-latency-ms and --min-mfu.")
 @click.option("--train", is_flag=True, help="Count a training step (AdamW, loss = sum of outputs), so that "
               "--max-bwd-flops, --max-step-flops and --max-peak-memory measure it.")
+@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
+              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
 def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str | None, duration: float,
-          train: bool, **limit_values: str | None) -> None:
+          train: bool, amp: bool, **limit_values: str | None) -> None:
     """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.
 
     Counts take K/M/G/T suffixes, sizes KB/MB/GB or KiB/MiB/GiB. Only stats run unless a latency limit is given.
@@ -538,7 +549,7 @@ def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str 
         raise UsageError(f"no limits given; pass {'/'.join(limit.option for limit in LIMITS.values())} "
                          "or a --budget file")
     limits = {key: parse_limit(key, value) for key, value in budget.items()}
-    result = run_check(source, limits, batch, duration, train)
+    result = run_check(source, limits, batch, duration, train, amp)
     emit(check_document(result), out)
     if not result.passed:
         raise ModelprofError(f"{result.failed} of {len(result.limits)} limit(s) exceeded")

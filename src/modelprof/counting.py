@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from . import metrics, units
+from .amp import mixed_precision
 from .errors import Hint, ModelError, one_line
 from .formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
 from .memory import LiveMemory, static_tensors
@@ -137,22 +138,24 @@ class CostMode(TorchDispatchMode):
 
 
 def count_costs(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *, model_name: str | None = None,
-                formulas: Mapping[Any, Formula] | None = None) -> Report:
+                formulas: Mapping[Any, Formula] | None = None, amp: bool = False) -> Report:
     """Run ``model(*args, **kwargs)`` once and return the per-layer cost report.
 
     The model runs in eval mode under ``torch.inference_mode()``; afterwards it is exactly as before (no hooks,
     buffers or attributes left, training flags restored). A forward pass that fails raises
     :class:`~modelprof.errors.ModelError` naming the layer that was running and the shapes it received.
-    ``formulas`` replaces the registry for this count.
+    ``formulas`` replaces the registry for this count; ``amp`` runs the forward under autocast
+    (:mod:`modelprof.amp`).
     """
-    kwargs = kwargs or {}
-    tracker = ModuleTracker(model)
-    mode = CostMode(tracker, formulas)
-    mode.memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
-    with tracker, inference(model), mode:
-        output = _forward(model, args, kwargs, tracker)
-    report = build_report(model, tracker, mode, (args, kwargs, output), model_name)
-    return replace(report, memory=mode.memory.summary(model))
+    with mixed_precision(model, args, kwargs or {}, amp) as precision:
+        args, kwargs = precision.args, precision.kwargs
+        tracker = ModuleTracker(model)
+        mode = CostMode(tracker, formulas)
+        mode.memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
+        with tracker, inference(model), mode, precision.autocast():
+            output = _forward(model, args, kwargs, tracker)
+        report = build_report(model, tracker, mode, (args, kwargs, output), model_name)
+        return precision.label(replace(report, memory=mode.memory.summary(model)))
 
 
 def _forward(model: nn.Module, args: tuple, kwargs: dict, tracker: ModuleTracker) -> Any:

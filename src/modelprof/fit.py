@@ -41,12 +41,16 @@ def device_memory(name: str) -> int | None:
 
 
 def phase_peaks(source: ModelSource, batch: int, train: bool, optimizer: Optimizer,
-                model: nn.Module | None = None) -> dict[str, int]:
+                model: nn.Module | None = None, amp: bool = False) -> dict[str, int]:
     """The exact peak of live tensor memory in each phase (forward; backward and optimizer with ``train``) of one
-    run at ``batch``, on the meta device; ``model`` is ``source``'s, built already (counting leaves it as it was)."""
+    run at ``batch``, on the meta device (under autocast with ``amp``); ``model`` is ``source``'s, built already
+    (counting leaves it as it was)."""
     model = source.build_model() if model is None else model
     args, kwargs = source.build_inputs(batch)
-    report = count_train_step(model, args, kwargs, optimizer=optimizer) if train else count_costs(model, args, kwargs)
+    if train:
+        report = count_train_step(model, args, kwargs, optimizer=optimizer, amp=amp)
+    else:
+        report = count_costs(model, args, kwargs, amp=amp)
     return report.memory.phase_peaks
 
 
@@ -113,17 +117,17 @@ def _bisect(measure: Measure, memory: int, fits: int, fails: int) -> tuple[int, 
     return fits, peak
 
 
-def _report(source: ModelSource, memory: int, train: bool, memory_source: str, what: str, result: tuple
-            ) -> FitReport:
+def _report(source: ModelSource, memory: int, train: bool, memory_source: str, what: str, result: tuple,
+            amp: bool = False) -> FitReport:
     best, peak, lines, peaks = result
     fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
     return FitReport(model=source.target, memory=memory, train=train, peaks=tuple(sorted(peaks.items())),
                      fixed=fixed, per_sample=slope, max_batch=best, peak_at_max=peak, memory_source=memory_source,
-                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what)
+                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what, amp=amp)
 
 
 def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: Optimizer = Optimizer.ADAMW,
-              memory_source: str = "", generation: tuple[int, int] | None = None) -> FitReport:
+              memory_source: str = "", generation: tuple[int, int] | None = None, amp: bool = False) -> FitReport:
     """The largest batch whose peak fits ``memory`` bytes (of a forward, a training step, or with ``generation``
     = (prompt_len, new_tokens) a prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
     meta = replace(source, device=Device.META)
@@ -133,13 +137,13 @@ def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: 
             return generation_peaks(meta, b, *generation, model=model)
     else:
         def measure(b: int) -> dict[str, int]:
-            return phase_peaks(meta, b, train, optimizer, model)
-    return _report(source, memory, train, memory_source, "batch", fit_size(measure, memory, BATCHES))
+            return phase_peaks(meta, b, train, optimizer, model, amp)
+    return _report(source, memory, train, memory_source, "batch", fit_size(measure, memory, BATCHES), amp)
 
 
 def fit_length(source: ModelSource, memory: int, name: str, batch: int = 1, train: bool = False,
                optimizer: Optimizer = Optimizer.ADAMW, memory_source: str = "",
-               new_tokens: int | None = None) -> FitReport:
+               new_tokens: int | None = None, amp: bool = False) -> FitReport:
     """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
     ``batch``; with ``new_tokens``, the longest prompt a generation of that many tokens fits."""
     meta = replace(source, device=Device.META)
@@ -149,5 +153,7 @@ def fit_length(source: ModelSource, memory: int, name: str, batch: int = 1, trai
             return generation_peaks(meta, batch, length, new_tokens, model)
     else:
         def measure(length: int) -> dict[str, int]:
-            return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), batch, train, optimizer, model)
-    return _report(source, memory, train, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
+            bound = replace(meta, inputs=meta.inputs.bind(name, length))
+            return phase_peaks(bound, batch, train, optimizer, model, amp)
+    return _report(source, memory, train, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name),
+                   amp)

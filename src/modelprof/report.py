@@ -601,6 +601,7 @@ class FitReport:
     memory_source: str = ""
     lines: tuple[tuple[str, int, int], ...] = ()  #: (phase, fixed, per_sample) for each phase
     dim: str = "batch"  #: what was fitted: the batch, or a named input size (``seq``)
+    amp: bool = False  #: counted under autocast
 
     KIND: ClassVar[str] = "fit"
 
@@ -611,8 +612,9 @@ class FitReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "schema_version": SCHEMA_VERSION, "model": self.model, "memory": self.memory,
-                "memory_source": self.memory_source, "train": self.train, "dim": self.dim,
-                "max_value": self.max_batch, **({"max_batch": self.max_batch} if self.dim == "batch" else {}),
+                "memory_source": self.memory_source, "train": self.train, "amp": self.amp,
+                "dim": self.dim, "max_value": self.max_batch,
+                **({"max_batch": self.max_batch} if self.dim == "batch" else {}),
                 "peaks": [{"batch": b, "peak": p} for b, p in self.peaks], "fixed": self.fixed,
                 "per_sample": self.per_sample, "peak_at_max": self.peak_at_max,
                 "lines": [{"phase": p, "fixed": f, "per_sample": k} for p, f, k in self.lines]}

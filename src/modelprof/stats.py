@@ -32,10 +32,11 @@ class Generation:
 
 
 def run_stats(source: ModelSource, batch: int = 1, depth: int | None = None, crosscheck: Tool | None = None,
-              train: TrainStep | None = None, generate: Generation | None = None) -> tuple[Report, CrossCheck | None]:
+              train: TrainStep | None = None, generate: Generation | None = None, amp: bool = False
+              ) -> tuple[Report, CrossCheck | None]:
     """The per-layer report of ``source`` at ``batch``, folded at ``depth``; with ``train``, of one training
     step; with ``generate``, of a prefill and cached decode steps; with ``crosscheck``, that tool's per-layer
-    numbers beside the unfolded rows."""
+    numbers beside the unfolded rows; with ``amp``, under autocast (not with ``generate`` or ``crosscheck``)."""
     model = source.build_model()
     if generate is not None:
         prompt = make_prompt(model, batch, generate.prompt_len, source.device.value)
@@ -44,8 +45,9 @@ def run_stats(source: ModelSource, batch: int = 1, depth: int | None = None, cro
     args, kwargs = source.build_inputs(batch)
     if train is not None:
         loss = resolve(train.loss, "the loss") if train.loss else None
-        full = count_train_step(model, args, kwargs, optimizer=train.optimizer, loss=loss, model_name=source.target)
+        full = count_train_step(model, args, kwargs, optimizer=train.optimizer, loss=loss, model_name=source.target,
+                                amp=amp)
     else:
-        full = count_costs(model, args, kwargs, model_name=source.target)
+        full = count_costs(model, args, kwargs, model_name=source.target, amp=amp)
     checked = run_crosscheck(crosscheck, source, model, full, batch) if crosscheck else None
     return full.fold(depth), checked

@@ -28,8 +28,8 @@ def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], batch: int = 1,
-              train: TrainStep | None = None) -> SweepReport:
-    """The totals and peak memory of ``source`` at each value of ``dim``."""
+              train: TrainStep | None = None, amp: bool = False) -> SweepReport:
+    """The totals and peak memory of ``source`` at each value of ``dim`` (under autocast with ``amp``)."""
     if dim != "batch" and dim not in source.inputs.names():
         raise UsageError(f"no input has a size named {dim}; name one in the input, e.g. input_ids={dim}:int64",
                          option="sweep")
@@ -37,7 +37,7 @@ def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], batch: int
     phases: tuple[str, ...] = ("forward",)
     for value in sorted(values):
         point = source if dim == "batch" else replace(source, inputs=source.inputs.bind(dim, value))
-        report, _ = run_stats(point, value if dim == "batch" else batch, depth=0, train=train)
+        report, _ = run_stats(point, value if dim == "batch" else batch, depth=0, train=train, amp=amp)
         phases = report.phases
         points.append(SweepPoint(value, dict(report.total.values), report.memory.peak if report.memory else None))
     return SweepReport(source.target, dim.lower(), tuple(points), phases)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .amp import AMP_DTYPES
 from .errors import ModelError, one_line
 from .options import ModelSource
 from .report import BatchResult, LatencyStats
@@ -107,8 +108,7 @@ class _CudaClock:
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     if not enabled:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=AMP_DTYPES.get(device.type, torch.bfloat16))
 
 
 def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: torch.device | str,
@@ -123,8 +123,8 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     device = torch.device(device)
     cuda = device.type == "cuda"
     clock = _CudaClock() if cuda else _CpuClock()
-    context, call = _how_to_run(model, args, kwargs, settings)
-    with context, _autocast(device, settings.amp):
+    context, call = _how_to_run(model, args, kwargs, settings, device)
+    with context:
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -161,19 +161,26 @@ def _done(samples: list[float], elapsed: float, settings: TimingSettings) -> flo
     return min(1.0, elapsed / settings.duration)
 
 
-def _how_to_run(model: nn.Module, args: tuple, kwargs: dict, settings: TimingSettings
+def _how_to_run(model: nn.Module, args: tuple, kwargs: dict, settings: TimingSettings, device: torch.device
                 ) -> tuple[contextlib.AbstractContextManager, Callable[[], object]]:
     """The context to measure in and one call: a forward in eval and inference mode, or with ``settings.train``
     a training step in training mode (the optimizer's learning rate is 0, and training flags, buffers and
-    gradients are restored afterwards, as ``stats --train`` does)."""
+    gradients are restored afterwards, as ``stats --train`` does). With ``settings.amp`` the forward (and the
+    loss) run under autocast; the backward and the optimizer step outside it, as PyTorch's AMP recipe has it."""
     if not settings.train:
-        return eval_inference(model), lambda: model(*args, **kwargs)
+        def forward() -> object:
+            with _autocast(device, settings.amp):
+                return model(*args, **kwargs)
+
+        return eval_inference(model), forward
     from .train import Optimizer, default_loss, trainable_parameters, training
 
     optimizer = Optimizer(settings.optimizer).build(trainable_parameters(model), foreach=None)
 
     def step() -> None:
-        default_loss(model(*args, **kwargs)).backward()
+        with _autocast(device, settings.amp):
+            loss = default_loss(model(*args, **kwargs))
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .amp import Precision, mixed_precision
 from .counting import CostMode, _forward, build_report
 from .errors import ModelError, one_line
 from .formulas import Formula
@@ -92,34 +93,39 @@ def training(model: nn.Module) -> Iterator[None]:
 
 def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *,
                      optimizer: Optimizer | str = Optimizer.ADAMW, loss: Callable[..., Any] | None = None,
-                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None) -> Report:
+                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
+                     amp: bool = False) -> Report:
     """Count one training step of ``model(*args, **kwargs)``: forward, backward of ``loss(output, *args)`` (default:
-    the sum of every float output), and an ``optimizer`` step; the model is left as it was."""
-    kwargs = kwargs or {}
+    the sum of every float output), and an ``optimizer`` step; the model is left as it was. With ``amp`` the forward
+    and the loss run under autocast, the backward and the optimizer step outside it, as PyTorch's AMP recipe has
+    it (:mod:`modelprof.amp`)."""
+    with mixed_precision(model, args, kwargs or {}, amp) as precision:
+        return precision.label(_count_step(model, precision, Optimizer(optimizer), loss, model_name, formulas))
+
+
+def _count_step(model: nn.Module, precision: Precision, optimizer: Optimizer, loss: Callable[..., Any] | None,
+                model_name: str | None, formulas: Mapping[Any, Formula] | None) -> Report:
+    args, kwargs = precision.args, precision.kwargs
     tracker = ModuleTracker(model)
     tracker.extra_rows = {LOSS: getattr(loss, "__name__", "loss") if loss else "sum of outputs",
-                          OPTIMIZER: f"{Optimizer(optimizer).title} step"}
+                          OPTIMIZER: f"{optimizer.title} step"}
     mode = CostMode(tracker, formulas)
     mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
     mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
     params = trainable_parameters(model)
     with tracker, training(model), mode:
-        with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
-            output = _forward(model, args, kwargs, tracker)
-        tracker.override = LOSS
-        try:
-            value = (loss or default_loss)(output, *args)
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"the loss failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        with precision.autocast():
+            with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+                output = _forward(model, args, kwargs, tracker)
+            tracker.override = LOSS
+            value = _loss(loss, output, args)
         tracker.tag(value, LOSS)
         tracker.backward_default = LOSS
         tracker.override, tracker.phase = None, Phase.BACKWARD
         _backward(value)
         gradients = storage_bytes(p.grad for p in params if p.grad is not None)
         tracker.override, tracker.phase = OPTIMIZER, Phase.OPTIMIZER
-        step = Optimizer(optimizer).build(params)
+        step = optimizer.build(params)
         step.step()
         state = storage_bytes(t for values in step.state.values() for t in values.values())
         step.zero_grad(set_to_none=True)
@@ -127,6 +133,15 @@ def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = N
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
     report = build_report(model, tracker, mode, (args, kwargs, output), model_name, extra=saved)
     return replace(report, memory=memory.summary(model, gradients, state))
+
+
+def _loss(loss: Callable[..., Any] | None, output: Any, args: tuple) -> Any:
+    try:
+        return (loss or default_loss)(output, *args)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"the loss failed: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def _backward(value: Any) -> None:

@@ -409,7 +409,7 @@ def fit_document(reports: FitReport | list[FitReport]) -> Document:
         columns = (Column(report.dim.capitalize(), True), Column("Peak memory", True), Column("Memory model", True))
         rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
                       Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
-        step = "training step" if report.train else "run"
+        step = ("training step" if report.train else "run") + (" under autocast" if report.amp else "")
         phases = "; ".join(f"{phase} {units.nbytes(f)} + {units.nbytes(k)} per {unit}" for phase, f, k in report.lines)
         where = f" ({report.memory_source})" if report.memory_source else ""
         blocks += [
