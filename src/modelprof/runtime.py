@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 @contextlib.contextmanager
@@ -48,8 +51,40 @@ def fused_attention_off() -> Iterator[None]:
         mha.set_fastpath_enabled(fastpath)
 
 
+class AttentionAsOnCPU(TorchFunctionMode):
+    """``F.scaled_dot_product_attention`` on meta tensors runs the kernel the CPU would run.
+
+    The dispatcher picks a fused attention kernel by device; the meta device has none of its own and falls back to
+    the math: the scores and their softmax as whole (length x length) tensors, which autograd saves. CPU and CUDA
+    run fused kernels that never hold them (they save the output and one logsumexp per row). So on meta this mode
+    applies CPU's rule: 4-D inputs without dropout go to the CPU flash kernel (a boolean mask made additive first,
+    as CPU does); anything else runs as before. Tensors on other devices pass through untouched.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            return _attention_as_on_cpu(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _attention_as_on_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0, is_causal: bool = False,
+                         scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
+    if query.device.type != "meta" or query.dim() != 4 or dropout_p > 0:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
+                                              enable_gqa=enable_gqa)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        zero, minus_inf = (torch.scalar_tensor(v, dtype=query.dtype, device=query.device) for v in (0.0, -math.inf))
+        attn_mask = torch.where(attn_mask, zero, minus_inf)
+    output, _logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
+    return output
+
+
 @contextlib.contextmanager
 def inference(model: nn.Module) -> Iterator[None]:
-    """How modelprof runs a forward pass to count it: eval mode, inference mode, fused attention off."""
-    with eval_inference(model), fused_attention_off():
+    """How modelprof runs a forward pass to count it: eval mode, inference mode, fused attention off, attention
+    on meta as on CPU."""
+    with eval_inference(model), fused_attention_off(), AttentionAsOnCPU():
         yield

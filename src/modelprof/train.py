@@ -29,7 +29,7 @@ from .formulas import Formula
 from .memory import LiveMemory, static_tensors, storage_bytes
 from .metrics import Phase
 from .report import Report
-from .runtime import fused_attention_off, training_flags_kept
+from .runtime import AttentionAsOnCPU, fused_attention_off, training_flags_kept
 from .tracker import ModuleTracker, tensors_in
 
 LOSS = "(loss)"
@@ -113,7 +113,7 @@ def _count_step(model: nn.Module, precision: Precision, optimizer: Optimizer, lo
     mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
     mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
     params = trainable_parameters(model)
-    with tracker, training(model), mode:
+    with tracker, training(model), AttentionAsOnCPU(), mode:
         with precision.autocast():
             with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
                 output = _forward(model, args, kwargs, tracker)
