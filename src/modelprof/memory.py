@@ -53,6 +53,7 @@ class LiveMemory:
         self.peak = 0
         self.peak_at = (ROOT, Phase.FORWARD)
         self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
+        self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
         self.saved: Counter = Counter()
         self._saved: dict[int, weakref.ref] = {}
 
@@ -71,6 +72,7 @@ class LiveMemory:
         phase = self.tracker.phase
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
+            self.phase_peak_at[phase] = self.tracker.current
         if self.live > self.peak:
             self.peak = self.live
             self.peak_at = (self.tracker.current, phase)
@@ -93,14 +95,23 @@ class LiveMemory:
         return tensor
 
     def summary(self, model: nn.Module, gradients: int = 0, optimizer: int = 0) -> MemorySummary:
-        """The run's memory by category (the inputs are the static part less parameters and buffers)."""
+        """The run's memory by category (the inputs are the static part less parameters and buffers).
+
+        With ``optimizer`` state (a training step), the peaks are those of a step in a running training loop: the
+        state the first step's optimizer creates is held through every later step's forward and backward, so it
+        is added to their peaks (the optimizer phase counted it already, as it was made)."""
         params = storage_bytes(model.parameters())
         buffers = storage_bytes(model.buffers())
+        held = {p: optimizer if p in (Phase.FORWARD, Phase.BACKWARD) else 0 for p in self.phase_peaks}
+        peaks = {p: self.static + v + held[p] for p, v in self.phase_peaks.items()}
         row, phase = self.peak_at
+        if peaks:
+            phase = max(peaks, key=lambda p: peaks[p])
+            row = self.phase_peak_at[phase]
         return MemorySummary(parameters=params, buffers=buffers, inputs=self.static - params - buffers,
                              gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
-                             peak=self.static + self.peak, peak_row=row, peak_phase=str(phase),
-                             phase_peaks={str(p): self.static + v for p, v in self.phase_peaks.items()})
+                             peak=max(peaks.values(), default=self.static), peak_row=row, peak_phase=str(phase),
+                             phase_peaks={str(p): v for p, v in peaks.items()})
 
 
 def static_tensors(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
