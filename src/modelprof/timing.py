@@ -304,6 +304,8 @@ class InProcessProbe:
 
 
 _THREAD_FAILURE = "Thread creation failed"  # libgomp aborts like this when the cap leaves no room for a stack
+#: oneDNN's error when it cannot allocate a primitive's scratch memory; under the probe's cap that is the cap
+_ONEDNN_FAILURE = "could not create a primitive"
 
 
 class ChildProcessProbe:
@@ -347,7 +349,7 @@ def probe_in_child(request: dict) -> dict:
         args, kwargs = source.build_inputs(request["batch"])
         result = measure(model, args, kwargs, request["batch"], "cpu", settings)
     except Exception as exc:
-        if is_out_of_memory(exc):
+        if is_out_of_memory(exc) or _ONEDNN_FAILURE in str(exc):
             return {"oom": True}
         return {"error": f"{type(exc).__name__}: {one_line(exc)}"}
     return {"result": result.to_dict()}
