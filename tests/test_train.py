@@ -306,3 +306,49 @@ def test_amp_through_the_cli(run):
         fits[bool(amp)] = json.loads(out)
     assert fits[True]["amp"] and not fits[False]["amp"]
     assert fits[True]["max_batch"] > fits[False]["max_batch"]
+
+
+class MaskedAttention(nn.Module):
+    """Scaled dot-product attention with a boolean mask, as many encoders call it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).view(x.shape[0], x.shape[1], 3, 4, 8).permute(2, 0, 3, 1, 4)
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("which", ["decoder", "masked"])
+def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
+    # the reference is the CPU itself: its dispatcher picks the fused attention kernel, which never holds the
+    # length x length scores; on meta (no kernel of its own) the same count must come out, memory included
+    from decoder import Decoder
+    from modelprof.counting import count_costs
+
+    def build():
+        torch.manual_seed(0)
+        if which == "decoder":
+            return Decoder(dim=64, mlp_dim=172, layers=2, heads=4, kv_heads=2), torch.randint(0, 1000, (2, 64))
+        return MaskedAttention(), torch.randn(2, 64, 32)
+
+    count = count_train_step if train else count_costs
+    model, x = build()
+    on_cpu = count(model, (x,))
+    with torch.device("meta"):
+        model, _ = build()
+    on_meta = count(model, (torch.empty_like(x, device="meta"),))
+    assert on_meta.unsupported == on_cpu.unsupported == {}
+    if which == "masked" and not train:
+        # under inference mode the CPU runs attention as one composite op, so its count does not see the boolean
+        # mask turned into an additive one (a where over 64x64 elements: 4,096 selections, a 16 KiB float32
+        # tensor) nor the kernel's logsumexp; on meta the kernel runs in the open and both are counted
+        cpu, meta = on_cpu.total.values, on_meta.total.values
+        assert meta["flops"] - cpu["flops"] == meta["madd"] - cpu["madd"] == 64 * 64
+        assert on_meta.memory.peak > on_cpu.memory.peak
+        return
+    assert on_meta.memory.peak == on_cpu.memory.peak and on_meta.memory.saved == on_cpu.memory.saved
+    assert on_meta.total.values == on_cpu.total.values
