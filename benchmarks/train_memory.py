@@ -12,6 +12,8 @@ loop: two steps are run, the second with the optimizer state the first one made,
   kernels and thread pools, then samples its resident memory (``/proc/self/statm``) every millisecond through the
   training step; the rise of the peak over the resident memory just before the step, against modelprof's peak less
   what already existed (parameters, buffers, inputs).
+Then the same under `--amp`: counted on the meta device (fake CPU tensors under CPU autocast, bfloat16), against
+MemTracker and the child on a real CPU step whose forward and loss run under autocast.
 Goals: within 5 % of MemTracker, within 10 % of the measured rise. Also: the 70B decoder's training step on the
 meta device, its time and this process's peak memory (goal: at most 30 s and 2 GiB).
 """
@@ -41,12 +43,15 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 import torch
 from train_memory import build
 model, x = build(sys.argv[1])
+amp = sys.argv[2] == "amp"
 optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
 def run():
     for _ in range(2):
-        out = model(x)
-        out = out if isinstance(out, torch.Tensor) else out.last_hidden_state
-        out.sum().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(x)
+            out = out if isinstance(out, torch.Tensor) else out.last_hidden_state
+            out = out.sum()
+        out.backward()
         del out
         optimizer.step()
         optimizer.zero_grad()
@@ -95,7 +100,7 @@ def loss(output, *inputs):
     return out.sum()
 
 
-def memtracker(model, x) -> int:
+def memtracker(model, x, amp: bool = False) -> int:
     from torch.distributed._tools.mem_tracker import MemTracker
 
     model = copy.deepcopy(model).train()
@@ -106,7 +111,9 @@ def memtracker(model, x) -> int:
         for step in range(2):
             if step:
                 tracker.reset_mod_stats()
-            loss(model(x)).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                value = loss(model(x))
+            value.backward()
             optimizer.step()
             optimizer.zero_grad()
     return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
@@ -118,15 +125,23 @@ def main() -> None:
           "| measured RSS rise (gap) | measured, glibc mmap threshold 128 KiB (gap) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     mib = 2**20
-    for name, label in (("resnet50", "ResNet-50, batch 32, 224×224"), ("bert", "BERT-base, batch 16, 128 tokens")):
+    models = (("resnet50", "ResNet-50, batch 32, 224×224"), ("bert", "BERT-base, batch 16, 128 tokens"))
+    cases = [(name, label, amp) for amp in (False, True) for name, label in models]
+    for name, label, amp in cases:
         model, x = build(name)
-        report = count_train_step(model, (x,), loss=loss)
+        if amp:  # counted on the meta device (fake CPU tensors under CPU autocast), measured on a real CPU step
+            with torch.device("meta"):
+                meta, _ = build(name)
+            report = count_train_step(meta, (torch.empty_like(x, device="meta"),), loss=loss, amp=True)
+            label += ", `--amp` (bfloat16) on meta"
+        else:
+            report = count_train_step(model, (x,), loss=loss)
         m = report.memory
-        reference = memtracker(model, x)
+        reference = memtracker(model, x, amp)
         # the steps create the gradients and the optimizer's state, as the measured ones do: the rise is the
         # peak less what existed before it
         rise = m.peak - m.parameters - m.buffers - m.inputs
-        real, fixed = (rise_in_child(CHILD, [name], f) for f in (False, True))
+        real, fixed = (rise_in_child(CHILD, [name, "amp" if amp else "fp32"], f) for f in (False, True))
         print(f"| {label} | {m.peak / mib:,.1f} MiB | {reference / mib:,.1f} MiB | "
               f"{100 * (m.peak / reference - 1):+.2f} % | {rise / mib:,.1f} MiB | {real / mib:,.1f} MiB "
               f"({100 * (rise / real - 1):+.1f} %) | {fixed / mib:,.1f} MiB ({100 * (rise / fixed - 1):+.1f} %) |")

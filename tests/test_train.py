@@ -327,6 +327,7 @@ def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
     # the reference is the CPU itself: its dispatcher picks the fused attention kernel, which never holds the
     # length x length scores; on meta (no kernel of its own) the same count must come out, memory included
     from decoder import Decoder
+
     from modelprof.counting import count_costs
 
     def build():
