@@ -340,6 +340,8 @@ def probe_in_child(request: dict) -> dict:
     # start the thread pools first, so their stacks belong to the runtime and not to the probe's allowance
     (torch.ones(1 << 20) + 1).sum()
     torch.ones(64, 64) @ torch.ones(64, 64)
+    if request["settings"].get("train"):
+        _load_training_runtime(request["settings"]["optimizer"])
     limit = _address_space_bytes() + int(request["memory_limit"])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     source = ModelSource.from_dict(request["source"])
@@ -353,6 +355,17 @@ def probe_in_child(request: dict) -> dict:
             return {"oom": True}
         return {"error": f"{type(exc).__name__}: {one_line(exc)}"}
     return {"result": result.to_dict()}
+
+
+def _load_training_runtime(optimizer: str) -> None:
+    """Run a training step of one tiny tensor, so that what any training step loads once (the optimizer's code,
+    whose first step imports ``torch._dynamo``: about 70 MiB) belongs to the runtime, not to the allowance."""
+    from .train import Optimizer
+
+    weight = nn.Parameter(torch.ones(8))
+    step = Optimizer(optimizer).build([weight], foreach=None)
+    (weight * 2).sum().backward()
+    step.step()
 
 
 def _address_space_bytes() -> int:
