@@ -127,6 +127,17 @@ class Hungry(nn.Module):
         return x.repeat(1, 4096).sum(dim=1)   # (N, 4194304) floats = 16 MiB per sample
 
 
+class HungryTrainable(nn.Module):
+    """Hungry with one trainable scale, so that a training step has a backward and an optimizer state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):                               # x: (N, 1024)
+        return (self.scale * x.repeat(1, 4096)).sum(dim=1)  # two (N, 4194304) float tensors alive: 32 MiB per sample
+
+
 def broken_factory():
     """A factory that fails the way a real one does when its checkpoint is missing (a two-line message)."""
     raise RuntimeError("weights file not found\nsecond line of the message")

@@ -118,6 +118,23 @@ def test_find_batch_under_real_memory_limit(run):
     assert report["best_batch"] in ran
 
 
+def test_find_batch_of_a_training_step_against_fit(run):
+    # a training step of HungryTrainable holds two 16 MiB tensors per sample (the repeat, saved for the scale's
+    # gradient, and the product); under a 256 MiB cap its child processes must run real training steps and land
+    # near what fit predicts for the tensors alone (the cap counts address space grown, so memory the runtime had
+    # reserved already moves the edge by a sample or so, either way)
+    code, out, err = run("fit", "fixtures:HungryTrainable", "--shape", "1024", "--memory", "256MiB", "--train",
+                         "--format", "json")
+    assert code == 0, err
+    predicted = json.loads(out)["max_batch"]
+    assert predicted == 7  # 256 MiB / 32 MiB = 8, less the parameter, gradient, Adam state and sums: 7
+    code, out, err = run("bench", "fixtures:HungryTrainable", "--shape", "1024", "--train", "--find-batch",
+                         "--memory-limit", "256MiB", "--reps", "1", *FAST, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert predicted - 3 <= report["max_batch"] <= predicted + 2 and report["failed_batches"]
+
+
 def test_find_batch_in_process_with_max_batch(run):
     code, out, err = run("bench", WORKED, "--shape", "3,16,16", "--find-batch", "--max-batch", "8",
                          "--reps", "2", *FAST, "--format", "json")
