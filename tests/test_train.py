@@ -353,3 +353,14 @@ def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
         return
     assert on_meta.memory.peak == on_cpu.memory.peak and on_meta.memory.saved == on_cpu.memory.saved
     assert on_meta.total.values == on_cpu.total.values
+
+
+def test_dropout_in_training_on_cpu_by_hand():
+    # off CUDA, F.dropout in training is bernoulli_ (draw the 3x8 = 24-element mask: no arithmetic, 96 bytes
+    # written over the 96-byte empty tensor it fills), div_ (scale the mask by 1/(1-p): 24), mul (apply it: 24)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5))
+    report = count_train_step(model, (torch.randn(3, 4),))
+    row = {r.name: r for r in report.layers}["1"]
+    assert report.unsupported == {}
+    assert (row.flops, row.mem_read, row.mem_write) == (24 + 24, 96 + 96 + 2 * 96, 96 + 96 + 96)
+    assert row.bwd_flops == 24  # the gradient through the mask: one product per element

@@ -112,7 +112,7 @@ FREE_OPS: frozenset[Any] = frozenset(
         "_assert_async", "_assert_tensor_metadata", "resolve_conj", "resolve_neg", "conj", "_neg_view",
         "_conj", "numpy_T", "mT", "mH", "adjoint", "expand_as", "unflatten", "chunk", "tensor_split", "hsplit",
         "vsplit", "lift_fresh_copy", "_to_dense", "set_", "record_stream", "detach_", "unsafe_split",
-        "unsafe_split_with_sizes", "unsafe_chunk",
+        "unsafe_split_with_sizes", "unsafe_chunk", "as_strided_",
     )
     + [torch.ops.prim.device]
     # the optimizers' record_function ranges: profiler bookkeeping, no tensor work
@@ -607,7 +607,7 @@ def embedding_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full",
         "arange", "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "scalar_tensor",
         "tensor", "linspace", "eye", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im", "nonzero",
-        "one_hot", "bernoulli", "multinomial", "select_scatter", "slice_scatter",
+        "one_hot", "bernoulli", "bernoulli_", "multinomial", "select_scatter", "slice_scatter",
         "diag_embed", "channel_shuffle", "native_channel_shuffle", "clone", "copy", "copy_", "_to_copy",
         "fill", "fill_", "zero_", "select_backward", "slice_backward", "index_select_backward", "index_add",
         "index_add_", "index_copy", "scatter_reduce", "_unsafe_index_put", "masked_scatter", "new_empty_strided",
