@@ -73,6 +73,25 @@ def test_mixture_of_experts_counts_the_expert_products_exactly():
     assert report.total.flops == 32 * 2 * 3 * 64 * 128 * 2
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_mixture_of_experts_training_step_on_meta_counts_what_the_cpu_runs(amp):
+    # _grouped_mm's meta kernel takes bfloat16 only; the CPU's takes float32 too. The reference is the CPU count:
+    # with every token routed to some experts, the products and the memory do not depend on the routing
+    from modelprof.train import count_train_step
+
+    config = transformers.MixtralConfig(**SMALL, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
+    reports = []
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            model = transformers.MixtralForCausalLM(config)
+        ids = {"input_ids": torch.randint(3, 1000, (2, TOKENS)).to(device)}
+        reports.append(count_train_step(model, (), ids, loss=lambda out, *_: out.logits.float().sum(), amp=amp))
+    on_cpu, on_meta = reports
+    assert on_cpu.unsupported == on_meta.unsupported == {}
+    assert on_meta.total.values == on_cpu.total.values
+    assert (on_meta.memory.peak, on_meta.memory.saved) == (on_cpu.memory.peak, on_cpu.memory.saved)
+
+
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "mobilenetv3_small_050", "mixer_s32_224",
                                   "convnext_atto", "efficientformerv2_s0"])
 def test_timm_models_count_every_op(name):

@@ -9,6 +9,7 @@ gets a row of its own, so rows always add up to the totals.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from . import metrics, units
 from .amp import mixed_precision
@@ -29,6 +30,8 @@ from .metrics import Phase
 from .report import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
 from .runtime import inference
 from .tracker import ModuleTracker, tensor_shapes
+
+aten = torch.ops.aten
 
 
 def _specs(value: Any) -> Any:
@@ -42,6 +45,30 @@ def _specs(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _specs(v) for k, v in value.items()}
     return value
+
+
+def _run(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)``, also where only the meta kernel stands in the way: ``_grouped_mm``'s meta kernel
+    (written for CUDA's) takes bfloat16 only, while the CPU kernel also takes float32. On the meta device, and on
+    fake tensors (which run meta kernels), it runs in bfloat16 and its output is cast back: the shape is the same,
+    and there is no data to lose."""
+    if func is not aten._grouped_mm.default:
+        return func(*args, **kwargs)
+    tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    dtype = tensors[0].dtype
+    if dtype == torch.bfloat16 or not any(t.is_meta or _is_fake(t) for t in tensors):
+        return func(*args, **kwargs)
+
+    def bf16(value: Any) -> Any:
+        return value.to(torch.bfloat16) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    args, kwargs = tree_map(bf16, (args, kwargs))
+    return func(*args, **kwargs).to(dtype)
+
+
+def _is_fake(tensor: torch.Tensor) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")  # fake tensors exist only once it is imported
+    return fake is not None and isinstance(tensor, fake.FakeTensor)
 
 
 def _has_decomposition(func: Any) -> bool:
@@ -112,7 +139,7 @@ class CostMode(TorchDispatchMode):
         formula = self.formulas.get(packet)
         if formula is None:
             return self._uncounted(func, packet, args, kwargs)
-        out = func(*args, **kwargs)
+        out = _run(func, args, kwargs)
         try:
             cost = formula(_specs(args), _specs(kwargs) if kwargs else kwargs, _specs(out))
         except Exception as exc:  # a formula's bug must not be blamed on the user's model
