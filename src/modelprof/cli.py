@@ -156,6 +156,11 @@ _MODEL_OPTIONS = (
 )
 
 
+#: ``--amp`` for the commands that count (stats, fit, check); bench's ``--amp`` times under autocast instead.
+amp_option = click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on "
+                          "CUDA): 16-bit copies of weights and activations, float32 gradients and optimizer state.")
+
+
 def model_command(command: Callable[..., None]) -> Callable[..., None]:
     """Give a command TARGET and the model and output options, delivered as one :class:`ModelSource` (``source``)
     and one :class:`OutputOptions` (``out``); ``batch`` and the command's own options pass through."""
@@ -201,8 +206,7 @@ def cli(debug: bool) -> None:
               "step, each per layer (the model is left unchanged).")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
               show_default=True, help="With --train: the optimizer whose step is counted.")
-@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
-              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
+@amp_option
 @click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
               "the sum of every float output.")
 @click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Count at each value of the batch or of a "
@@ -226,9 +230,7 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
     from .train import Optimizer
     from .views import stats_document
 
-    _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate)
-    if amp and (generate or crosscheck):
-        raise UsageError("--amp counts a forward or a training step under autocast; drop --generate and --crosscheck")
+    _check_stats_options(source, batch, depth, crosscheck, train, optimizer, loss, sweep_text, plot, generate, amp)
     step = TrainStep(Optimizer(optimizer), loss) if train else None
     generation = Generation(prompt_len, new_tokens) if generate else None
     if sweep_text:
@@ -245,9 +247,11 @@ def stats(source: ModelSource, out: OutputOptions, batch: int, depth: int | None
 
 def _check_stats_options(source: ModelSource, batch: int, depth: int | None, crosscheck: str | None, train: bool,
                          optimizer: str, loss: str | None, sweep_text: str | None, plot: str | None,
-                         generate: bool) -> None:
+                         generate: bool, amp: bool) -> None:
     """Refuse stats option combinations that cannot work, before anything is built."""
     refusals = [
+        (amp and (generate or crosscheck),
+         "--amp counts a forward or a training step under autocast; drop --generate and --crosscheck"),
         ((loss or optimizer != "adamw") and not train, "--loss and --optimizer describe a training step; add --train"),
         (train and crosscheck, "--crosscheck compares forward counts; drop --train or --crosscheck"),
         (generate and (train or crosscheck), "--generate counts inference; drop --train and --crosscheck"),
@@ -441,8 +445,7 @@ def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: in
 @click.option("--train", is_flag=True, help="Fit a training step (forward, backward, optimizer) instead of a forward.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="adamw",
               show_default=True, help="With --train: the optimizer whose state counts.")
-@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
-              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
+@amp_option
 @click.option("--seq", type=click.IntRange(min=1), help="With a named input size (input_ids=SEQ:int64): its value for "
               "the batch fit; the longest SEQ at --batch is fitted too.")
 @generation_options("Fit generation (prefill of --prompt-len, --new-tokens decode steps, the KV cache): the "
@@ -532,8 +535,7 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
               metavar="SECONDS", help="Timing budget for --max-latency-ms and --min-mfu.")
 @click.option("--train", is_flag=True, help="Count a training step (AdamW, loss = sum of outputs), so that "
               "--max-bwd-flops, --max-step-flops and --max-peak-memory measure it.")
-@click.option("--amp", is_flag=True, help="Count under autocast (bfloat16 on CPU and meta, float16 on CUDA): "
-              "16-bit copies of weights and activations, float32 gradients and optimizer state.")
+@amp_option
 def check(source: ModelSource, out: OutputOptions, batch: int, budget_file: str | None, duration: float,
           train: bool, amp: bool, **limit_values: str | None) -> None:
     """Check TARGET against budgets: one line per limit, exit 0 when all hold, 1 when any is exceeded.
