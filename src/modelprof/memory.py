@@ -3,7 +3,8 @@ saves for the backward, per layer.
 
 Every storage an op creates is counted once while it is alive (a weak reference tells when it is freed); storages
 that exist before the run (parameters, buffers, inputs) are the static part. The peak is the static part plus the
-most op-made storage alive at any moment, with the row and phase running then. Saved activations come from
+most op-made storage alive at any moment, phase by phase, with the row running then (in a training step, plus the
+optimizer state a loop holds through every later forward and backward). Saved activations come from
 ``torch.autograd.graph.saved_tensors_hooks``: each storage autograd saves (parameters, buffers and inputs aside) is
 charged once to the row whose forward saved it. Works on the meta device, where storages have sizes but no data.
 """
@@ -50,8 +51,6 @@ class LiveMemory:
         self._keep = list(static_storages.values())  # so their ids stay theirs for the run
         self._alive: dict[int, weakref.ref] = {}
         self.live = 0
-        self.peak = 0
-        self.peak_at = (ROOT, Phase.FORWARD)
         self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
         self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
         self.saved: Counter = Counter()
@@ -73,9 +72,6 @@ class LiveMemory:
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
             self.phase_peak_at[phase] = self.tracker.current
-        if self.live > self.peak:
-            self.peak = self.live
-            self.peak_at = (self.tracker.current, phase)
 
     def _freed(self, key: int, size: int) -> Any:
         def callback(_ref: weakref.ref) -> None:
@@ -104,10 +100,8 @@ class LiveMemory:
         buffers = storage_bytes(model.buffers())
         held = {p: optimizer if p in (Phase.FORWARD, Phase.BACKWARD) else 0 for p in self.phase_peaks}
         peaks = {p: self.static + v + held[p] for p, v in self.phase_peaks.items()}
-        row, phase = self.peak_at
-        if peaks:
-            phase = max(peaks, key=lambda p: peaks[p])
-            row = self.phase_peak_at[phase]
+        phase = max(peaks, key=lambda p: peaks[p], default=Phase.FORWARD)
+        row = self.phase_peak_at.get(phase, ROOT)
         return MemorySummary(parameters=params, buffers=buffers, inputs=self.static - params - buffers,
                              gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
                              peak=max(peaks.values(), default=self.static), peak_row=row, peak_phase=str(phase),
