@@ -22,7 +22,7 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 import torch  # noqa: E402
 from rss import rise_in_child  # noqa: E402
 
-from modelprof.generate import count_generation  # noqa: E402
+from modelprof.counting.generate import count_generation  # noqa: E402
 
 CONFIG = {"hidden_size": 512, "intermediate_size": 1376, "num_attention_heads": 8, "num_key_value_heads": 2,
           "num_hidden_layers": 4, "vocab_size": 32000, "max_position_embeddings": 4096, "pad_token_id": 0,

@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from resnet import resnet50  # noqa: E402
 
-from modelprof.bench import BenchOptions, profile_layers  # noqa: E402
-from modelprof.calibrate import COPY_BYTES, MATMUL_SIZE, measure_peaks  # noqa: E402
-from modelprof.layertime import UNATTRIBUTED  # noqa: E402
-from modelprof.options import Inputs, InputSpec, ModelSource  # noqa: E402
-from modelprof.report import ROOT as ROOT_ROW  # noqa: E402
-from modelprof.roofline import Peaks  # noqa: E402
-from modelprof.timing import TimingSettings, measure  # noqa: E402
+from modelprof.loading.source import Inputs, InputSpec, ModelSource  # noqa: E402
+from modelprof.reports.kinds import ROOT as ROOT_ROW  # noqa: E402
+from modelprof.timing.bench import BenchOptions, profile_layers  # noqa: E402
+from modelprof.timing.calibrate import COPY_BYTES, MATMUL_SIZE, measure_peaks  # noqa: E402
+from modelprof.timing.layertime import UNATTRIBUTED  # noqa: E402
+from modelprof.timing.measure import TimingSettings, measure  # noqa: E402
+from modelprof.timing.roofline import Peaks  # noqa: E402
 
 
 def bert_base() -> nn.Module:
@@ -161,7 +161,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     image = ModelSource("resnet50", Inputs(specs=(InputSpec((3, 224, 224)),)))
     layer_rows("ResNet-50, batch 8, 224×224", resnet50().eval(), image, reps)
-    from modelprof.options import DType
+    from modelprof.loading.source import DType
 
     text = ModelSource("bert", Inputs(specs=(InputSpec((128,), DType.INT64, high=30000),)))
     layer_rows("BERT-base encoder, batch 8, 128 tokens", bert_base().eval(), text, reps)

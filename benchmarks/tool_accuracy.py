@@ -34,8 +34,8 @@ from resnet import resnet18, resnet50  # noqa: E402
 
 import modelprof  # noqa: E402
 from modelprof import DType, InputSpec, SingleTensorAdapter  # noqa: E402
-from modelprof.crosscheck import _torchstat_layers  # noqa: E402
-from modelprof.formulas import FORMULAS, Cost, conv_cost  # noqa: E402
+from modelprof.counting.crosscheck import _torchstat_layers  # noqa: E402
+from modelprof.counting.formulas import FORMULAS, Cost, conv_cost  # noqa: E402
 
 
 class MobileNetStyle(nn.Module):

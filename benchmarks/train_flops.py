@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from resnet import resnet18  # noqa: E402
 
-from modelprof.formulas import FORMULAS, Cost  # noqa: E402
-from modelprof.train import count_train_step  # noqa: E402
+from modelprof.counting.formulas import FORMULAS, Cost  # noqa: E402
+from modelprof.counting.train import count_train_step  # noqa: E402
 
 aten = torch.ops.aten
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from rss import rise_in_child  # noqa: E402
 
-from modelprof.train import count_train_step  # noqa: E402
+from modelprof.counting.train import count_train_step  # noqa: E402
 
 CHILD = r"""
 import sys, types
@@ -66,7 +66,7 @@ import sys, time
 sys.path.insert(0, sys.argv[1] + "/examples")
 import torch
 from decoder import llama_70b
-from modelprof.train import count_train_step
+from modelprof.counting.train import count_train_step
 started = time.perf_counter()
 with torch.device("meta"):
     model = llama_70b()

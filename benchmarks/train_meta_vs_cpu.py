@@ -20,7 +20,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from modelprof.train import count_train_step  # noqa: E402
+from modelprof.counting.train import count_train_step  # noqa: E402
 
 TOKENS = {"input_ids": lambda device: torch.zeros(2, 32, dtype=torch.long, device=device)}
 SMALL = {"num_attention_heads": 4, "vocab_size": 1000}

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from fixtures import CAPTION, CAPTION_FLAGS, EXAMPLES, WORKED
 
-from modelprof.compare import Comparison, compare_reports
-from modelprof.renderers import render
-from modelprof.report import Report
-from modelprof.views import comparison_document, stats_document
+from modelprof.render import render
+from modelprof.reports.compare import Comparison, compare_reports
+from modelprof.reports.kinds import Report
+from modelprof.reports.views import comparison_document, stats_document
 
 EXPECTED = Path(__file__).parent / "expected"
 

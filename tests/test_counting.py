@@ -20,9 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import modelprof
 from modelprof import SingleTensorAdapter
-from modelprof.loading import build_inputs
+from modelprof.loading.build import build_inputs
 from modelprof.metrics import KEYS
-from modelprof.report import ROOT
+from modelprof.reports.kinds import ROOT
 
 
 def assert_rows_add_up(report):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import modelprof
-from modelprof.formulas import FORMULAS, Cost
+from modelprof.counting.formulas import FORMULAS, Cost
 from modelprof.metrics import KEYS
 
 # torchvision's compiled ops do not load against the CPU build of torch used here; its models do not need them
@@ -77,7 +77,7 @@ def test_mixture_of_experts_counts_the_expert_products_exactly():
 def test_mixture_of_experts_training_step_on_meta_counts_what_the_cpu_runs(amp):
     # _grouped_mm's meta kernel takes bfloat16 only; the CPU's takes float32 too. The reference is the CPU count:
     # with every token routed to some experts, the products and the memory do not depend on the routing
-    from modelprof.train import count_train_step
+    from modelprof.counting.train import count_train_step
 
     config = transformers.MixtralConfig(**SMALL, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
     reports = []

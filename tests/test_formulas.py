@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import modelprof
-from modelprof.formulas import (
+from modelprof.counting.formulas import (
     FORMULAS,
     REQUESTED_OP_NAMES,
     Cost,

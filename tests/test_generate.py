@@ -10,8 +10,8 @@ import torch
 from fixtures import EXAMPLES, WORKED
 from torch.utils.flop_counter import FlopCounterMode
 
-from modelprof.formulas import FORMULAS, Cost
-from modelprof.generate import count_generation
+from modelprof.counting.formulas import FORMULAS, Cost
+from modelprof.counting.generate import count_generation
 
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 transformers = pytest.importorskip("transformers")
@@ -128,9 +128,9 @@ def test_sweep_of_batch_is_linear(run):
 
 
 def test_fit_longest_sequence_and_generation_batch():
-    from modelprof.fit import fit_batch, fit_length, generation_peaks, phase_peaks
-    from modelprof.options import Device, DType, Inputs, InputSpec, ModelSource
-    from modelprof.train import Optimizer
+    from modelprof.counting.train import Optimizer
+    from modelprof.loading.source import Device, DType, Inputs, InputSpec, ModelSource
+    from modelprof.planning.fit import fit_batch, fit_length, generation_peaks, phase_peaks
 
     target = str(EXAMPLES / "configs" / "tiny-llama")
     source = ModelSource(target, Inputs(specs=(InputSpec(("SEQ",), DType.INT64, name="input_ids", high=1000),)))

@@ -49,6 +49,6 @@ def test_config_errors_are_one_line(run, tmp_path, monkeypatch):
 
 def test_cli_task_choices_match_the_library():
     from modelprof.cli import TASKS
-    from modelprof.hf import Task
+    from modelprof.loading.hf import Task
 
     assert TASKS == [t.value for t in Task]

@@ -93,10 +93,10 @@ def test_crosscheck_feeds_a_keyword_float_input(run):
 
 
 def test_find_batch_on_cpu_defaults_to_the_available_memory(run, monkeypatch):
-    import modelprof.timing
+    import modelprof.timing.measure
 
     # as if this machine had 256 MiB available: Hungry takes 16 MiB per sample (see test_timing)
-    monkeypatch.setattr(modelprof.timing, "available_memory_bytes", lambda: 256 * 2**20)
+    monkeypatch.setattr(modelprof.timing.measure, "available_memory_bytes", lambda: 256 * 2**20)
     code, out, err = run("bench", "fixtures:Hungry", "--shape", "1024", "--find-batch", *FAST, "--format", "json")
     assert code == 0, err
     report = json.loads(out)

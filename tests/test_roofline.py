@@ -6,11 +6,11 @@ import json
 import pytest
 from fixtures import WORKED
 
-import modelprof.layertime as layertime
-from modelprof import roofline
-from modelprof.calibrate import cache_key, load_cached
-from modelprof.report import LayerProfile, LayerTiming
-from modelprof.roofline import Peaks
+import modelprof.timing.layertime as layertime
+from modelprof.reports.kinds import LayerProfile, LayerTiming
+from modelprof.timing import roofline
+from modelprof.timing.calibrate import cache_key, load_cached
+from modelprof.timing.roofline import Peaks
 
 FAST = ["--reps", "3", "--warmup", "1", "--warmup-time", "0", "--quiet"]
 PEAKS = Peaks(flops=100e9, bandwidth=10e9)  # ridge at 100e9 / 10e9 = 10 MAdd per byte
@@ -128,8 +128,8 @@ def test_check_min_mfu_uses_the_calibrated_peak(run, monkeypatch, tmp_path):
 
 def test_calibrate_measures_and_caches(run, monkeypatch, tmp_path):
     monkeypatch.setenv("MODELPROF_CACHE", str(tmp_path))
-    monkeypatch.setattr("modelprof.calibrate.MATMUL_SIZE", {"cpu": 128})  # small, so the test is quick
-    monkeypatch.setattr("modelprof.calibrate.COPY_BYTES", {"cpu": 4 * 2**20})
+    monkeypatch.setattr("modelprof.timing.calibrate.MATMUL_SIZE", {"cpu": 128})  # small, so the test is quick
+    monkeypatch.setattr("modelprof.timing.calibrate.COPY_BYTES", {"cpu": 4 * 2**20})
     code, out, err = run("calibrate", "--seconds", "0.05", "--format", "json")
     assert code == 0, err
     data = json.loads(out)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from fixtures import WORKED
 
-from modelprof.report import BatchResult, BenchReport, LatencyStats, best_batch
-from modelprof.timing import _CudaClock, find_max_batch
+from modelprof.reports.kinds import BatchResult, BenchReport, LatencyStats, best_batch
+from modelprof.timing.measure import _CudaClock, find_max_batch
 
 FAST = ["--warmup", "1", "--warmup-time", "0"]
 

@@ -12,8 +12,8 @@ from fixtures import EXAMPLES, WORKED, resnet18
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from modelprof.formulas import FORMULAS, Cost
-from modelprof.train import count_train_step
+from modelprof.counting.formulas import FORMULAS, Cost
+from modelprof.counting.train import count_train_step
 
 aten = torch.ops.aten
 
@@ -186,7 +186,7 @@ def memtracker_peak(model, args, train, amp=False):
 
 @pytest.mark.parametrize(("train", "batch"), [(False, 4), (True, 4), (True, 32)])
 def test_peak_memory_agrees_with_memtracker(train, batch):
-    from modelprof.counting import count_costs
+    from modelprof.counting.forward import count_costs
 
     model = resnet18(num_classes=10)
     x = torch.randn(batch, 3, 64, 64)
@@ -210,7 +210,7 @@ def test_amp_memory_by_hand():
 
 @pytest.mark.parametrize("train", [False, True])
 def test_amp_peak_on_meta_agrees_with_memtracker_on_cpu(train):
-    from modelprof.counting import count_costs
+    from modelprof.counting.forward import count_costs
 
     model = resnet18(num_classes=10)
     x = torch.randn(4, 3, 64, 64)
@@ -252,9 +252,9 @@ def test_fit_largest_batch_by_hand(run):
 
 
 def test_fit_training_step_fits_its_answer():
-    from modelprof.fit import fit_batch, phase_peaks
-    from modelprof.options import Device, Inputs, InputSpec, ModelSource
-    from modelprof.train import Optimizer
+    from modelprof.counting.train import Optimizer
+    from modelprof.loading.source import Device, Inputs, InputSpec, ModelSource
+    from modelprof.planning.fit import fit_batch, phase_peaks
 
     source = ModelSource(str(EXAMPLES / "resnet.py") + ":resnet18", Inputs(specs=(InputSpec((3, 32, 32)),)))
     report = fit_batch(source, 512 * 2**20, train=True)
@@ -276,7 +276,7 @@ def test_bench_train_times_training_steps_and_leaves_the_model(run):
 
 
 def test_timed_training_steps_leave_the_model_unchanged():
-    from modelprof.timing import TimingSettings, measure
+    from modelprof.timing.measure import TimingSettings, measure
 
     model = resnet18(num_classes=10).eval()
     state = copy.deepcopy(model.state_dict())
@@ -328,7 +328,7 @@ def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
     # length x length scores; on meta (no kernel of its own) the same count must come out, memory included
     from decoder import Decoder
 
-    from modelprof.counting import count_costs
+    from modelprof.counting.forward import count_costs
 
     def build():
         torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """modelprof: parameters, compute, memory traffic, latency and throughput of PyTorch models.
 
-The public names are imported on first use (PEP 562), so ``import modelprof.renderers`` and ``modelprof --help``
+The public names are imported on first use (PEP 562), so ``import modelprof.render`` and ``modelprof --help``
 never import torch.
 """
 
@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _PUBLIC = {
-    "count_costs": "counting", "profile": "counting",
-    "Cost": "formulas", "TensorSpec": "formulas", "register_formula": "formulas",
-    "SingleTensorAdapter": "loading",
-    "DType": "options", "InputSpec": "options",
-    "InputInfo": "report", "LayerCost": "report", "Report": "report", "TotalCost": "report",
+    "count_costs": "counting.forward", "profile": "counting.forward",
+    "Cost": "counting.formulas", "TensorSpec": "counting.formulas", "register_formula": "counting.formulas",
+    "SingleTensorAdapter": "loading.build",
+    "DType": "loading.source", "InputSpec": "loading.source",
+    "InputInfo": "reports.kinds", "LayerCost": "reports.kinds", "Report": "reports.kinds", "TotalCost": "reports.kinds",
     "METRICS": "metrics", "Metric": "metrics",
 }
 

@@ -1,5 +1,5 @@
 """``python -m modelprof``."""
 
-from .cli import main
+from modelprof.cli import main
 
 main()

@@ -1,7 +1,7 @@
 """The one list of metrics. Everything that shows, sums, compares or budgets a metric is derived from it.
 
 A :class:`Metric` says what a number is (key, title, unit), how rows combine into a total, which phase of a step
-it is measured in, and which op-level quantity of a :class:`~modelprof.formulas.Cost` it accumulates. The
+it is measured in, and which op-level quantity of a :class:`~modelprof.counting.formulas.Cost` it accumulates. The
 accumulator in counting, the fields of report rows, the columns of every format, the cells of ``compare`` and the
 ``check`` budgets (``--max-<key>``) all read this list: a new metric is one entry here plus the code that computes
 it. No torch here, so renderers can use it.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from . import units
+from modelprof import units
 
 
 class Unit(StrEnum):
@@ -53,7 +53,7 @@ class Combine(StrEnum):
 class Metric:
     """One metric.
 
-    ``source`` names the :class:`~modelprof.formulas.Cost` field it accumulates from op costs in ``phase``
+    ``source`` names the :class:`~modelprof.counting.formulas.Cost` field it accumulates from op costs in ``phase``
     (None: the collector computes it per module, as it does parameters). ``parts`` makes a derived metric, the
     sum of other metrics (no column of its own). ``budget`` gives ``check`` a ``--max-<key>`` limit.
     """

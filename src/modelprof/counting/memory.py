@@ -1,0 +1,114 @@
+"""Memory a run needs: live tensor storage op by op, its peak and where it happens, and the activations autograd
+saves for the backward, per layer.
+
+Every storage an op creates is counted once while it is alive (a weak reference tells when it is freed); storages
+that exist before the run (parameters, buffers, inputs) are the static part. The peak is the static part plus the
+most op-made storage alive at any moment, phase by phase, with the row running then (in a training step, plus the
+optimizer state a loop holds through every later forward and backward). Saved activations come from
+``torch.autograd.graph.saved_tensors_hooks``: each storage autograd saves (parameters, buffers and inputs aside) is
+charged once to the row whose forward saved it. Works on the meta device, where storages have sizes but no data.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelprof.counting.formulas import leaves
+from modelprof.counting.tracker import ModuleTracker
+from modelprof.metrics import Phase
+from modelprof.reports.kinds import ROOT, MemorySummary
+
+
+def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:
+    """Every distinct storage behind the tensors in ``values``, by identity."""
+    found: dict[int, torch.UntypedStorage] = {}
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            found[id(storage)] = storage
+    return found
+
+
+def storage_bytes(tensors: Iterable[Any]) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (a storage shared by several tensors counts once)."""
+    return sum(s.nbytes() for s in _storages(tensors).values())
+
+
+class LiveMemory:
+    """Op-made storage alive now and at its peak; a ``saved_tensors_hooks`` pack hook for saved activations."""
+
+    def __init__(self, tracker: ModuleTracker, static: Iterable[torch.Tensor]) -> None:
+        self.tracker = tracker
+        static_storages = _storages(static)
+        self.static = sum(s.nbytes() for s in static_storages.values())
+        self._static_ids = set(static_storages)
+        self._keep = list(static_storages.values())  # so their ids stay theirs for the run
+        self._alive: dict[int, weakref.ref] = {}
+        self.live = 0
+        self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
+        self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
+        self.saved: Counter = Counter()
+        self._saved: dict[int, weakref.ref] = {}
+
+    def track(self, output: Any) -> None:
+        """Count the storages ``output`` created (once each, until freed) and move the peak."""
+        for value in leaves((output,)):
+            if not isinstance(value, torch.Tensor):
+                continue
+            storage = value.untyped_storage()
+            key = id(storage)
+            if key in self._alive or key in self._static_ids:
+                continue
+            size = storage.nbytes()
+            self._alive[key] = weakref.ref(storage, self._freed(key, size))
+            self.live += size
+        phase = self.tracker.phase
+        if self.live > self.phase_peaks.get(phase, 0):
+            self.phase_peaks[phase] = self.live
+            self.phase_peak_at[phase] = self.tracker.current
+
+    def _freed(self, key: int, size: int) -> Any:
+        def callback(_ref: weakref.ref) -> None:
+            if self._alive.pop(key, None) is not None:
+                self.live -= size
+
+        return callback
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The pack hook: charge a saved storage to the running row, once."""
+        storage = tensor.untyped_storage()
+        key = id(storage)
+        seen = self._saved.get(key)
+        if key not in self._static_ids and (seen is None or seen() is not storage):
+            self._saved[key] = weakref.ref(storage)
+            self.saved[self.tracker.current] += storage.nbytes()
+        return tensor
+
+    def summary(self, model: nn.Module, gradients: int = 0, optimizer: int = 0) -> MemorySummary:
+        """The run's memory by category (the inputs are the static part less parameters and buffers).
+
+        With ``optimizer`` state (a training step), the peaks are those of a step in a running training loop: the
+        state the first step's optimizer creates is held through every later step's forward and backward, so it
+        is added to their peaks (the optimizer phase counted it already, as it was made)."""
+        params = storage_bytes(model.parameters())
+        buffers = storage_bytes(model.buffers())
+        held = {p: optimizer if p in (Phase.FORWARD, Phase.BACKWARD) else 0 for p in self.phase_peaks}
+        peaks = {p: self.static + v + held[p] for p, v in self.phase_peaks.items()}
+        phase = max(peaks, key=lambda p: peaks[p], default=Phase.FORWARD)
+        row = self.phase_peak_at.get(phase, ROOT)
+        return MemorySummary(parameters=params, buffers=buffers, inputs=self.static - params - buffers,
+                             gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
+                             peak=max(peaks.values(), default=self.static), peak_row=row, peak_phase=str(phase),
+                             phase_peaks={str(p): v for p, v in peaks.items()})
+
+
+def static_tensors(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """What exists before the run: parameters, buffers and the inputs."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return tensors + [x for x in leaves((args, kwargs)) if isinstance(x, torch.Tensor)]

@@ -1,0 +1,154 @@
+"""The cost of one training step (``stats --train``): the forward with autograd, the backward of a loss, and an
+optimizer step, each op charged to a row in its phase.
+
+The forward's ops go to the running module, as in inference. Each autograd node is tagged with the module whose
+forward created it (the innermost one), and in the backward each op goes to the module that created the node
+autograd is running, so a layer's backward is on its own row. The loss's ops are the ``(loss)`` row, the optimizer
+step's the ``(optimizer)`` row.
+
+The model runs in training mode (dropout and batch norm behave as in training) and is left as it was: training
+flags, buffers (batch norm's running statistics) and gradients are restored, and the optimizer steps with a
+learning rate of 0, which runs every op of a real step but leaves the parameters unchanged (p + 0·u = p).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from enum import StrEnum
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelprof.counting.formulas import Formula
+from modelprof.counting.forward import CostMode, _forward, build_report
+from modelprof.counting.memory import LiveMemory, static_tensors, storage_bytes
+from modelprof.counting.runtime import AttentionAsOnCPU, fused_attention_off, training_flags_kept
+from modelprof.counting.tracker import ModuleTracker, tensors_in
+from modelprof.errors import ModelError, one_line
+from modelprof.metrics import Phase
+from modelprof.prepare.amp import Precision, mixed_precision
+from modelprof.reports.kinds import Report
+
+LOSS = "(loss)"
+OPTIMIZER = "(optimizer)"
+
+
+class Optimizer(StrEnum):
+    """The optimizers a training step can be counted with (PyTorch's single-tensor implementations)."""
+
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+    @property
+    def title(self) -> str:
+        return {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}[self.value]
+
+    def build(self, params: list[nn.Parameter], foreach: bool | None = False) -> torch.optim.Optimizer:
+        """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
+        every op is counted; timing passes None, PyTorch's default."""
+        if self is Optimizer.SGD:
+            return torch.optim.SGD(params, lr=0.0, foreach=foreach)
+        if self is Optimizer.MOMENTUM:
+            return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=foreach)
+        if self is Optimizer.ADAM:
+            return torch.optim.Adam(params, lr=0.0, foreach=foreach)
+        return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters an optimizer steps (each once, shared ones too)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def default_loss(output: Any, *inputs: Any) -> torch.Tensor:
+    """The sum of every float output that takes part in autograd."""
+    tensors = [t for t in tensors_in(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise ModelError("the model's output has no float tensor that requires grad, so there is no backward to "
+                         "count; give a loss function, or check that the model has trainable parameters")
+    return sum(t.sum() for t in tensors)
+
+
+@contextlib.contextmanager
+def training(model: nn.Module) -> Iterator[None]:
+    """Training mode with autograd on; afterwards every training flag, buffer and gradient is as before."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    try:
+        with training_flags_kept(model), torch.enable_grad(), fused_attention_off():
+            model.train()
+            yield
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for param, grad in grads:
+            param.grad = grad
+
+
+def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *,
+                     optimizer: Optimizer | str = Optimizer.ADAMW, loss: Callable[..., Any] | None = None,
+                     model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
+                     amp: bool = False) -> Report:
+    """Count one training step of ``model(*args, **kwargs)``: forward, backward of ``loss(output, *args)`` (default:
+    the sum of every float output), and an ``optimizer`` step; the model is left as it was. With ``amp`` the forward
+    and the loss run under autocast, the backward and the optimizer step outside it, as PyTorch's AMP recipe has
+    it (:mod:`modelprof.prepare.amp`)."""
+    with mixed_precision(model, args, kwargs or {}, amp) as precision:
+        return precision.label(_count_step(model, precision, Optimizer(optimizer), loss, model_name, formulas))
+
+
+def _count_step(model: nn.Module, precision: Precision, optimizer: Optimizer, loss: Callable[..., Any] | None,
+                model_name: str | None, formulas: Mapping[Any, Formula] | None) -> Report:
+    args, kwargs = precision.args, precision.kwargs
+    tracker = ModuleTracker(model)
+    tracker.extra_rows = {LOSS: getattr(loss, "__name__", "loss") if loss else "sum of outputs",
+                          OPTIMIZER: f"{optimizer.title} step"}
+    mode = CostMode(tracker, formulas)
+    mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
+    mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
+    params = trainable_parameters(model)
+    with tracker, training(model), AttentionAsOnCPU(), mode:
+        with precision.autocast():
+            with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+                output = _forward(model, args, kwargs, tracker)
+            tracker.override = LOSS
+            value = _loss(loss, output, args)
+        tracker.tag(value, LOSS)
+        tracker.backward_default = LOSS
+        tracker.override, tracker.phase = None, Phase.BACKWARD
+        _backward(value)
+        gradients = storage_bytes(p.grad for p in params if p.grad is not None)
+        tracker.override, tracker.phase = OPTIMIZER, Phase.OPTIMIZER
+        step = optimizer.build(params)
+        step.step()
+        state = storage_bytes(t for values in step.state.values() for t in values.values())
+        step.zero_grad(set_to_none=True)
+        tracker.override, tracker.phase = None, Phase.FORWARD
+    saved = {name: {"saved": size} for name, size in memory.saved.items()}
+    report = build_report(model, tracker, mode, (args, kwargs, output), model_name, extra=saved)
+    return replace(report, memory=memory.summary(model, gradients, state))
+
+
+def _loss(loss: Callable[..., Any] | None, output: Any, args: tuple) -> Any:
+    try:
+        return (loss or default_loss)(output, *args)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"the loss failed: {type(exc).__name__}: {one_line(exc)}") from exc
+
+
+def _backward(value: Any) -> None:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        raise ModelError(f"the loss must be a scalar tensor, got {type(value).__name__}"
+                         + (f" of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else ""))
+    try:
+        value.backward()
+    except Exception as exc:
+        raise ModelError(f"the backward pass failed: {type(exc).__name__}: {one_line(exc)}") from exc
