@@ -18,8 +18,8 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 
 import torch  # noqa: E402
 
+from modelprof.counting.api import count_costs  # noqa: E402
 from modelprof.counting.formulas import FORMULAS, Cost  # noqa: E402
-from modelprof.counting.forward import count_costs  # noqa: E402
 from modelprof.loading.hf import build_from_config  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "configs" / "llama-2-70b"

@@ -47,7 +47,7 @@ def main() -> None:
     for label, target in CASES:
         for train in ((), ("--train",)):
             fitted, seconds = modelprof("fit", *target, "--memory", memory, *train, "--format", "json")
-            predicted = fitted["max_batch"]
+            predicted = fitted["fits"][0]["max_batch"]
             cells = []
             for env in ({}, {"MALLOC_MMAP_THRESHOLD_": "131072"}):
                 found, _ = modelprof("bench", *target, *train, *SEARCH, "--memory-limit", memory, env=env)

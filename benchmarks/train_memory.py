@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from rss import rise_in_child  # noqa: E402
 
 from modelprof.counting.train import count_train_step  # noqa: E402
+from modelprof.workload import Precision  # noqa: E402
 
 CHILD = r"""
 import sys, types
@@ -132,7 +133,8 @@ def main() -> None:
         if amp:  # counted on the meta device (fake CPU tensors under CPU autocast), measured on a real CPU step
             with torch.device("meta"):
                 meta, _ = build(name)
-            report = count_train_step(meta, (torch.empty_like(x, device="meta"),), loss=loss, amp=True)
+            report = count_train_step(meta, (torch.empty_like(x, device="meta"),), loss=loss,
+                                          precision=Precision(amp=True))
             label += ", `--amp` (bfloat16) on meta"
         else:
             report = count_train_step(model, (x,), loss=loss)

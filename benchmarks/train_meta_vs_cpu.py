@@ -21,6 +21,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from modelprof.counting.train import count_train_step  # noqa: E402
+from modelprof.workload import Precision  # noqa: E402
 
 TOKENS = {"input_ids": lambda device: torch.zeros(2, 32, dtype=torch.long, device=device)}
 SMALL = {"num_attention_heads": 4, "vocab_size": 1000}
@@ -66,7 +67,7 @@ def count(build, inputs, device: str, amp: bool):
     values = {name: make(device) for name, make in inputs.items()}
     args, kwargs = ((values["x"],), {}) if "x" in values else ((), values)
     started = time.perf_counter()
-    report = count_train_step(model, args, kwargs, loss=loss, amp=amp)
+    report = count_train_step(model, args, kwargs, loss=loss, precision=Precision(amp=amp))
     return report, time.perf_counter() - started
 
 

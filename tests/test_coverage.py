@@ -78,6 +78,7 @@ def test_mixture_of_experts_training_step_on_meta_counts_what_the_cpu_runs(amp):
     # _grouped_mm's meta kernel takes bfloat16 only; the CPU's takes float32 too. The reference is the CPU count:
     # with every token routed to some experts, the products and the memory do not depend on the routing
     from modelprof.counting.train import count_train_step
+    from modelprof.workload import Precision
 
     config = transformers.MixtralConfig(**SMALL, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
     reports = []
@@ -85,7 +86,8 @@ def test_mixture_of_experts_training_step_on_meta_counts_what_the_cpu_runs(amp):
         with torch.device(device):
             model = transformers.MixtralForCausalLM(config)
         ids = {"input_ids": torch.randint(3, 1000, (2, TOKENS)).to(device)}
-        reports.append(count_train_step(model, (), ids, loss=lambda out, *_: out.logits.float().sum(), amp=amp))
+        reports.append(count_train_step(model, (), ids, loss=lambda out, *_: out.logits.float().sum(),
+                                        precision=Precision(amp=amp)))
     on_cpu, on_meta = reports
     assert on_cpu.unsupported == on_meta.unsupported == {}
     assert on_meta.total.values == on_cpu.total.values

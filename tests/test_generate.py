@@ -128,22 +128,23 @@ def test_sweep_of_batch_is_linear(run):
 
 
 def test_fit_longest_sequence_and_generation_batch():
-    from modelprof.counting.train import Optimizer
     from modelprof.loading.source import Device, DType, Inputs, InputSpec, ModelSource
-    from modelprof.planning.fit import fit_batch, fit_length, generation_peaks, phase_peaks
+    from modelprof.planning.fit import fit_batch, fit_length, phase_peaks
+    from modelprof.workload import FORWARD, Generation, Workload
 
     target = str(EXAMPLES / "configs" / "tiny-llama")
     source = ModelSource(target, Inputs(specs=(InputSpec(("SEQ",), DType.INT64, name="input_ids", high=1000),)))
     meta = ModelSource(target, source.inputs, device=Device.META)
     memory = 16 * 2**20
-    longest = fit_length(source, memory, "SEQ", batch=2)
+    longest = fit_length(source, memory, "SEQ", FORWARD, batch=2)
     # the answer fits exactly, and one position more does not
     assert longest.peak_at_max <= memory
     bound = ModelSource(target, meta.inputs.bind("SEQ", longest.max_batch + 1), device=Device.META)
-    assert max(phase_peaks(bound, 2, False, Optimizer.ADAMW).values()) > memory
-    generation = fit_batch(source, memory, generation=(64, 8))
+    assert max(phase_peaks(bound, FORWARD, 2).values()) > memory
+    generate = Workload(Generation(64, 8))
+    generation = fit_batch(source, memory, generate)
     assert generation.peak_at_max <= memory
-    assert max(generation_peaks(meta, generation.max_batch + 1, 64, 8).values()) > memory
+    assert max(phase_peaks(meta, generate, generation.max_batch + 1).values()) > memory
 
 
 def test_fit_through_the_cli(run):
@@ -151,7 +152,8 @@ def test_fit_through_the_cli(run):
                          "--new-tokens", "4", "--memory", "16MiB", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert [f["dim"] for f in data["fits"]] == ["batch", "prompt"] and data["max_batch"] > 1
+    assert [f["dim"] for f in data["fits"]] == ["batch", "prompt"] and data["fits"][0]["max_batch"] > 1
+    assert "kind" not in data["fits"][0]  # the fits are listed once, not nested in a copy of the first
 
 
 def test_bench_sweep_times_each_value(run, tmp_path):

@@ -133,9 +133,9 @@ def test_calibrate_measures_and_caches(run, monkeypatch, tmp_path):
     code, out, err = run("calibrate", "--seconds", "0.05", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["kind"] == "calibrate" and data["peaks"]["flops"] > 0 and data["peaks"]["bandwidth"] > 0
+    assert data["kind"] == "calibrate" and data["peaks"]["madd_per_s"] > 0 and data["peaks"]["bandwidth"] > 0
     cached = load_cached("cpu", "float32")
-    assert cached.flops == data["peaks"]["flops"] and str(tmp_path) in cached.source
+    assert cached.flops == data["peaks"]["madd_per_s"] and str(tmp_path) in cached.source
 
 
 def test_datasheet_matches_gpu_names():

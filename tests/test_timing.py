@@ -10,7 +10,7 @@ import torch
 from fixtures import WORKED
 
 from modelprof.reports.kinds import BatchResult, BenchReport, LatencyStats, best_batch
-from modelprof.timing.measure import _CudaClock, find_max_batch
+from modelprof.timing.measure import CudaClock, find_max_batch
 
 FAST = ["--warmup", "1", "--warmup-time", "0"]
 
@@ -126,7 +126,7 @@ def test_find_batch_of_a_training_step_against_fit(run):
     code, out, err = run("fit", "fixtures:HungryTrainable", "--shape", "1024", "--memory", "256MiB", "--train",
                          "--format", "json")
     assert code == 0, err
-    predicted = json.loads(out)["max_batch"]
+    predicted = json.loads(out)["fits"][0]["max_batch"]
     assert predicted == 7  # 256 MiB / 32 MiB = 8, less the parameter, gradient, Adam state and sums: 7
     code, out, err = run("bench", "fixtures:HungryTrainable", "--shape", "1024", "--train", "--find-batch",
                          "--memory-limit", "256MiB", "--reps", "1", *FAST, "--format", "json")
@@ -167,7 +167,7 @@ def test_bench_forward_failure_names_the_problem(run):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_event_order_and_units():
     # elapsed_time is start.elapsed_time(end) in milliseconds: a 50 ms sleep on the stream reads as ~0.05 s
-    clock = _CudaClock()
+    clock = CudaClock()
     clock.begin()
     torch.cuda._sleep(int(50e6))  # cycles; about 25-50 ms on current GPUs
     seconds = clock.end()

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from modelprof.counting.formulas import FORMULAS, Cost
 from modelprof.counting.train import count_train_step
+from modelprof.workload import Precision, Training, Workload
 
 aten = torch.ops.aten
 
@@ -186,7 +187,7 @@ def memtracker_peak(model, args, train, amp=False):
 
 @pytest.mark.parametrize(("train", "batch"), [(False, 4), (True, 4), (True, 32)])
 def test_peak_memory_agrees_with_memtracker(train, batch):
-    from modelprof.counting.forward import count_costs
+    from modelprof.counting.api import count_costs
 
     model = resnet18(num_classes=10)
     x = torch.randn(batch, 3, 64, 64)
@@ -196,7 +197,7 @@ def test_peak_memory_agrees_with_memtracker(train, batch):
 
 
 def test_amp_memory_by_hand():
-    report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="adam", amp=True)
+    report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="adam", precision=Precision(amp=True))
     memory, rows = report.memory, {r.name: r for r in report.layers}
     # CPU autocast runs each Linear in bfloat16 (2 bytes): the first Linear saves its input's 3x4 bfloat16 copy
     # (24 bytes; its weight's copy is not saved, the input needing no gradient); the ReLU saves its 3x8 bfloat16
@@ -210,14 +211,16 @@ def test_amp_memory_by_hand():
 
 @pytest.mark.parametrize("train", [False, True])
 def test_amp_peak_on_meta_agrees_with_memtracker_on_cpu(train):
-    from modelprof.counting.forward import count_costs
+    from modelprof.counting.api import count_costs
 
     model = resnet18(num_classes=10)
     x = torch.randn(4, 3, 64, 64)
     with torch.device("meta"):
         meta = resnet18(num_classes=10)
     args = (torch.empty(4, 3, 64, 64, device="meta"),)
-    report = count_train_step(meta, args, amp=True) if train else count_costs(meta, args, amp=True)
+    amp = Precision(amp=True)
+    report = (count_train_step(meta, args, precision=amp) if train
+              else count_costs(meta, args, workload=Workload(precision=amp)))
     reference = memtracker_peak(model, (x,), train, amp=True)
     assert abs(report.memory.peak - reference) <= 0.05 * reference  # goal: within 5 %
     assert report.device == "meta" and all(p.device.type == "meta" for p in meta.parameters())  # put back
@@ -241,27 +244,29 @@ def test_fit_largest_batch_by_hand(run):
     code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "256MiB", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["kind"] == "fit" and data["max_batch"] == 15 and data["peak_at_max"] == 15 * 16_781_316
+    assert data["kind"] == "fit" and len(data["fits"]) == 1
+    data = data["fits"][0]
+    assert data["max_batch"] == 15 and data["peak_at_max"] == 15 * 16_781_316
     assert data["fixed"] == 0 and data["per_sample"] == 16_781_316
     code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "H100", "--format", "json")
     # 80 GiB = 85,899,345,920 // 16,781,316 = 5,118
-    assert code == 0 and json.loads(out)["max_batch"] == 85_899_345_920 // 16_781_316
-    assert json.loads(out)["memory_source"] == "H100's memory"
+    assert code == 0 and json.loads(out)["fits"][0]["max_batch"] == 85_899_345_920 // 16_781_316
+    assert json.loads(out)["fits"][0]["memory_source"] == "H100's memory"
     code, out, err = run("fit", "fixtures:Hungry", "--shape", "1024", "--memory", "lots")
     assert code == 2 and "neither a size" in err
 
 
 def test_fit_training_step_fits_its_answer():
-    from modelprof.counting.train import Optimizer
     from modelprof.loading.source import Device, Inputs, InputSpec, ModelSource
     from modelprof.planning.fit import fit_batch, phase_peaks
+    from modelprof.workload import Training, Workload
 
     source = ModelSource(str(EXAMPLES / "resnet.py") + ":resnet18", Inputs(specs=(InputSpec((3, 32, 32)),)))
-    report = fit_batch(source, 512 * 2**20, train=True)
+    report = fit_batch(source, 512 * 2**20, Workload(Training()))
     meta = ModelSource(source.target, source.inputs, device=Device.META)
     # the answer's exact peak fits, and one more sample does not
     assert report.peak_at_max <= 512 * 2**20
-    assert max(phase_peaks(meta, report.max_batch + 1, True, Optimizer.ADAMW).values()) > 512 * 2**20
+    assert max(phase_peaks(meta, Workload(Training()), report.max_batch + 1).values()) > 512 * 2**20
 
 
 def test_bench_train_times_training_steps_and_leaves_the_model(run):
@@ -281,7 +286,7 @@ def test_timed_training_steps_leave_the_model_unchanged():
     model = resnet18(num_classes=10).eval()
     state = copy.deepcopy(model.state_dict())
     measure(model, (torch.randn(2, 3, 32, 32),), {}, 2, "cpu", TimingSettings(warmup_calls=1, warmup_seconds=0,
-                                                                              reps=2, train=True))
+                                                                              reps=2), workload=Workload(Training()))
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
@@ -303,7 +308,7 @@ def test_amp_through_the_cli(run):
         code, out, err = run("fit", resnet, "--shape", "3,32,32", "--memory", "1GiB", "--train", *amp, "--format",
                              "json")
         assert code == 0, err
-        fits[bool(amp)] = json.loads(out)
+        fits[bool(amp)] = json.loads(out)["fits"][0]
     assert fits[True]["amp"] and not fits[False]["amp"]
     assert fits[True]["max_batch"] > fits[False]["max_batch"]
 
@@ -328,7 +333,7 @@ def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
     # length x length scores; on meta (no kernel of its own) the same count must come out, memory included
     from decoder import Decoder
 
-    from modelprof.counting.forward import count_costs
+    from modelprof.counting.api import count_costs
 
     def build():
         torch.manual_seed(0)

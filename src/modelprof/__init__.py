@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: public name -> the module that defines it
 _PUBLIC = {
-    "count_costs": "counting.forward", "profile": "counting.forward",
+    "count_costs": "counting.api", "profile": "counting.api",
+    "Workload": "workload", "Training": "workload", "Generation": "workload", "Precision": "workload",
     "Cost": "counting.formulas", "TensorSpec": "counting.formulas", "register_formula": "counting.formulas",
     "SingleTensorAdapter": "loading.build",
     "DType": "loading.source", "InputSpec": "loading.source",

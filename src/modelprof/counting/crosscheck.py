@@ -34,8 +34,10 @@ class Tool(StrEnum):
 INSTALL = "pip install 'modelprof[crosscheck]'"
 
 
-def run_crosscheck(tool: Tool, source: ModelSource, model: nn.Module, report: Report, batch: int) -> CrossCheck:
-    """Run ``tool`` on a copy of ``model`` with inputs from ``source`` and compare with ``report``."""
+def run_crosscheck(tool: Tool, source: ModelSource, model: nn.Module, report: Report, batch: int,
+                   float_dtype: torch.dtype | None = None) -> CrossCheck:
+    """Run ``tool`` on a copy of ``model`` (as prepared) with inputs from ``source`` (float ones in
+    ``float_dtype``) and compare with ``report``."""
     if source.inputs.factory:
         raise UsageError(f"a {tool} cross-check needs inputs described by shape (the single-tensor adapter "
                          "rebuilds them), not an inputs factory")
@@ -49,7 +51,7 @@ def run_crosscheck(tool: Tool, source: ModelSource, model: nn.Module, report: Re
     subject = copy.deepcopy(model)
     if wrapped:
         subject = SingleTensorAdapter(subject, specs, fed)
-    x = specs[fed].make(batch, source.device.value, source.dtype.torch if source.dtype else None)
+    x = specs[fed].make(batch, source.device.value, float_dtype)
     try:
         theirs = _thop_layers(subject, x) if tool is Tool.THOP else _torchstat_layers(subject, x)
     except ImportError:

@@ -9,6 +9,7 @@ context, is exact. The KV cache's size at the end is the bytes of the cache's te
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -17,10 +18,10 @@ import torch
 from torch import nn
 
 from modelprof.counting.formulas import Formula
-from modelprof.counting.forward import SOURCES, CostMode, _forward, build_report
-from modelprof.counting.memory import LiveMemory, static_tensors, storage_bytes
+from modelprof.counting.memory import storage_bytes
+from modelprof.counting.mode import SOURCES, CostMode
 from modelprof.counting.runtime import eval_inference, inference
-from modelprof.counting.tracker import ModuleTracker
+from modelprof.counting.session import CountingSession, session_for
 from modelprof.errors import ModelError, one_line
 from modelprof.metrics import Phase
 from modelprof.reports.kinds import DecodeStep, GenerationSummary, GenerationTiming, Report
@@ -65,13 +66,10 @@ def count_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int,
     return _count_every_step(model, input_ids, new_tokens, model_name, formulas)
 
 
-def _setup(model: nn.Module, input_ids: torch.Tensor, formulas: Mapping[Any, Formula] | None
-           ) -> tuple[ModuleTracker, CostMode, LiveMemory]:
-    tracker = ModuleTracker(model)
-    mode = CostMode(tracker, formulas)
-    mode.phases = (Phase.FORWARD, Phase.DECODE)
-    mode.memory = memory = LiveMemory(tracker, static_tensors(model, (input_ids,), {}))
-    return tracker, mode, memory
+def _session(model: nn.Module, input_ids: torch.Tensor, formulas: Mapping[Any, Formula] | None
+             ) -> CountingSession:
+    return session_for(model, (input_ids,), {}, phases=(Phase.FORWARD, Phase.DECODE), formulas=formulas,
+                       context=inference(model))
 
 
 def _check_language_model(model: nn.Module) -> None:
@@ -80,34 +78,32 @@ def _check_language_model(model: nn.Module) -> None:
                          "language model with a KV cache (a transformers causal LM)")
 
 
-def _decode(model: nn.Module, output: Any, tracker: ModuleTracker) -> Any:
+def _decode(session: CountingSession, output: Any) -> Any:
     """One decode step: the last token chosen (the argmax) and the cache back in."""
     token = output.logits[:, -1:].argmax(-1)
-    return _forward(model, (token,), {"past_key_values": _cache(output), "use_cache": True}, tracker)
+    return session.forward((token,), {cache_keyword(session.model): _cache(output), "use_cache": True})
 
 
-def _finish(model: nn.Module, tracker: ModuleTracker, mode: CostMode, memory: LiveMemory, input_ids: torch.Tensor,
-            output: Any, steps: list[DecodeStep], model_name: str | None) -> Report:
-    report = build_report(model, tracker, mode, ((input_ids,), {}, output), model_name)
+def _finish(session: CountingSession, input_ids: torch.Tensor, output: Any, steps: list[DecodeStep],
+            model_name: str | None) -> Report:
+    report = session.report(((input_ids,), {}, output), model_name)
     summary = GenerationSummary(batch=input_ids.shape[0], prompt=input_ids.shape[1], new_tokens=len(steps),
                                 kv_cache=storage_bytes(cache_tensors(_cache(output))), steps=tuple(steps))
-    return replace(report, memory=memory.summary(model), generation=summary)
+    return replace(report, generation=summary)
 
 
 def _count_every_step(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, model_name: str | None,
                       formulas: Mapping[Any, Formula] | None) -> Report:
-    tracker, mode, memory = _setup(model, input_ids, formulas)
     steps: list[DecodeStep] = []
     prompt = input_ids.shape[1]
-    with tracker, inference(model), mode:
-        output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
-        tracker.phase = Phase.DECODE
-        for step in range(new_tokens):
-            before = _snapshot(mode)
-            output = _decode(model, output, tracker)
-            steps.append(_step(prompt + step, _diff(_snapshot(mode), before)))
-        tracker.phase = Phase.FORWARD
-        return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
+    with _session(model, input_ids, formulas) as session:
+        output = session.forward((input_ids,), {"use_cache": True})
+        with session.phase(Phase.DECODE):
+            for step in range(new_tokens):
+                before = _snapshot(session.mode)
+                output = _decode(session, output)
+                steps.append(_step(prompt + step, _diff(_snapshot(session.mode), before)))
+        return _finish(session, input_ids, output, steps, model_name)
 
 
 def _snapshot(mode: CostMode) -> dict[str, list[int]]:
@@ -134,27 +130,26 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
     batch, prompt = input_ids.shape
     with inference(model):  # the cache the last step reads: prompt + N - 1 positions, made uncounted
         longer = torch.cat([input_ids, input_ids[:, -1:].expand(batch, new_tokens - 1)], dim=1)
-        late = _forward(model, (longer,), {"use_cache": True}, ModuleTracker(model))
+        late = model(longer, use_cache=True)
         # a copy of the last position's logits, not a view: a view would carry the whole uncounted logits' storage
         # into the counted step, where the memory count would take it for new
         late_cache, late_logits = _cache(late), late.logits[:, -1:].clone()
         del late
-    tracker, mode, memory = _setup(model, input_ids, formulas)
-    with tracker, inference(model), mode:
-        output = _forward(model, (input_ids,), {"use_cache": True}, tracker)
-        tracker.phase = Phase.DECODE
-        costs, called = [], dict(tracker.calls)
-        for _ in range(2):
+    with _session(model, input_ids, formulas) as session:
+        tracker, mode = session.tracker, session.mode
+        output = session.forward((input_ids,), {"use_cache": True})
+        with session.phase(Phase.DECODE):
+            costs, called = [], dict(tracker.calls)
+            for _ in range(2):
+                before = _snapshot(mode)
+                output = _decode(session, output)
+                costs.append(_diff(_snapshot(mode), before))
+                if len(costs) == 1:  # each module's calls in one step
+                    per_step = {name: count - called.get(name, 0) for name, count in tracker.calls.items()}
+            del output
             before = _snapshot(mode)
-            output = _decode(model, output, tracker)
-            costs.append(_diff(_snapshot(mode), before))
-            if len(costs) == 1:  # each module's calls in one step
-                per_step = {name: count - called.get(name, 0) for name, count in tracker.calls.items()}
-        del output
-        before = _snapshot(mode)
-        output = _decode(model, _Output(late_logits, late_cache), tracker)
-        last = _diff(_snapshot(mode), before)
-        tracker.phase = Phase.FORWARD
+            output = _decode(session, _Output(late_logits, late_cache))
+            last = _diff(_snapshot(mode), before)
         zero = [0] * len(SOURCES)
         first, second = costs
         growth = {name: [b - a for a, b in zip(first.get(name, zero), second.get(name, zero), strict=True)]
@@ -171,18 +166,30 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
             tracker.calls[name] += (new_tokens - 3) * count
         steps = [_step(prompt + k, {name: [a + k * g for a, g in zip(first.get(name, zero), step, strict=True)]
                                     for name, step in growth.items()}) for k in range(new_tokens)]
-        return _finish(model, tracker, mode, memory, input_ids, output, steps, model_name)
+        return _finish(session, input_ids, output, steps, model_name)
 
 
 class _Output:
     """The parts of a model output a decode step reads."""
 
     def __init__(self, logits: torch.Tensor, cache: Any) -> None:
-        self.logits, self.past_key_values = logits, cache
+        self.logits, self.cache = logits, cache
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The keyword the model's forward takes its KV cache by: ``cache`` (transformers 5.2x, where
+    ``past_key_values`` is deprecated), else ``past_key_values``."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _cache(output: Any) -> Any:
-    cache = getattr(output, "past_key_values", None)
+    cache = getattr(output, "cache", None)
+    if cache is None:
+        cache = getattr(output, "past_key_values", None)
     if cache is None:
         raise ModelError("the model returned no past_key_values with use_cache=True; --generate needs a language "
                          "model with a KV cache (a transformers causal LM)")
@@ -204,12 +211,13 @@ def time_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, 
     each decode step after it; CUDA events on a GPU, ``time.perf_counter`` on a CPU. ``warmup`` whole generations
     run first, untimed."""
     from modelprof.reports.kinds import LatencyStats
-    from modelprof.timing.measure import _CpuClock, _CudaClock
+    from modelprof.timing.measure import CpuClock, CudaClock
 
     _check_language_model(model)
-    clock = _CudaClock() if input_ids.device.type == "cuda" else _CpuClock()
+    clock = CudaClock() if input_ids.device.type == "cuda" else CpuClock()
     first: list[float] = []
     steps: list[float] = []
+    keyword = cache_keyword(model)
     with eval_inference(model):
         for run in range(warmup + runs):
             clock.begin()
@@ -220,7 +228,7 @@ def time_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, 
                 first.append(elapsed)
             for _ in range(new_tokens - 1):
                 clock.begin()
-                output = model(token, past_key_values=_cache(output), use_cache=True)
+                output = model(token, **{keyword: _cache(output)}, use_cache=True)
                 token = output.logits[:, -1:].argmax(-1)
                 elapsed = clock.end()
                 if run >= warmup:

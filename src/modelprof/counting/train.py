@@ -15,49 +15,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
-from enum import StrEnum
 from typing import Any
 
 import torch
 from torch import nn
 
 from modelprof.counting.formulas import Formula
-from modelprof.counting.forward import CostMode, _forward, build_report
-from modelprof.counting.memory import LiveMemory, static_tensors, storage_bytes
+from modelprof.counting.memory import storage_bytes
 from modelprof.counting.runtime import AttentionAsOnCPU, fused_attention_off, training_flags_kept
-from modelprof.counting.tracker import ModuleTracker, tensors_in
-from modelprof.errors import ModelError, one_line
+from modelprof.counting.session import session_for
+from modelprof.counting.tracker import tensors_in
+from modelprof.errors import ModelError, UsageError, one_line
+from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
-from modelprof.prepare.amp import Precision, mixed_precision
+from modelprof.prepare import Run, prepared
 from modelprof.reports.kinds import Report
+from modelprof.workload import Optimizer, Precision, Training, Workload
 
 LOSS = "(loss)"
 OPTIMIZER = "(optimizer)"
 
 
-class Optimizer(StrEnum):
-    """The optimizers a training step can be counted with (PyTorch's single-tensor implementations)."""
-
-    SGD = "sgd"
-    MOMENTUM = "momentum"
-    ADAM = "adam"
-    ADAMW = "adamw"
-
-    @property
-    def title(self) -> str:
-        return {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}[self.value]
-
-    def build(self, params: list[nn.Parameter], foreach: bool | None = False) -> torch.optim.Optimizer:
-        """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
-        every op is counted; timing passes None, PyTorch's default."""
-        if self is Optimizer.SGD:
-            return torch.optim.SGD(params, lr=0.0, foreach=foreach)
-        if self is Optimizer.MOMENTUM:
-            return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=foreach)
-        if self is Optimizer.ADAM:
-            return torch.optim.Adam(params, lr=0.0, foreach=foreach)
-        return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
+def build_optimizer(optimizer: Optimizer | str, params: list[nn.Parameter], foreach: bool | None = False
+                    ) -> torch.optim.Optimizer:
+    """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
+    every op is counted; timing passes None, PyTorch's default."""
+    optimizer = Optimizer(optimizer)
+    if optimizer is Optimizer.SGD:
+        return torch.optim.SGD(params, lr=0.0, foreach=foreach)
+    if optimizer is Optimizer.MOMENTUM:
+        return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=foreach)
+    if optimizer is Optimizer.ADAM:
+        return torch.optim.Adam(params, lr=0.0, foreach=foreach)
+    return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -94,45 +84,68 @@ def training(model: nn.Module) -> Iterator[None]:
 def count_train_step(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *,
                      optimizer: Optimizer | str = Optimizer.ADAMW, loss: Callable[..., Any] | None = None,
                      model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
-                     amp: bool = False) -> Report:
+                     precision: Precision | None = None) -> Report:
     """Count one training step of ``model(*args, **kwargs)``: forward, backward of ``loss(output, *args)`` (default:
-    the sum of every float output), and an ``optimizer`` step; the model is left as it was. With ``amp`` the forward
-    and the loss run under autocast, the backward and the optimizer step outside it, as PyTorch's AMP recipe has
-    it (:mod:`modelprof.prepare.amp`)."""
-    with mixed_precision(model, args, kwargs or {}, amp) as precision:
-        return precision.label(_count_step(model, precision, Optimizer(optimizer), loss, model_name, formulas))
+    the sum of every float output), and an ``optimizer`` step; the model is left as it was. With
+    ``precision=Precision(amp=True)`` the forward and the loss run under autocast, the backward and the optimizer
+    step outside it, as PyTorch's AMP recipe has it (:mod:`modelprof.prepare.amp`)."""
+    workload = Workload(Training(Optimizer(optimizer), loss), precision or Precision())
+    with prepared(model, args, kwargs, workload) as run:
+        return count_train(run, workload.training, model_name=model_name, formulas=formulas)
 
 
-def _count_step(model: nn.Module, precision: Precision, optimizer: Optimizer, loss: Callable[..., Any] | None,
-                model_name: str | None, formulas: Mapping[Any, Formula] | None) -> Report:
-    args, kwargs = precision.args, precision.kwargs
-    tracker = ModuleTracker(model)
-    tracker.extra_rows = {LOSS: getattr(loss, "__name__", "loss") if loss else "sum of outputs",
-                          OPTIMIZER: f"{optimizer.title} step"}
-    mode = CostMode(tracker, formulas)
-    mode.phases = (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)
-    mode.memory = memory = LiveMemory(tracker, static_tensors(model, args, kwargs))
+def count_train(run: Run, step: Training, *, model_name: str | None = None,
+                formulas: Mapping[Any, Formula] | None = None) -> Report:
+    """Count one training step of a prepared run: forward and loss (under the run's autocast), backward, and the
+    optimizer's step, each op on its row and in its phase."""
+    model, args, kwargs = run.model, run.args, run.kwargs
+    loss = resolve_loss(step.loss)
+    rows = {LOSS: getattr(loss, "__name__", "loss") if loss else "sum of outputs",
+            OPTIMIZER: f"{step.optimizer.title} step"}
     params = trainable_parameters(model)
-    with tracker, training(model), AttentionAsOnCPU(), mode:
-        with precision.autocast():
+    if not params:
+        raise ModelError("the model has no trainable parameters, so there is no training step to count; count "
+                         "its forward instead")
+    context = _training_context(model)
+    with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
+                     formulas=formulas, context=context, rows=rows) as session:
+        tracker, memory = session.tracker, session.memory
+        with run.autocast():
             with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
-                output = _forward(model, args, kwargs, tracker)
-            tracker.override = LOSS
-            value = _loss(loss, output, args)
+                output = session.forward(args, kwargs)
+            with session.phase(Phase.FORWARD, LOSS):
+                value = _loss(loss, output, args)
         tracker.tag(value, LOSS)
         tracker.backward_default = LOSS
-        tracker.override, tracker.phase = None, Phase.BACKWARD
-        _backward(value)
+        with session.phase(Phase.BACKWARD):
+            _backward(value)
         gradients = storage_bytes(p.grad for p in params if p.grad is not None)
-        tracker.override, tracker.phase = OPTIMIZER, Phase.OPTIMIZER
-        step = optimizer.build(params)
-        step.step()
-        state = storage_bytes(t for values in step.state.values() for t in values.values())
-        step.zero_grad(set_to_none=True)
-        tracker.override, tracker.phase = None, Phase.FORWARD
+        with session.phase(Phase.OPTIMIZER, OPTIMIZER):
+            optimizer = build_optimizer(step.optimizer, params)
+            optimizer.step()
+            state = storage_bytes(t for values in optimizer.state.values() for t in values.values())
+            optimizer.zero_grad(set_to_none=True)
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
-    report = build_report(model, tracker, mode, (args, kwargs, output), model_name, extra=saved)
-    return replace(report, memory=memory.summary(model, gradients, state))
+    report = session.report((args, kwargs, output), model_name, extra=saved, gradients=gradients, optimizer=state)
+    return run.label(report)
+
+
+@contextlib.contextmanager
+def _training_context(model: nn.Module) -> Iterator[None]:
+    with training(model), AttentionAsOnCPU():
+        yield
+
+
+def resolve_loss(loss: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """The loss function: a callable as given, or the function ``pkg.mod:fn`` names (a UsageError when that is
+    not a function)."""
+    if loss is None or callable(loss):
+        return loss
+    function = resolve(loss, "the loss")
+    if not callable(function):
+        raise UsageError(f"the loss '{loss}' is a {type(function).__name__}, not a function; name a function "
+                         "fn(output, *inputs) -> scalar tensor", option="loss")
+    return function
 
 
 def _loss(loss: Callable[..., Any] | None, output: Any, args: tuple) -> Any:

@@ -80,8 +80,8 @@ def _import_module(location: str, what: str) -> Any:
         raise ModelError(f"importing '{location}' failed: {type(exc).__name__}: {one_line(exc)}") from exc
 
 
-def build_model(target: str, kwargs: dict[str, Any], device: Device = Device.CPU,
-                dtype: DType | None = None, task: str | None = None) -> nn.Module:
+def build_model(target: str, kwargs: dict[str, Any], device: Device = Device.CPU, task: str | None = None
+                ) -> nn.Module:
     """The ``nn.Module`` that TARGET names: a module class (called with ``kwargs``), a factory, an instance, or a
     ``transformers`` config (``config.json``, a folder holding one, ``hf:ORG/NAME``; the head from ``task``).
 
@@ -97,7 +97,7 @@ def build_model(target: str, kwargs: dict[str, Any], device: Device = Device.CPU
             raise UsageError("a config TARGET takes no constructor arguments; edit the config", option="kwargs")
         with builder:
             model = build_from_config(target, task)
-        return _placed(model, device, dtype)
+        return model.to(device.value)
     if task is not None:
         raise UsageError("the task picks the head of a transformers config; TARGET is not one", option="task")
     obj = resolve(target)
@@ -111,12 +111,7 @@ def build_model(target: str, kwargs: dict[str, Any], device: Device = Device.CPU
     else:
         raise UsageError(f"'{target}' is a {type(obj).__name__}, not a model; point TARGET at an nn.Module "
                          "subclass, a function returning one, or a module instance")
-    return _placed(model, device, dtype)
-
-
-def _placed(model: nn.Module, device: Device, dtype: DType | None) -> nn.Module:
-    model = model.to(device.value)
-    return model.to(dtype.torch) if dtype is not None else model
+    return model.to(device.value)
 
 
 def _construct(factory: Callable, target: str, kwargs: dict[str, Any], context: Any) -> nn.Module:

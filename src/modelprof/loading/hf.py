@@ -8,9 +8,12 @@ configuration is profiled on a laptop from a 1 KB file. ``transformers`` is an o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import types
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,21 @@ def _transformers() -> Any:
     return transformers
 
 
+@contextlib.contextmanager
+def _hub_quiet() -> Iterator[None]:
+    """The hub's own log lines (a warning per retry when there is no network) kept off stderr: modelprof says
+    what failed in one line."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def load_config(target: str) -> Any:
     """The ``transformers`` config a config TARGET names."""
     transformers = _transformers()
@@ -67,13 +85,13 @@ def load_config(target: str) -> Any:
         name = target.removeprefix("hf:")
         try:
             return transformers.AutoConfig.from_pretrained(name, local_files_only=True)
-        except Exception as cached:  # not in the local cache: try the hub
+        except Exception:  # not in the local cache: try the hub
             try:
-                return transformers.AutoConfig.from_pretrained(name)
+                with _hub_quiet():
+                    return transformers.AutoConfig.from_pretrained(name)
             except Exception as remote:
-                raise UsageError(f"{target}: not in the local Hugging Face cache ({one_line(cached)}) and it could "
-                                 f"not be downloaded ({one_line(remote)}); give a local config.json instead") \
-                    from None
+                raise UsageError(f"{target}: not in the local Hugging Face cache, and it could not be downloaded "
+                                 f"({one_line(remote)}); give a local config.json instead") from None
     path = Path(target).expanduser()
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():

@@ -199,44 +199,29 @@ def input_options(shape: str | None, inputs: Sequence[str], factory: str | None)
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Everything needed to build the model and its inputs again, in this process or in a child process."""
+    """Everything needed to build the model and its inputs again, in this process or in a child process. How they
+    run (dtype, autocast, memory format, the step) is the :class:`~modelprof.workload.Workload`'s business."""
 
     target: str
     inputs: Inputs
     kwargs: dict[str, Any] = field(default_factory=dict)
     device: Device = Device.CPU
-    dtype: DType | None = None
-    channels_last: bool = False
     task: str | None = None  #: the head of a transformers config TARGET
 
     def build_model(self) -> Any:
-        """The model, on its device and dtype (and in channels-last memory format when asked)."""
-        import torch
-
+        """The model, on its device."""
         from modelprof.loading.build import build_model
 
-        model = build_model(self.target, self.kwargs, self.device, self.dtype, self.task)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+        return build_model(self.target, self.kwargs, self.device, self.task)
 
     def build_inputs(self, batch: int) -> tuple[tuple, dict]:
-        """``(args, kwargs)`` at this batch size; 4-D float inputs in channels-last when asked."""
-        args, kwargs = self.inputs.build(batch, self.device.value, self.dtype.torch if self.dtype else None)
-        if self.channels_last:
-            import torch
-            from torch.utils._pytree import tree_map_only
-
-            def channels_last(t: Any) -> Any:
-                return t.to(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
-
-            args, kwargs = tree_map_only(torch.Tensor, channels_last, (args, kwargs))
-        return args, kwargs
+        """``(args, kwargs)`` at this batch size."""
+        return self.inputs.build(batch, self.device.value)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, to hand the source to a child process."""
         return {
-            "target": self.target, "kwargs": self.kwargs, "device": self.device.value,
-            "dtype": self.dtype.value if self.dtype else None, "channels_last": self.channels_last,
-            "task": self.task,
+            "target": self.target, "kwargs": self.kwargs, "device": self.device.value, "task": self.task,
             "factory": self.inputs.factory,
             "specs": [{"shape": list(s.shape), "dtype": s.dtype.value, "name": s.name, "high": s.high}
                       for s in self.inputs.specs],
@@ -246,8 +231,7 @@ class ModelSource:
     def from_dict(cls, d: dict[str, Any]) -> ModelSource:
         specs = tuple(InputSpec(tuple(s["shape"]), DType(s["dtype"]), s["name"], s["high"]) for s in d["specs"])
         return cls(target=d["target"], inputs=Inputs(specs=specs, factory=d["factory"]), kwargs=d["kwargs"],
-                   device=Device(d["device"]), dtype=DType(d["dtype"]) if d["dtype"] else None,
-                   channels_last=d["channels_last"], task=d.get("task"))
+                   device=Device(d["device"]), task=d.get("task"))
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from dataclasses import replace
 
 from torch import nn
 
-from modelprof.counting.forward import count_costs
-from modelprof.counting.generate import count_generation, make_prompt
-from modelprof.counting.train import Optimizer, count_train_step
+from modelprof import units
+from modelprof.counting.stats import count_source
 from modelprof.errors import UsageError
 from modelprof.loading.source import Device, ModelSource
 from modelprof.reports.kinds import FitReport
+from modelprof.workload import FORWARD, Workload
 
 #: Memory of common accelerators, in bytes (the device's memory; the runtime itself takes some of it).
 DEVICE_MEMORY = {
@@ -40,26 +40,12 @@ def device_memory(name: str) -> int | None:
     return table.get(key.replace("-", ""))
 
 
-def phase_peaks(source: ModelSource, batch: int, train: bool, optimizer: Optimizer,
-                model: nn.Module | None = None, amp: bool = False) -> dict[str, int]:
-    """The exact peak of live tensor memory in each phase (forward; backward and optimizer with ``train``) of one
-    run at ``batch``, on the meta device (under autocast with ``amp``); ``model`` is ``source``'s, built already
-    (counting leaves it as it was)."""
-    model = source.build_model() if model is None else model
-    args, kwargs = source.build_inputs(batch)
-    if train:
-        report = count_train_step(model, args, kwargs, optimizer=optimizer, amp=amp)
-    else:
-        report = count_costs(model, args, kwargs, amp=amp)
-    return report.memory.phase_peaks
-
-
-def generation_peaks(source: ModelSource, batch: int, prompt_len: int, new_tokens: int,
-                     model: nn.Module | None = None) -> dict[str, int]:
-    """The exact peak of live tensor memory of a prefill and its decode steps (the KV cache included), on meta."""
-    model = source.build_model() if model is None else model
-    report = count_generation(model, make_prompt(model, batch, prompt_len, source.device.value), new_tokens)
-    return report.memory.phase_peaks
+def phase_peaks(source: ModelSource, workload: Workload, batch: int, model: nn.Module | None = None
+                ) -> dict[str, int]:
+    """The exact peak of live tensor memory in each phase of ``workload`` (forward; backward and optimizer for a
+    training step; decode for a generation, the KV cache included) at ``batch``, on ``source``'s device (fit passes
+    a meta source); ``model`` is ``source``'s, built already."""
+    return count_source(source, workload, batch, model).memory.phase_peaks
 
 
 Measure = Callable[[int], dict[str, int]]
@@ -85,10 +71,13 @@ def fit_size(measure: Measure, memory: int, points: tuple[int, int, int], what: 
 
     runs = {x: measure(x) for x in points}
     low, high = points[0], points[1]
-    if max(runs[low].values()) > memory:
-        raise UsageError(f"even {what} {low} needs {max(runs[low].values()):,} bytes, more than the {memory:,} given")
-    lines = {phase: (runs[low][phase] - (runs[high][phase] - runs[low][phase]) // (high - low) * low,
-                     (runs[high][phase] - runs[low][phase]) // (high - low)) for phase in runs[low]}
+    if max(runs[low].values()) > memory:  # the lines' first point does not fit: the answer is below it, if any
+        if max(measure(1).values()) > memory:
+            raise UsageError(f"even {what} 1 needs {max(measure(1).values()):,} bytes, more than the {memory:,} "
+                             "given")
+        best, peak = _bisect(measure, memory, 1, low)
+        return best, peak, _lines(runs, low, high), {x: max(r.values()) for x, r in runs.items()}
+    lines = _lines(runs, low, high)
     limits = [(memory - fixed) // slope for fixed, slope in lines.values() if slope > 0]
     if not limits:
         raise UsageError(f"the peak does not grow with the {what}, so no {what} is the largest; check the inputs")
@@ -104,6 +93,12 @@ def fit_size(measure: Measure, memory: int, points: tuple[int, int, int], what: 
     return best, peak, lines, {x: max(r.values()) for x, r in runs.items()}
 
 
+def _lines(runs: dict[int, dict[str, int]], low: int, high: int) -> dict[str, tuple[int, int]]:
+    """Each phase's line (fixed, per unit) through its peaks at ``low`` and ``high``."""
+    return {phase: (runs[low][phase] - (runs[high][phase] - runs[low][phase]) // (high - low) * low,
+                    (runs[high][phase] - runs[low][phase]) // (high - low)) for phase in runs[low]}
+
+
 def _bisect(measure: Measure, memory: int, fits: int, fails: int) -> tuple[int, int]:
     """The largest size in [fits, fails) whose peak fits, and that peak."""
     peak = max(measure(fits).values())
@@ -117,43 +112,72 @@ def _bisect(measure: Measure, memory: int, fits: int, fails: int) -> tuple[int, 
     return fits, peak
 
 
-def _report(source: ModelSource, memory: int, train: bool, memory_source: str, what: str, result: tuple,
-            amp: bool = False) -> FitReport:
+def _report(source: ModelSource, memory: int, workload: Workload, memory_source: str, what: str, result: tuple
+            ) -> FitReport:
     best, peak, lines, peaks = result
     fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
-    return FitReport(model=source.target, memory=memory, train=train, peaks=tuple(sorted(peaks.items())),
-                     fixed=fixed, per_sample=slope, max_batch=best, peak_at_max=peak, memory_source=memory_source,
-                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what, amp=amp)
+    return FitReport(model=source.target, memory=memory, train=workload.training is not None,
+                     peaks=tuple(sorted(peaks.items())), fixed=fixed, per_sample=slope, max_batch=best,
+                     peak_at_max=peak, memory_source=memory_source,
+                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what,
+                     amp=workload.precision.amp)
 
 
-def fit_batch(source: ModelSource, memory: int, train: bool = False, optimizer: Optimizer = Optimizer.ADAMW,
-              memory_source: str = "", generation: tuple[int, int] | None = None, amp: bool = False) -> FitReport:
-    """The largest batch whose peak fits ``memory`` bytes (of a forward, a training step, or with ``generation``
-    = (prompt_len, new_tokens) a prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
+def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, memory_source: str = "") -> FitReport:
+    """The largest batch whose peak fits ``memory`` bytes (of ``workload``: a forward, a training step, or a
+    prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
     meta = replace(source, device=Device.META)
     model = meta.build_model()
-    if generation is not None:
-        def measure(b: int) -> dict[str, int]:
-            return generation_peaks(meta, b, *generation, model=model)
-    else:
-        def measure(b: int) -> dict[str, int]:
-            return phase_peaks(meta, b, train, optimizer, model, amp)
-    return _report(source, memory, train, memory_source, "batch", fit_size(measure, memory, BATCHES), amp)
+
+    def measure(b: int) -> dict[str, int]:
+        return phase_peaks(meta, workload, b, model)
+
+    return _report(source, memory, workload, memory_source, "batch", fit_size(measure, memory, BATCHES))
 
 
-def fit_length(source: ModelSource, memory: int, name: str, batch: int = 1, train: bool = False,
-               optimizer: Optimizer = Optimizer.ADAMW, memory_source: str = "",
-               new_tokens: int | None = None, amp: bool = False) -> FitReport:
+def fit_length(source: ModelSource, memory: int, name: str, workload: Workload = FORWARD, batch: int = 1,
+               memory_source: str = "") -> FitReport:
     """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
-    ``batch``; with ``new_tokens``, the longest prompt a generation of that many tokens fits."""
+    ``batch``; for a generation (``name`` PROMPT), the longest prompt its new tokens fit after."""
     meta = replace(source, device=Device.META)
     model = meta.build_model()
-    if new_tokens is not None:
-        def measure(length: int) -> dict[str, int]:
-            return generation_peaks(meta, batch, length, new_tokens, model)
-    else:
-        def measure(length: int) -> dict[str, int]:
-            bound = replace(meta, inputs=meta.inputs.bind(name, length))
-            return phase_peaks(bound, batch, train, optimizer, model, amp)
-    return _report(source, memory, train, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name),
-                   amp)
+    generation = workload.generation
+
+    def measure(length: int) -> dict[str, int]:
+        if generation is not None:
+            return phase_peaks(meta, replace(workload, step=replace(generation, prompt_len=length)), batch, model)
+        return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), workload, batch, model)
+
+    return _report(source, memory, workload, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
+
+
+def parse_memory(text: str) -> tuple[int, str]:
+    """``--memory``: a size (``80GiB``, ``24GB``) or a known device (``H100``) -> (bytes, where it comes from)."""
+    known = device_memory(text)
+    if known is not None:
+        return known, f"{text}'s memory"
+    try:
+        return units.parse_bytes(text), ""
+    except ValueError:
+        raise UsageError(f"--memory: '{text}' is neither a size (80GiB, 24GB) nor a known device "
+                         "(H100, A100, A100-40GB, H200, L4, L40S, RTX4090, T4 ...)") from None
+
+
+def run_fit(source: ModelSource, workload: Workload, memory: int, batch: int = 1, seq: int | None = None,
+            memory_source: str = "") -> list[FitReport]:
+    """What ``modelprof fit`` answers: the largest batch; with a named input size (SEQ), the longest one at
+    ``batch`` (and the largest batch at ``seq`` when given); for a generation, the largest batch and the longest
+    prompt at ``batch``."""
+    names = sorted(source.inputs.names())
+    if workload.generation is not None:
+        return [fit_batch(source, memory, workload, memory_source),
+                fit_length(source, memory, "PROMPT", workload, batch, memory_source)]
+    if names:
+        fits = [fit_length(source, memory, names[0], workload, batch, memory_source)]
+        if seq is not None:
+            bound = replace(source, inputs=source.inputs.bind(names[0], seq))
+            fits.insert(0, fit_batch(bound, memory, workload, memory_source))
+        return fits
+    if seq is not None:
+        raise UsageError("--seq gives a named input size a value; name one, e.g. --input input_ids=SEQ:int64")
+    return [fit_batch(source, memory, workload, memory_source)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from modelprof.counting.stats import TrainStep, run_stats
+from modelprof.counting.stats import run_stats
 from modelprof.errors import UsageError
 from modelprof.loading.source import ModelSource
 from modelprof.reports.kinds import BenchReport, SweepPoint, SweepReport
 from modelprof.timing.bench import BenchOptions, run_bench
 from modelprof.timing.measure import TimingSettings
+from modelprof.workload import FORWARD, Workload
 
 
 def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
@@ -27,9 +28,9 @@ def parse_sweep(text: str) -> tuple[str, tuple[int, ...]]:
     return ("batch" if dim.lower() == "batch" else dim.upper()), numbers
 
 
-def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], batch: int = 1,
-              train: TrainStep | None = None, amp: bool = False) -> SweepReport:
-    """The totals and peak memory of ``source`` at each value of ``dim`` (under autocast with ``amp``)."""
+def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], workload: Workload = FORWARD, batch: int = 1
+              ) -> SweepReport:
+    """The totals and peak memory of ``workload`` on ``source`` at each value of ``dim``."""
     if dim != "batch" and dim not in source.inputs.names():
         raise UsageError(f"no input has a size named {dim}; name one in the input, e.g. input_ids={dim}:int64",
                          option="sweep")
@@ -37,14 +38,14 @@ def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], batch: int
     phases: tuple[str, ...] = ("forward",)
     for value in sorted(values):
         point = source if dim == "batch" else replace(source, inputs=source.inputs.bind(dim, value))
-        report, _ = run_stats(point, value if dim == "batch" else batch, depth=0, train=train, amp=amp)
+        report, _ = run_stats(point, workload, value if dim == "batch" else batch, depth=0)
         phases = report.phases
         points.append(SweepPoint(value, dict(report.total.values), report.memory.peak if report.memory else None))
     return SweepReport(source.target, dim.lower(), tuple(points), phases)
 
 
-def bench_sweep(source: ModelSource, settings: TimingSettings, dim: str, values: tuple[int, ...], batch: int = 1,
-                threads: int | None = None) -> BenchReport:
+def bench_sweep(source: ModelSource, settings: TimingSettings, dim: str, values: tuple[int, ...],
+                workload: Workload = FORWARD, batch: int = 1, threads: int | None = None) -> BenchReport:
     """Latency and throughput at each value of ``dim`` (the batch, or a named input size)."""
     if dim != "batch" and dim not in source.inputs.names():
         raise UsageError(f"no input has a size named {dim}; name one in the input, e.g. input_ids={dim}:int64",
@@ -53,7 +54,8 @@ def bench_sweep(source: ModelSource, settings: TimingSettings, dim: str, values:
     report = None
     for value in sorted(values):
         point = source if dim == "batch" else replace(source, inputs=source.inputs.bind(dim, value))
-        report = run_bench(point, settings, BenchOptions(batch=value if dim == "batch" else batch, threads=threads))
+        report = run_bench(point, settings, BenchOptions(batch=value if dim == "batch" else batch, threads=threads),
+                           workload)
         result = report.sweep[0]
         results.append(result if dim == "batch" else replace(result, point=value))
     environment = {**report.environment, "sweep_dim": dim.lower()}

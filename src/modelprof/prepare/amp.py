@@ -1,9 +1,10 @@
-"""Automatic mixed precision while counting (``--amp``): PyTorch's own autocast, on the meta device too.
+"""``--amp``: automatic mixed precision, PyTorch's own autocast, on the meta device too.
 
 Autocast decides, op by op, which inputs to cast (matrix products and convolutions to 16 bits, some reductions kept
 in float32) and caches the 16-bit copy of each weight for the forward; autograd then saves the 16-bit tensors and
 casts the gradients back to the parameters' float32, and the optimizer's state stays float32. Counting under the
-real autocast gets all of those bytes as they are.
+real autocast gets all of those bytes as they are; timing under it measures the same recipe: the forward and the
+loss under autocast, the backward and the optimizer step outside it.
 
 Autocast acts only on tensors of a device with an autocast dispatch key (CPU, CUDA ...): on the meta device it
 would change nothing. So on meta the model's parameters and buffers, and the inputs, are swapped for fake CPU
@@ -15,98 +16,61 @@ CUDA's (which also keep softmax, layer norm and a few pointwise ops in float32).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.utils._pytree import tree_leaves, tree_map_only
+from modelprof.prepare.base import Run, Transform, tensors_replaced
 
-from modelprof.reports.kinds import Report
+if TYPE_CHECKING:
+    from modelprof.workload import Workload
 
-#: The 16-bit type autocast uses, by device type.
-AMP_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class Precision:
-    """What to count with: the inputs (fake on meta under autocast), the context to run the forward and the loss
-    in, and the device and autocast type the report names."""
-
-    args: tuple
-    kwargs: dict
-    device: str
-    dtype: torch.dtype | None = None  #: the autocast type, None without autocast
-
-    def autocast(self) -> AbstractContextManager:
-        """The autocast context (CPU autocast on meta), or a no-op."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cpu" if self.device == "meta" else self.device, dtype=self.dtype)
-
-    def label(self, report: Report) -> Report:
-        """``report`` with the device it was asked for, and its dtype naming the autocast type."""
-        if self.dtype is None:
-            return report
-        return replace(report, device=self.device,
-                       dtype=f"{report.dtype}, autocast {str(self.dtype).removeprefix('torch.')}")
+#: The 16-bit type autocast uses, by device type (float16 on CUDA, bfloat16 elsewhere).
+AMP_DTYPES = {"cuda": "float16", "cpu": "bfloat16"}
 
 
-@contextlib.contextmanager
-def mixed_precision(model: nn.Module, args: tuple, kwargs: dict, enabled: bool) -> Iterator[Precision]:
-    """The :class:`Precision` to count ``model(*args, **kwargs)`` with. Disabled, it changes nothing; on the meta
-    device the model and the inputs are fake CPU tensors inside this context (the model's own meta tensors are back
-    when it ends, whatever happens)."""
-    device = _device_of(model, args, kwargs)
-    if not enabled:
-        yield Precision(args, kwargs, device.type)
-        return
-    dtype = AMP_DTYPES.get(device.type, torch.bfloat16)
-    if device.type != "meta":
-        yield Precision(args, kwargs, device.type, dtype)
-        return
-    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+def amp_dtype(device_type: str):
+    """The ``torch.dtype`` autocast runs in on ``device_type``."""
+    import torch
 
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    cpu = torch.device("cpu")
-
-    def fake(tensor: torch.Tensor) -> torch.Tensor:
-        return FakeTensor(fake_mode, tensor.detach(), cpu) if tensor.device.type == "meta" else tensor
-
-    swapped = _swap_tensors(model, fake)
-    try:
-        with fake_mode:
-            fake_args, fake_kwargs = tree_map_only(torch.Tensor, fake, (args, kwargs))
-            yield Precision(fake_args, fake_kwargs, "meta", dtype)
-    finally:
-        for module, kind, name, original in swapped:
-            getattr(module, kind)[name] = original
+    return getattr(torch, AMP_DTYPES.get(device_type, "bfloat16"))
 
 
-def _swap_tensors(model: nn.Module, make: Callable[[torch.Tensor], torch.Tensor]) -> list[tuple]:
-    """Replace every parameter and buffer of ``model`` by ``make(tensor)`` (a shared tensor gets one replacement);
-    the (module, dict name, key, original) of each, to put them back."""
-    made: dict[int, torch.Tensor] = {}
-    swapped = []
-    for module in model.modules():
-        for kind in ("_parameters", "_buffers"):
-            table = getattr(module, kind)
-            for name, tensor in list(table.items()):
-                if tensor is None:
-                    continue
-                if id(tensor) not in made:
-                    new = make(tensor)
-                    if isinstance(tensor, nn.Parameter):
-                        new = nn.Parameter(new, requires_grad=tensor.requires_grad)
-                    made[id(tensor)] = new
-                swapped.append((module, kind, name, tensor))
-                table[name] = made[id(tensor)]
-    return swapped
+class Autocast(Transform):
+    """Run the forward and the loss under autocast (:meth:`Run.autocast`); on meta, on fake CPU tensors."""
 
+    option = "--amp"
 
-def _device_of(model: nn.Module, args: tuple, kwargs: dict) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    found = [t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-    return found[0] if found else torch.device("cpu")
+    def wanted(self, workload: Workload) -> bool:
+        return workload.precision.amp
+
+    def refusal(self, workload: Workload) -> str | None:
+        if not workload.precision.amp:
+            return None
+        if workload.generation is not None:
+            return "--amp runs a forward or a training step under autocast; drop --generate or --amp"
+        dtype = workload.precision.dtype
+        if dtype is not None and dtype.value in ("float16", "bfloat16"):
+            return (f"--amp keeps float32 weights and casts them op by op, so it does not go with --dtype "
+                    f"{dtype.value} (weights already 16-bit); drop --dtype for mixed precision, or --amp for a "
+                    f"pure {dtype.value} model")
+        return None
+
+    @contextlib.contextmanager
+    def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
+        dtype = amp_dtype("cpu" if run.device == "meta" else run.device)
+        if run.device != "meta":
+            yield replace(run, autocast_dtype=dtype)
+            return
+        import torch
+        from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        cpu = torch.device("cpu")
+
+        def fake(tensor):
+            return FakeTensor(fake_mode, tensor.detach(), cpu) if tensor.device.type == "meta" else tensor
+
+        # the meta tensors go back afterwards even when modelprof built the model: a meta model stays meta
+        with tensors_replaced(replace(run, owned=False), fake), fake_mode:
+            yield replace(run.with_inputs(fake), autocast_dtype=dtype)

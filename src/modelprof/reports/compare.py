@@ -74,6 +74,11 @@ class Comparison:
                 "latency": [{"batch": b, **d.to_dict()} for b, d in self.latency]}
 
 
+#: The schema versions ``compare`` reads (1 differs from 2 only in keys that stats and bench reports read back
+#: the same way: the peaks' MAdd/s under ``flops``).
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
+
+
 def load_report(path: str) -> Report | BenchReport:
     """A report saved as JSON by ``modelprof stats`` or ``modelprof bench``, read by its ``kind``."""
     try:
@@ -87,8 +92,9 @@ def load_report(path: str) -> Report | BenchReport:
         raise UsageError(f"{path}: not a saved stats or bench report ({found}); save one as JSON with "
                          "modelprof stats or bench")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UsageError(f"{path}: schema_version {version!r}, this modelprof reads {SCHEMA_VERSION}; "
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        raise UsageError(f"{path}: schema_version {version!r}, this modelprof reads {readable}; "
                          "save the report again with this version")
     try:
         return SAVED_KINDS[data["kind"]].from_dict(data)

@@ -15,8 +15,9 @@ Shape = tuple[int, ...]
 #: Name of the row holding the ops that the top-level module runs itself.
 ROOT = "(root)"
 
-#: Version of the JSON form of every report kind; bumped when a key changes meaning or goes away.
-SCHEMA_VERSION = 1
+#: Version of the JSON form of every report kind; bumped when a key changes meaning or goes away. 2: the peaks'
+#: MAdd/s are ``madd_per_s`` (1: ``flops``), and a fit report lists its fits under ``fits`` only.
+SCHEMA_VERSION = 2
 
 
 def _shapes_from_json(value: Any) -> tuple[Shape, ...]:
@@ -173,6 +174,10 @@ class DecodeStep:
     def to_dict(self) -> dict[str, Any]:
         return {"position": self.position, "flops": self.flops, "madd": self.madd, "bytes": self.nbytes}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecodeStep:
+        return cls(d["position"], d["flops"], d["madd"], d["bytes"])
+
 
 @dataclass(frozen=True)
 class GenerationSummary:
@@ -196,6 +201,11 @@ class GenerationSummary:
         return {"batch": self.batch, "prompt": self.prompt, "new_tokens": self.new_tokens,
                 "kv_cache": self.kv_cache, "growth_flops_per_position": self.growth,
                 "steps": [s.to_dict() for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerationSummary:
+        return cls(d["batch"], d["prompt"], d["new_tokens"], d["kv_cache"],
+                   tuple(DecodeStep.from_dict(s) for s in d.get("steps", ())))
 
 
 @dataclass(frozen=True)
@@ -248,6 +258,7 @@ class Report:
             modules={name: ModuleInfo.from_dict(info) for name, info in d.get("modules", {}).items()},
             phases=tuple(d.get("phases", ("forward",))),
             memory=MemorySummary.from_dict(d["memory"]) if d.get("memory") else None,
+            generation=GenerationSummary.from_dict(d["generation"]) if d.get("generation") else None,
         )
 
     def fold(self, depth: int | None) -> Report:

@@ -419,7 +419,8 @@ def fit_document(reports: FitReport | list[FitReport]) -> Document:
             Note(f"Largest {report.dim} that fits {units.nbytes(report.memory)}{where}: {report.max_batch:,}, "
                  f"peak {units.nbytes(report.peak_at_max)}"),
         ]
-    data = {**reports[0].to_dict(), "fits": [r.to_dict() for r in reports]}
+    head = {key: reports[0].to_dict()[key] for key in ("kind", "schema_version", "model")}
+    data = {**head, "fits": [{k: v for k, v in r.to_dict().items() if k not in head} for r in reports]}
     return Document(FitReport.KIND, reports[0].model, tuple(blocks), data)
 
 

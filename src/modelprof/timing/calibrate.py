@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -91,10 +92,28 @@ def copy_rate(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) ->
         return 2 * src.nbytes / _time_calls(lambda: dst.copy_(src), device, seconds)
 
 
+def _entries() -> dict:
+    """The cache file's entries: {} when there is no file; a file that is not a JSON object of entries is ignored
+    with a warning on stderr (it is measured again and written anew)."""
+    path = cache_path()
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        return {}
+    except ValueError:
+        entries = None
+    if not isinstance(entries, dict):
+        print(f"modelprof: warning: the calibration cache {path} is not a JSON object of peaks; ignoring it and "
+              "measuring again", file=sys.stderr)
+        return {}
+    return entries
+
+
 def load_cached(device: str, dtype: str, threads: int | None = None) -> Peaks | None:
-    """Peaks measured before on this device, dtype and thread count, or None."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        entry = json.loads(cache_path().read_text(encoding="utf-8"))[cache_key(device, dtype, threads)]
+    """Peaks measured before on this device, dtype and thread count, or None (also for an entry that is not one:
+    it is measured again)."""
+    entry = _entries().get(cache_key(device, dtype, threads))
+    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
         peaks = Peaks.from_dict(entry)
         return Peaks(peaks.flops, peaks.bandwidth, f"cached in {cache_path()}", peaks.device,
                      peaks.datasheet_flops, peaks.datasheet_bandwidth)
@@ -104,9 +123,7 @@ def load_cached(device: str, dtype: str, threads: int | None = None) -> Peaks | 
 def save(peaks: Peaks, device: str, dtype: str, threads: int | None = None) -> Path:
     """Add ``peaks`` to the cache file (other entries are kept); returns its path."""
     path = cache_path()
-    entries: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        entries = json.loads(path.read_text(encoding="utf-8"))
+    entries = _entries()
     entries[cache_key(device, dtype, threads)] = peaks.to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")

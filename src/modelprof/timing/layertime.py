@@ -20,7 +20,7 @@ from torch import nn
 
 from modelprof.counting.runtime import eval_inference
 from modelprof.reports.kinds import ROOT
-from modelprof.timing.measure import TimingSettings, _done
+from modelprof.timing.measure import TimingSettings, share_done
 
 #: The row that holds time no stats row owns.
 UNATTRIBUTED = "(unattributed)"
@@ -102,7 +102,7 @@ def measure_layers(model: nn.Module, args: tuple, kwargs: dict, device: torch.de
             for row, seconds in per_row.items():
                 samples[row].append(seconds)
             forwards.append(sum(per_row.values()))
-            if _done(forwards, time.perf_counter() - begun, settings) >= 1.0:
+            if share_done(forwards, time.perf_counter() - begun, settings) >= 1.0:
                 break
     count = len(forwards)
     return {row: values + [0.0] * (count - len(values)) for row, values in samples.items()}

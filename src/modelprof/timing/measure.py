@@ -23,8 +23,9 @@ from torch import nn
 from modelprof.counting.runtime import eval_inference
 from modelprof.errors import ModelError, one_line
 from modelprof.loading.source import ModelSource
-from modelprof.prepare.amp import AMP_DTYPES
+from modelprof.prepare import Run, prepared
 from modelprof.reports.kinds import BatchResult, LatencyStats
+from modelprof.workload import FORWARD, Optimizer, Precision, Workload
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,6 @@ class TimingSettings:
     duration: float = 3.0
     reps: int | None = None
     min_reps: int = 5
-    amp: bool = False
-    train: bool = False  #: time training steps (forward, backward of the summed outputs, optimizer step)
-    optimizer: str = "adamw"
 
 
 Progress = Callable[[float], None]
@@ -76,7 +74,7 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class _CpuClock:
+class CpuClock:
     """``time.perf_counter`` around each call."""
 
     def __init__(self) -> None:
@@ -89,7 +87,7 @@ class _CpuClock:
         return time.perf_counter() - self.start
 
 
-class _CudaClock:
+class CudaClock:
     """A pair of CUDA events around each call; ``start.elapsed_time(end)`` is in milliseconds."""
 
     def __init__(self) -> None:
@@ -105,15 +103,12 @@ class _CudaClock:
         return self.start_event.elapsed_time(self.end_event) / 1e3
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AMP_DTYPES.get(device.type, torch.bfloat16))
-
-
 def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: torch.device | str,
-            settings: TimingSettings = TimingSettings(), progress: Progress | None = None) -> BatchResult:
-    """Warm up, then time ``model(*args, **kwargs)`` call by call; eval mode, ``torch.inference_mode()``.
+            settings: TimingSettings = TimingSettings(), progress: Progress | None = None,
+            workload: Workload = FORWARD) -> BatchResult:
+    """Warm up, then time ``workload`` on ``model(*args, **kwargs)`` call by call: a forward in eval mode under
+    ``torch.inference_mode()``, or a training step. The workload's precision is applied to the model in place (as
+    :func:`modelprof.prepare.prepared` does for a model modelprof owns: timing keeps no second copy of it).
 
     On CUDA each call sits between two CUDA events (latency) and a separate pipelined run with no
     synchronization between calls gives ``pipelined_throughput``; peak memory is
@@ -121,9 +116,19 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     ``time.perf_counter`` readings and peak memory is the process's peak resident memory.
     """
     device = torch.device(device)
+    with prepared(model, args, kwargs, workload, owned=True) as run:
+        samples, pipelined, peak = _timed(run, batch, device, settings, workload, progress)
+    stats = LatencyStats.from_samples(samples)
+    return BatchResult(batch=batch, latency=stats, throughput=batch / stats.mean, peak_memory=peak,
+                       pipelined_throughput=pipelined)
+
+
+def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings, workload: Workload,
+           progress: Progress | None) -> tuple[list[float], float | None, int]:
+    """The raw samples, the pipelined throughput (CUDA) and the peak memory of one measurement."""
     cuda = device.type == "cuda"
-    clock = _CudaClock() if cuda else _CpuClock()
-    context, call = _how_to_run(model, args, kwargs, settings, device)
+    clock = CudaClock() if cuda else CpuClock()
+    context, call = _how_to_run(run, workload)
     with context:
         if cuda:
             torch.cuda.synchronize(device)
@@ -140,19 +145,17 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
             clock.begin()
             call()
             samples.append(clock.end())
-            done = _done(samples, time.perf_counter() - begun, settings)
+            done = share_done(samples, time.perf_counter() - begun, settings)
             if progress:
                 progress(done)
             if done >= 1.0:
                 break
         pipelined = _pipelined_throughput(call, batch, len(samples)) if cuda else None
         peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
-    stats = LatencyStats.from_samples(samples)
-    return BatchResult(batch=batch, latency=stats, throughput=batch / stats.mean, peak_memory=peak,
-                       pipelined_throughput=pipelined)
+    return samples, pipelined, peak
 
 
-def _done(samples: list[float], elapsed: float, settings: TimingSettings) -> float:
+def share_done(samples: list[float], elapsed: float, settings: TimingSettings) -> float:
     """Share of the measurement done: by call count with ``reps``, else by time (with at least ``min_reps``)."""
     if settings.reps is not None:
         return len(samples) / settings.reps
@@ -161,24 +164,25 @@ def _done(samples: list[float], elapsed: float, settings: TimingSettings) -> flo
     return min(1.0, elapsed / settings.duration)
 
 
-def _how_to_run(model: nn.Module, args: tuple, kwargs: dict, settings: TimingSettings, device: torch.device
-                ) -> tuple[contextlib.AbstractContextManager, Callable[[], object]]:
-    """The context to measure in and one call: a forward in eval and inference mode, or with ``settings.train``
-    a training step in training mode (the optimizer's learning rate is 0, and training flags, buffers and
-    gradients are restored afterwards, as ``stats --train`` does). With ``settings.amp`` the forward (and the
-    loss) run under autocast; the backward and the optimizer step outside it, as PyTorch's AMP recipe has it."""
-    if not settings.train:
+def _how_to_run(run: Run, workload: Workload) -> tuple[contextlib.AbstractContextManager, Callable[[], object]]:
+    """The context to measure in and one call: a forward in eval and inference mode, or for a training step the
+    step in training mode (the optimizer's learning rate is 0, and training flags, buffers and gradients are
+    restored afterwards, as ``stats --train`` does; the loss is the sum of the outputs). Under ``--amp`` the
+    forward (and the loss) run under autocast, the backward and the optimizer step outside it, as PyTorch's AMP
+    recipe has it."""
+    model, args, kwargs = run.model, run.args, run.kwargs
+    if workload.training is None:
         def forward() -> object:
-            with _autocast(device, settings.amp):
+            with run.autocast():
                 return model(*args, **kwargs)
 
         return eval_inference(model), forward
-    from modelprof.counting.train import Optimizer, default_loss, trainable_parameters, training
+    from modelprof.counting.train import build_optimizer, default_loss, trainable_parameters, training
 
-    optimizer = Optimizer(settings.optimizer).build(trainable_parameters(model), foreach=None)
+    optimizer = build_optimizer(workload.training.optimizer, trainable_parameters(model), foreach=None)
 
     def step() -> None:
-        with _autocast(device, settings.amp):
+        with run.autocast():
             loss = default_loss(model(*args, **kwargs))
         loss.backward()
         optimizer.step()
@@ -198,11 +202,12 @@ def _pipelined_throughput(call: Callable[[], object], batch: int, calls: int) ->
     return calls * batch / (start.elapsed_time(end) / 1e3)
 
 
-def environment(device: torch.device | str, dtype: str, amp: bool, channels_last: bool, compiled: bool) -> dict:
+def environment(device: torch.device | str, precision: Precision, compiled: bool) -> dict:
     """What a result depends on: torch version, device name, threads, dtype and the options used."""
     device = torch.device(device)
     return {"torch": torch.__version__, "device": device.type, "device_name": device_name(device),
-            "threads": torch.get_num_threads(), "dtype": dtype, "amp": amp, "channels_last": channels_last,
+            "threads": torch.get_num_threads(), "dtype": precision.dtype_name, "amp": precision.amp,
+            "channels_last": precision.channels_last,
             "compile": compiled}
 
 
@@ -285,15 +290,16 @@ class InProcessProbe:
     """
 
     def __init__(self, source: ModelSource, model: nn.Module, settings: TimingSettings,
-                 progress: Callable[[int], Progress | None] | None = None) -> None:
+                 progress: Callable[[int], Progress | None] | None = None, workload: Workload = FORWARD) -> None:
         self.source, self.model, self.settings, self.progress = source, model, settings, progress
+        self.workload = workload
 
     def __call__(self, batch: int) -> BatchResult | None:
         device = torch.device(self.source.device.value)
         try:
             args, kwargs = self.source.build_inputs(batch)
             return measure(self.model, args, kwargs, batch, device, self.settings,
-                           self.progress(batch) if self.progress else None)
+                           self.progress(batch) if self.progress else None, self.workload)
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -314,12 +320,14 @@ class ChildProcessProbe:
     there, the parent survives it, and each probe's peak memory is its own."""
 
     def __init__(self, source: ModelSource, settings: TimingSettings, memory_limit: int,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, workload: Workload = FORWARD) -> None:
         self.source, self.settings, self.memory_limit, self.threads = source, settings, memory_limit, threads
+        self.workload = workload
 
     def __call__(self, batch: int) -> BatchResult | None:
         request = {"source": self.source.to_dict(), "batch": batch, "memory_limit": self.memory_limit,
-                   "threads": self.threads, "settings": dataclasses.asdict(self.settings), "path": sys.path}
+                   "threads": self.threads, "settings": dataclasses.asdict(self.settings),
+                   "workload": self.workload.to_dict(), "path": sys.path}
         env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # glibc reserves 64 MiB of address space per arena
         done = subprocess.run([sys.executable, "-m", "modelprof.timing.probe"], input=json.dumps(request),
                               capture_output=True, text=True, env=env, check=False)
@@ -340,8 +348,9 @@ def probe_in_child(request: dict) -> dict:
     # start the thread pools first, so their stacks belong to the runtime and not to the probe's allowance
     (torch.ones(1 << 20) + 1).sum()
     torch.ones(64, 64) @ torch.ones(64, 64)
-    if request["settings"].get("train"):
-        _load_training_runtime(request["settings"]["optimizer"])
+    workload = Workload.from_dict(request["workload"])
+    if workload.training is not None:
+        _load_training_runtime(workload.training.optimizer)
     limit = _address_space_bytes() + int(request["memory_limit"])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     source = ModelSource.from_dict(request["source"])
@@ -349,7 +358,7 @@ def probe_in_child(request: dict) -> dict:
     try:
         model = source.build_model()
         args, kwargs = source.build_inputs(request["batch"])
-        result = measure(model, args, kwargs, request["batch"], "cpu", settings)
+        result = measure(model, args, kwargs, request["batch"], "cpu", settings, workload=workload)
     except Exception as exc:
         if is_out_of_memory(exc) or _ONEDNN_FAILURE in str(exc):
             return {"oom": True}
@@ -357,13 +366,13 @@ def probe_in_child(request: dict) -> dict:
     return {"result": result.to_dict()}
 
 
-def _load_training_runtime(optimizer: str) -> None:
+def _load_training_runtime(optimizer: Optimizer) -> None:
     """Run a training step of one tiny tensor, so that what any training step loads once (the optimizer's code,
     whose first step imports ``torch._dynamo``: about 70 MiB) belongs to the runtime, not to the allowance."""
-    from modelprof.counting.train import Optimizer
+    from modelprof.counting.train import build_optimizer
 
     weight = nn.Parameter(torch.ones(8))
-    step = Optimizer(optimizer).build([weight], foreach=None)
+    step = build_optimizer(optimizer, [weight], foreach=None)
     (weight * 2).sum().backward()
     step.step()
 

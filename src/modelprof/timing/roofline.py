@@ -34,14 +34,16 @@ class Peaks:
         return self.flops / self.bandwidth
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "bandwidth": self.bandwidth, "source": self.source, "device": self.device,
-                "ridge": self.ridge, "datasheet_flops": self.datasheet_flops,
+        return {"madd_per_s": self.flops, "bandwidth": self.bandwidth, "source": self.source, "device": self.device,
+                "ridge": self.ridge, "datasheet_madd_per_s": self.datasheet_flops,
                 "datasheet_bandwidth": self.datasheet_bandwidth}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Peaks:
-        return cls(d["flops"], d["bandwidth"], d.get("source", "measured"), d.get("device", ""),
-                   d.get("datasheet_flops"), d.get("datasheet_bandwidth"))
+        # schema 1 called MAdd/s "flops"
+        return cls(d["madd_per_s"] if "madd_per_s" in d else d["flops"], d["bandwidth"], d.get("source", "measured"),
+                   d.get("device", ""), d.get("datasheet_madd_per_s", d.get("datasheet_flops")),
+                   d.get("datasheet_bandwidth"))
 
 
 def intensity(madd: float, nbytes: float) -> float | None:

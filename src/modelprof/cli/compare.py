@@ -1,0 +1,33 @@
+"""``modelprof compare``: per-layer and total differences between two saved reports."""
+
+from __future__ import annotations
+
+import click
+
+from modelprof.cli.common import emit, output_command
+from modelprof.errors import ModelprofError
+from modelprof.loading.source import OutputOptions
+
+
+@click.command()
+@output_command
+@click.argument("old_path", metavar="OLD.json")
+@click.argument("new_path", metavar="NEW.json")
+@click.option("--fail-over", metavar="PERCENT", help="Exit 1 when any total (or median latency) grows by more "
+              "than this: 5%.")
+def compare(out: OutputOptions, old_path: str, new_path: str, fail_over: str | None) -> None:
+    """Per-layer and total differences between two saved JSON reports (stats, or bench).
+
+    Layers added or removed are listed; with --fail-over the exit code is 1 when a total grows too much.
+    """
+    from modelprof.reports.compare import compare_reports, load_report, parse_percent
+    from modelprof.reports.views import comparison_document
+
+    threshold = parse_percent(fail_over) if fail_over is not None else None
+    comparison = compare_reports(load_report(old_path), load_report(new_path))
+    emit(comparison_document(comparison), out)
+    if threshold is not None:
+        grown = comparison.grown_over(threshold)
+        if grown:
+            what = ", ".join(f"{d.metric} {'+' if d.percent is None else f'{d.percent:+.1f} %'}" for d in grown)
+            raise ModelprofError(f"--fail-over {fail_over}: {what}")

@@ -1,0 +1,237 @@
+"""The cost mode: a module tracker, a ``TorchDispatchMode`` and a formula table; every aten op charged to a row.
+
+The :class:`~modelprof.counting.tracker.ModuleTracker` knows which module runs; :class:`CostMode`, a
+``TorchDispatchMode``, sees every aten op (from a module, a functional call or an operator in some ``forward``)
+and charges its cost, from a formula table (the registry by default), to that module in the current phase.
+Leaf modules get one row each; a container that runs ops itself (a residual add, ``q @ k.transpose(-2, -1)``)
+gets a row of its own, so rows always add up to the totals.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from modelprof import metrics
+from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
+from modelprof.counting.memory import LiveMemory
+from modelprof.counting.tracker import ModuleTracker, tensor_shapes
+from modelprof.metrics import Phase
+from modelprof.reports.kinds import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
+
+aten = torch.ops.aten
+
+
+def _specs(value: Any) -> Any:
+    """``value`` with every tensor replaced by its TensorSpec (op arguments: tensors in tuples, lists, dicts)."""
+    if isinstance(value, torch.Tensor):
+        return TensorSpec(tuple(value.shape), value.dtype.itemsize)
+    if isinstance(value, list):
+        return [_specs(v) for v in value]
+    if isinstance(value, tuple):  # plain tuples, and the named tuples some ops return (torch.return_types)
+        return tuple(_specs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _specs(v) for k, v in value.items()}
+    return value
+
+
+def _run(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)``, also where only the meta kernel stands in the way: ``_grouped_mm``'s meta kernel
+    (written for CUDA's) takes bfloat16 only, while the CPU kernel also takes float32. On the meta device, and on
+    fake tensors (which run meta kernels), it runs in bfloat16 and its output is cast back: the shape is the same,
+    and there is no data to lose."""
+    if func is not aten._grouped_mm.default:
+        return func(*args, **kwargs)
+    tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    dtype = tensors[0].dtype
+    if dtype == torch.bfloat16 or not any(t.is_meta or _is_fake(t) for t in tensors):
+        return func(*args, **kwargs)
+
+    def bf16(value: Any) -> Any:
+        return value.to(torch.bfloat16) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    args, kwargs = tree_map(bf16, (args, kwargs))
+    return func(*args, **kwargs).to(dtype)
+
+
+def _is_fake(tensor: torch.Tensor) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")  # fake tensors exist only once it is imported
+    return fake is not None and isinstance(tensor, fake.FakeTensor)
+
+
+def _has_decomposition(func: Any) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+
+
+class FormulaError(RuntimeError):
+    """A cost formula raised: a bug in modelprof or in a user-registered formula, not in the model."""
+
+
+#: The op-level quantities the metrics accumulate (Cost fields), each once, in a fixed order.
+SOURCES: tuple[str, ...] = tuple(dict.fromkeys(m.source for m in metrics.ACCUMULATED))
+_READ = attrgetter(*SOURCES)
+
+
+class Record:
+    """The running sums of one (module, phase): one number per op-level quantity (:data:`SOURCES`), and the ops
+    charged. Which metric reads which sum is the metric's ``source``."""
+
+    __slots__ = ("sums", "ops")
+
+    def __init__(self) -> None:
+        self.sums = [0] * len(SOURCES)
+        self.ops: Counter = Counter()
+
+    def add(self, cost: Any, op: str) -> None:
+        self.sums = [a + b for a, b in zip(self.sums, _READ(cost), strict=True)]
+        self.ops[op] += 1
+
+    def get(self, source: str) -> int:
+        """The sum of one quantity (``madd``, ``flops``, ``mem_read``, ``mem_write``)."""
+        return self.sums[SOURCES.index(source)]
+
+
+class CostMode(TorchDispatchMode):
+    """Charges every aten op to ``tracker.current`` in ``tracker.phase``, decomposing ops that have no formula.
+
+    ``formulas`` (the registry by default) and ``free`` (ops that cost nothing) can be replaced, so a test or a
+    benchmark counts with its own table without editing the global one.
+    """
+
+    def __init__(self, tracker: ModuleTracker, formulas: Mapping[Any, Formula] | None = None,
+                 free: frozenset[Any] = FREE_OPS) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.formulas = FORMULAS if formulas is None else formulas
+        self.free = free
+        self.records: dict[tuple[str, Phase], Record] = {}
+        self.unsupported: Counter = Counter()
+        self.phases: tuple[Phase, ...] = (Phase.FORWARD,)  #: the phases of the step this mode counts
+        self.memory: LiveMemory | None = None  #: follows live tensor memory when set
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # NB: by default TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports torch._dynamo (about a second) and whose wrapper runs on every op. Counting never compiles,
+        # so the mode opts out.
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = self._count(func, args, kwargs or {})
+        if self.memory is not None:
+            self.memory.track(out)
+        return out
+
+    def _count(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        packet = func.overloadpacket
+        formula = self.formulas.get(packet)
+        if formula is None:
+            return self._uncounted(func, packet, args, kwargs)
+        out = _run(func, args, kwargs)
+        try:
+            cost = formula(_specs(args), _specs(kwargs) if kwargs else kwargs, _specs(out))
+        except Exception as exc:  # a formula's bug must not be blamed on the user's model
+            raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
+        key = (self.tracker.current, self.tracker.phase)
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = Record()
+        record.add(cost, packet.__name__)
+        return out
+
+    def _uncounted(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
+        """An op with no formula: free, decomposed into ops that have one, or listed as unsupported."""
+        if packet in self.free:
+            return func(*args, **kwargs)
+        if _has_decomposition(func):
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        self.unsupported[str(packet)] += 1
+        return func(*args, **kwargs)
+
+
+def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call: tuple[tuple, dict, Any],
+                 model_name: str | None = None, extra: Mapping[str, Mapping[str, int]] | None = None) -> Report:
+    """The report of one counted call ``(args, kwargs, output)``: a row per leaf module in the order it ran, then
+    each container that ran ops itself, then each module that only holds parameters."""
+    args, kwargs, output = call
+    order = dict(tracker.leaf_order)
+    for name, _phase in mode.records:
+        order.setdefault(name)
+    owners = _parameter_owners(model, tracker.names)
+    for name in owners.values():
+        order.setdefault(name)
+    unique = {id(p): p for p in model.parameters()}
+    params_by_row: Counter = Counter()
+    for pid, name in owners.items():
+        params_by_row[name] += unique[pid].numel()
+
+    extra = extra or {}
+    for name in extra:
+        order.setdefault(name)
+    rows = tuple(_row(tracker, mode, name, {"params": params_by_row[name], **extra.get(name, {})})
+                 for name in order)
+    total = TotalCost(
+        name="total", type=type(model).__name__, input_shape=tensor_shapes(args, kwargs),
+        output_shape=tensor_shapes(output),
+        values={**combine_rows(rows), "params": sum(p.numel() for p in unique.values())}, calls=1,
+        trainable_params=sum(p.numel() for p in unique.values() if p.requires_grad),
+    )
+    device, dtype = _device_and_dtype(model, args, kwargs)
+    return Report(model=model_name or type(model).__name__, inputs=describe_inputs(args, kwargs), device=device,
+                  dtype=dtype, layers=rows, total=total, unsupported=dict(sorted(mode.unsupported.items())),
+                  modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases))
+
+
+def _row(tracker: ModuleTracker, mode: CostMode, name: str, known: Mapping[str, int]) -> LayerCost:
+    """One module's row: the values known already (its parameters) and, per metric, the record of its phase."""
+    values = dict(known)
+    for metric in metrics.ACCUMULATED:
+        if metric.phase in mode.phases:
+            record = mode.records.get((name, metric.phase))
+            values[metric.key] = record.get(metric.source) if record else 0
+    ops = {op: None for phase in mode.phases if (name, phase) in mode.records
+           for op in mode.records[(name, phase)].ops}
+    in_shape, out_shape = tracker.shapes.get(name, ((), ()))
+    container = tracker.is_container(name)
+    return LayerCost(name=name, type=tracker.type_of(name), input_shape=in_shape, output_shape=out_shape,
+                     values=values, calls=tracker.calls[name], ops=tuple(ops) if container else ())
+
+
+def _parameter_owners(model: nn.Module, names: dict[int, str]) -> dict[int, str]:
+    """Each unique parameter -> the first module (in ``named_modules`` order) that holds it directly."""
+    owner: dict[int, str] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            owner.setdefault(id(p), names[id(module)])
+    return owner
+
+
+def describe_inputs(args: tuple, kwargs: dict) -> tuple[InputInfo, ...]:
+    """Name (None when positional), shape and dtype of every tensor input."""
+    infos = [InputInfo(None, tuple(a.shape), str(a.dtype).removeprefix("torch.")) for a in args
+             if isinstance(a, torch.Tensor)]
+    infos += [InputInfo(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in kwargs.items()
+              if isinstance(v, torch.Tensor)]
+    return tuple(infos)
+
+
+def _device_and_dtype(model: nn.Module, args: tuple, kwargs: dict) -> tuple[str, str]:
+    tensors = [t for t in model.parameters()] or [t for t in tree_flatten((args, kwargs))[0]
+                                                  if isinstance(t, torch.Tensor)]
+    floats = [t for t in tensors if t.is_floating_point()]
+    ref = (floats or tensors or [torch.empty(0)])[0]
+    return ref.device.type, str(ref.dtype).removeprefix("torch.")
+
+
+__all__ = ["ROOT", "CostMode", "FormulaError", "Record", "build_report", "describe_inputs"]

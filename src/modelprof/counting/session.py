@@ -1,0 +1,99 @@
+"""One counting session: the module tracker, the cost mode and live memory, set up once, with phases marked on it.
+
+A forward, a training step and a generation are short functions over a session (:mod:`modelprof.counting.forward`,
+:mod:`~modelprof.counting.train`, :mod:`~modelprof.counting.generate`): they enter it with the context the model
+runs in (eval and inference mode, or training mode), mark each phase (``with session.phase(Phase.BACKWARD):``),
+call the model through :meth:`CountingSession.forward`, and end with :meth:`CountingSession.report`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from torch import nn
+
+from modelprof import units
+from modelprof.counting.formulas import Formula
+from modelprof.counting.memory import LiveMemory, static_tensors
+from modelprof.counting.mode import CostMode, FormulaError, build_report
+from modelprof.counting.tracker import ModuleTracker
+from modelprof.errors import Hint, ModelError, one_line
+from modelprof.metrics import Phase
+from modelprof.reports.kinds import Report
+
+
+class CountingSession:
+    """Counts every op ``model`` runs while the session is entered, charged to the running row in the marked phase.
+
+    ``phases`` are the phases the report has columns for; ``static`` the tensors that exist before the run
+    (parameters, buffers and inputs; see :func:`~modelprof.counting.memory.static_tensors`); ``context`` the
+    context the model runs in (entered after the tracker, before counting starts, so its own set-up and tear-down
+    are not counted); ``rows`` extra rows that are not modules (the loss, the optimizer) and their types.
+    """
+
+    def __init__(self, model: nn.Module, static: list[Any], *, phases: tuple[Phase, ...] = (Phase.FORWARD,),
+                 formulas: Mapping[Any, Formula] | None = None,
+                 context: contextlib.AbstractContextManager | None = None,
+                 rows: Mapping[str, str] | None = None) -> None:
+        self.model = model
+        self.tracker = ModuleTracker(model)
+        self.tracker.extra_rows = dict(rows or {})
+        self.mode = CostMode(self.tracker, formulas)
+        self.mode.phases = phases
+        self.memory = self.mode.memory = LiveMemory(self.tracker, static)
+        self._context = context or contextlib.nullcontext()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> CountingSession:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.tracker)
+            stack.enter_context(self._context)
+            stack.enter_context(self.mode)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def phase(self, phase: Phase, row: str | None = None) -> Iterator[None]:
+        """Charge the ops run inside to ``phase`` (and all of them to ``row`` when given); the phase and row before
+        are back afterwards."""
+        tracker = self.tracker
+        saved = tracker.phase, tracker.override
+        tracker.phase, tracker.override = phase, row
+        try:
+            yield
+        finally:
+            tracker.phase, tracker.override = saved
+
+    def forward(self, args: tuple, kwargs: dict) -> Any:
+        """``model(*args, **kwargs)``; a failure becomes a ModelError naming the layer and the shapes it got."""
+        try:
+            return self.model(*args, **kwargs)
+        except FormulaError:
+            raise
+        except (Exception, SystemExit) as exc:
+            layer = self.tracker.current
+            got = units.shapes(self.tracker.input_shapes(layer)) or "no tensors"
+            where = f"in layer '{layer}' ({self.tracker.type_of(layer)}) with input shapes {got}"
+            if isinstance(exc, SystemExit):
+                raise ModelError(f"the forward pass called sys.exit({exc.code!r}) {where}") from exc
+            raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=Hint.INPUTS) from exc
+
+    def report(self, call: tuple[tuple, dict, Any], model_name: str | None = None,
+               extra: Mapping[str, Mapping[str, int]] | None = None, gradients: int = 0, optimizer: int = 0
+               ) -> Report:
+        """The report of the counted ``call`` = ``(args, kwargs, output)``, with its memory summary (``gradients``
+        and ``optimizer`` state in bytes, for a training step); ``extra`` adds values to rows (saved bytes)."""
+        from dataclasses import replace
+
+        report = build_report(self.model, self.tracker, self.mode, call, model_name, extra)
+        return replace(report, memory=self.memory.summary(self.model, gradients, optimizer))
+
+
+def session_for(model: nn.Module, args: tuple, kwargs: dict, **options: Any) -> CountingSession:
+    """A session whose static part is ``model``'s parameters and buffers and the inputs ``args``/``kwargs``."""
+    return CountingSession(model, static_tensors(model, args, kwargs), **options)

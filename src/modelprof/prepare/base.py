@@ -1,0 +1,117 @@
+"""What a transform is: a unit that turns the run it is given into the run it hands on, and undoes itself.
+
+Torch is imported inside the functions, so the command line can check a workload (:func:`Transform.refusal`)
+without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from modelprof.reports.kinds import Report
+    from modelprof.workload import Workload
+
+
+@dataclass(frozen=True)
+class Run:
+    """The model and the inputs that run, as the transforms so far made them.
+
+    ``device`` is the device the report names; ``autocast_dtype`` the 16-bit type autocast runs ops in (None
+    without autocast); ``owned`` is True when modelprof built the model itself, so a transform need not keep what
+    it replaced in order to put it back."""
+
+    model: Any
+    args: tuple
+    kwargs: dict
+    device: str
+    owned: bool = False
+    autocast_dtype: Any = None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of the forward and the loss (CPU autocast on meta), or a no-op."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu" if self.device == "meta" else self.device, dtype=self.autocast_dtype)
+
+    def label(self, report: Report) -> Report:
+        """``report`` with the device it was asked for, and its dtype naming the autocast type."""
+        if self.autocast_dtype is None:
+            return report
+        return replace(report, device=self.device,
+                       dtype=f"{report.dtype}, autocast {str(self.autocast_dtype).removeprefix('torch.')}")
+
+    def with_inputs(self, make: Callable[[Any], Any]) -> Run:
+        """This run with ``make`` applied to every tensor input."""
+        import torch
+        from torch.utils._pytree import tree_map_only
+
+        args, kwargs = tree_map_only(torch.Tensor, make, (self.args, self.kwargs))
+        return replace(self, args=args, kwargs=kwargs)
+
+
+class Transform:
+    """One way of changing the model before it runs (dtype, channels-last, autocast; later TP, checkpointing,
+    compile, FSDP). A subclass says which option asks for it, what it cannot go with, and how it applies; the
+    context :meth:`apply` returns undoes it on exit, whatever happens, so a user's model is left as it was."""
+
+    #: the command-line option that asks for it
+    option: ClassVar[str] = ""
+
+    def wanted(self, workload: Workload) -> bool:
+        """True when ``workload`` asks for this transform."""
+        raise NotImplementedError
+
+    def refusal(self, workload: Workload) -> str | None:
+        """Why ``workload`` cannot run with this transform (one line naming the fix), or None."""
+        return None
+
+    def apply(self, run: Run, workload: Workload) -> contextlib.AbstractContextManager[Run]:
+        """A context that yields the transformed run and undoes the transform on exit."""
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def tensors_replaced(run: Run, make: Callable[[Any], Any]) -> Iterator[None]:
+    """Every parameter and buffer of ``run.model`` replaced by ``make(tensor)`` (a shared tensor gets one
+    replacement, a parameter stays a parameter with its ``requires_grad``); the originals are put back on exit
+    unless the model is ``owned``."""
+    from torch import nn
+
+    made: dict[int, Any] = {}
+    swapped = []
+    for module in run.model.modules():
+        for kind in ("_parameters", "_buffers"):
+            table = getattr(module, kind)
+            for name, tensor in list(table.items()):
+                if tensor is None:
+                    continue
+                if id(tensor) not in made:
+                    new = make(tensor)
+                    if isinstance(tensor, nn.Parameter) and new is not tensor:
+                        new = nn.Parameter(new, requires_grad=tensor.requires_grad)
+                    made[id(tensor)] = new
+                if not run.owned:
+                    swapped.append((table, name, tensor))
+                table[name] = made[id(tensor)]
+    try:
+        yield
+    finally:
+        for table, name, original in swapped:
+            table[name] = original
+
+
+def device_of(model: Any, args: tuple, kwargs: dict) -> Any:
+    """The device of the model's first parameter or buffer, else of the first tensor input, else the CPU."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    found = [t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    return found[0] if found else torch.device("cpu")

@@ -1,0 +1,137 @@
+"""What runs, as one frozen, torch-free value: the step (a forward, a training step or a generation) and its
+precision (dtype, autocast, memory format).
+
+Every command and the Python API take a :class:`Workload`: ``stats``, ``bench``, ``fit``, ``check`` and ``sweep``
+describe what they count or time with it, and the child processes of a batch search receive it as JSON. It is
+checked once, where it is built: a combination no step can run is refused with one message, and each transform of
+:mod:`modelprof.prepare` says what it cannot go with. torchtitan's ``JobConfig`` (one dataclass per concern,
+composing one job) is the model.
+
+Adding a dimension (a parallel layout, LoRA, compile) adds a part here, its transform in :mod:`modelprof.prepare`,
+and one line registering that transform; no command's code changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from modelprof.errors import UsageError
+from modelprof.loading.source import DType
+
+
+class Optimizer(StrEnum):
+    """The optimizers a training step can be counted and timed with (PyTorch's implementations, learning rate 0)."""
+
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+    @property
+    def title(self) -> str:
+        return {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}[self.value]
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One forward pass, in eval mode under ``torch.inference_mode()``."""
+
+    KIND: ClassVar[str] = "forward"
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training step: the forward, the backward of the loss, and an optimizer step.
+
+    ``loss`` is ``fn(output, *inputs) -> scalar``, named ``pkg.mod:fn`` or given as a callable; None sums every
+    float output."""
+
+    KIND: ClassVar[str] = "train"
+
+    optimizer: Optimizer = Optimizer.ADAMW
+    loss: str | Any = None  #: ``pkg.mod:fn`` (the command line), a callable (the Python API), or None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizer", Optimizer(self.optimizer))  # "adamw" from the API is welcome too
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A prefill of ``prompt_len`` tokens, then ``new_tokens`` decode steps through the KV cache."""
+
+    KIND: ClassVar[str] = "generate"
+
+    prompt_len: int
+    new_tokens: int = 16
+
+
+Step = Forward | Training | Generation
+STEPS: dict[str, type] = {s.KIND: s for s in (Forward, Training, Generation)}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numbers the model runs in: its ``dtype`` (None keeps the model's own), ``amp`` (autocast: 16-bit copies
+    per op, float32 weights, gradients and optimizer state) and ``channels_last`` (4-D tensors' memory format)."""
+
+    dtype: DType | None = None
+    amp: bool = False
+    channels_last: bool = False
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype's name, float32 when the model's own is kept."""
+        return self.dtype.value if self.dtype else "float32"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What runs: the step and its precision. Built once (from the command line's one option group, or by an API
+    caller) and handed whole to every command; a combination that cannot run raises :class:`UsageError`."""
+
+    step: Step = field(default_factory=Forward)
+    precision: Precision = field(default_factory=Precision)
+
+    def __post_init__(self) -> None:
+        from modelprof.prepare import refusal
+
+        message = refusal(self)
+        if message:
+            raise UsageError(message)
+
+    @property
+    def kind(self) -> str:
+        """``forward``, ``train`` or ``generate``."""
+        return self.step.KIND
+
+    @property
+    def training(self) -> Training | None:
+        """The training step, or None."""
+        return self.step if isinstance(self.step, Training) else None
+
+    @property
+    def generation(self) -> Generation | None:
+        """The generation, or None."""
+        return self.step if isinstance(self.step, Generation) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (a child process of the batch search gets the workload this way)."""
+        step = {"kind": self.kind, **{k: v for k, v in vars(self.step).items()}}
+        precision = {**vars(self.precision), "dtype": self.precision.dtype.value if self.precision.dtype else None}
+        return {"step": step, "precision": precision}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Workload:
+        step = dict(d["step"])
+        kind = STEPS[step.pop("kind")]
+        if kind is Training:
+            step["optimizer"] = Optimizer(step["optimizer"])
+        precision = dict(d["precision"])
+        precision["dtype"] = DType(precision["dtype"]) if precision["dtype"] else None
+        return cls(kind(**step), Precision(**precision))
+
+
+#: A forward in the model's own precision: what counting does when nothing else is asked.
+FORWARD = Workload()
