@@ -25,7 +25,7 @@ from torch.utils.benchmark import Timer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from resnet import resnet18  # noqa: E402
 
-from modelprof.reports.kinds import BatchResult, LatencyStats  # noqa: E402
+from modelprof.reports.bench import BatchResult, LatencyStats  # noqa: E402
 from modelprof.timing.measure import TimingSettings, find_max_batch, measure  # noqa: E402
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from resnet import resnet50  # noqa: E402
 
 from modelprof.loading.source import Inputs, InputSpec, ModelSource  # noqa: E402
-from modelprof.reports.kinds import ROOT as ROOT_ROW  # noqa: E402
+from modelprof.reports.stats import ROOT as ROOT_ROW  # noqa: E402
 from modelprof.timing.bench import BenchOptions, profile_layers  # noqa: E402
 from modelprof.timing.calibrate import COPY_BYTES, MATMUL_SIZE, measure_peaks  # noqa: E402
 from modelprof.timing.layertime import UNATTRIBUTED  # noqa: E402

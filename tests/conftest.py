@@ -45,7 +45,7 @@ def fixed_report():
     The worked example's conv1 and relu1 rows (docs/counting.md): conv1 Flops 250*250*3*2*7*7 = 18,375,000,
     MAdd 36,625,000, MemRead 3,001,176, MemWrite 500,000; relu1 125,000 / 125,000 / 500,000 / 500,000.
     """
-    from modelprof.reports.kinds import InputInfo, LayerCost, Report, TotalCost
+    from modelprof.reports.stats import InputInfo, LayerCost, Report, TotalCost
 
     def make(madd_scale: int = 1, extra_layer: bool = False) -> Report:
         layers = [

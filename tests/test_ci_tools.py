@@ -1,5 +1,5 @@
 """`modelprof check` and `modelprof compare` exit codes, budgets from TOML, the Markdown comparison against a
-stored file, and the thop/torchstat backends on the five-input model through the adapter."""
+stored file, and the thop/torchstat cross-checks on the five-input model through the adapter."""
 
 import json
 from pathlib import Path
@@ -8,9 +8,8 @@ import pytest
 from fixtures import CAPTION, CAPTION_FLAGS, EXAMPLES, WORKED
 
 from modelprof.render import render
-from modelprof.reports.compare import Comparison, compare_reports
-from modelprof.reports.kinds import Report
-from modelprof.reports.views import comparison_document, stats_document
+from modelprof.reports.compare import Comparison, compare_reports, comparison_document
+from modelprof.reports.stats import Report, stats_document
 
 EXPECTED = Path(__file__).parent / "expected"
 
@@ -150,31 +149,31 @@ def test_renderers_on_fixed_report(fixed_report):
     assert "18.38M" in render(document, "table")
 
 
-def test_thop_backend_on_five_input_model(run):
+def test_thop_crosscheck_on_five_input_model(run):
     pytest.importorskip("thop")
     code, out, err = run("stats", CAPTION, *CAPTION_FLAGS, "--batch", "2", "--crosscheck", "thop",
                          "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    rows = {r["name"]: r for r in data["backend"]["layers"]}
+    rows = {r["name"]: r for r in data["crosscheck"]["layers"]}
     # thop counts Linear exactly as modelprof: 2 * 50 * 2048 * 512
-    assert rows["region_proj"]["backend_flops"] == rows["region_proj"]["flops"] == 2 * 50 * 2048 * 512
-    assert rows["feed_forward.1"]["backend_flops"] == 0 and "zero ops" in rows["feed_forward.1"]["reason"]
+    assert rows["region_proj"]["tool_flops"] == rows["region_proj"]["flops"] == 2 * 50 * 2048 * 512
+    assert rows["feed_forward.1"]["tool_flops"] == 0 and "zero ops" in rows["feed_forward.1"]["reason"]
     assert "invisible to thop" in rows["(root)"]["reason"]
-    assert data["backend"]["error"] is None
+    assert data["crosscheck"]["error"] is None
 
 
-def test_torchstat_backend_survives_layers_it_cannot_handle(run):
+def test_torchstat_crosscheck_survives_layers_it_cannot_handle(run):
     pytest.importorskip("torchstat")
-    code, out, err = run("stats", CAPTION, *CAPTION_FLAGS, "--backend", "torchstat")
+    code, out, err = run("stats", CAPTION, *CAPTION_FLAGS, "--crosscheck", "torchstat")
     assert code == 0, err
     assert "torchstat fails on this layer (AssertionError on 3-D input)" in out
     assert "torchstat has no formula for LayerNorm" in out
-    code, out, err = run("stats", WORKED, "--shape", "3,500,500", "--backend", "torchstat",
+    code, out, err = run("stats", WORKED, "--shape", "3,500,500", "--crosscheck", "torchstat",
                          "--format", "json")
-    rows = {r["name"]: r for r in json.loads(out)["backend"]["layers"]}
-    assert rows["conv1"]["backend_madd"] == 36_625_000 and rows["conv1"]["reason"] == ""
-    code, _, err = run("stats", WORKED, "--shape", "3,8,8", "--backend", "torchstat", "--batch", "2")
+    rows = {r["name"]: r for r in json.loads(out)["crosscheck"]["layers"]}
+    assert rows["conv1"]["tool_madd"] == 36_625_000 and rows["conv1"]["reason"] == ""
+    code, _, err = run("stats", WORKED, "--shape", "3,8,8", "--crosscheck", "torchstat", "--batch", "2")
     assert code == 2 and "--batch 1" in err
 
 
@@ -192,7 +191,7 @@ def test_example_workflow_commands_pass(run, tmp_path):
     assert "modelprof check" in workflow and "modelprof compare examples/ci/baseline.json" in workflow
 
 
-def test_backend_without_the_extra_says_how_to_install(run, monkeypatch):
+def test_crosscheck_without_the_extra_says_how_to_install(run, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "thop", None)  # as if thop were not installed
     code, out, err = run("stats", WORKED, "--shape", "3,8,8", "--backend", "thop")
     assert code == 2 and "pip install 'modelprof[crosscheck]'" in err and out == ""

@@ -197,7 +197,7 @@ def test_python_dash_m_subprocess():
 
 def test_renderers_views_and_help_import_no_torch():
     # renderers never touch torch, and --help/--version start without it (python -X importtime shows the same)
-    probe = ("import sys\nimport modelprof.render, modelprof.reports.views\nfrom modelprof.cli import main\n"
+    probe = ("import sys\nimport modelprof.render, modelprof.reports.catalog\nfrom modelprof.cli import main\n"
              "for argv in (['--help'], ['--version'], ['stats', '--help']):\n"
              "    try:\n        main(argv)\n    except SystemExit as exit_:\n        assert exit_.code == 0\n"
              "assert 'torch' not in sys.modules, 'torch was imported'\n")

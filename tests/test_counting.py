@@ -22,7 +22,7 @@ import modelprof
 from modelprof import SingleTensorAdapter
 from modelprof.loading.build import build_inputs
 from modelprof.metrics import KEYS
-from modelprof.reports.kinds import ROOT
+from modelprof.reports.stats import ROOT
 
 
 def assert_rows_add_up(report):

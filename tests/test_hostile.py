@@ -87,9 +87,9 @@ def test_crosscheck_feeds_a_keyword_float_input(run):
              "--input", "masks=50,49", "--input", "captions=19:int64:10000"]
     code, out, err = run("stats", CAPTION, *flags, "--crosscheck", "thop", "--format", "json")
     assert code == 0, err
-    rows = {r["name"]: r for r in json.loads(out)["backend"]["layers"]}
+    rows = {r["name"]: r for r in json.loads(out)["crosscheck"]["layers"]}
     # thop counts Linear exactly as modelprof: 50 * 2048 * 512
-    assert rows["region_proj"]["backend_flops"] == rows["region_proj"]["flops"] == 50 * 2048 * 512
+    assert rows["region_proj"]["tool_flops"] == rows["region_proj"]["flops"] == 50 * 2048 * 512
 
 
 def test_find_batch_on_cpu_defaults_to_the_available_memory(run, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from fixtures import WORKED
 
 import modelprof.timing.layertime as layertime
-from modelprof.reports.kinds import LayerProfile, LayerTiming
+from modelprof.reports.bench import LayerProfile, LayerTiming
 from modelprof.timing import roofline
 from modelprof.timing.calibrate import cache_key, load_cached
 from modelprof.timing.roofline import Peaks

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fixtures import WORKED
 
-from modelprof.reports.kinds import BatchResult, BenchReport, LatencyStats, best_batch
+from modelprof.reports.bench import BatchResult, BenchReport, LatencyStats, best_batch
 from modelprof.timing.measure import CudaClock, find_max_batch
 
 FAST = ["--warmup", "1", "--warmup-time", "0"]

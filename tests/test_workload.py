@@ -100,15 +100,15 @@ def test_a_calibration_cache_of_the_wrong_shape_is_ignored_and_measured_again(mo
 
 
 def test_calibrate_names_madd_per_second_and_still_reads_schema_1():
-    from modelprof.timing.roofline import Peaks
+    from modelprof.timing.roofline import Peaks, upgrade_peaks
 
     peaks = Peaks(2e12, 1e11, "given")
     assert "madd_per_s" in peaks.to_dict() and "flops" not in peaks.to_dict()
-    assert Peaks.from_dict({"flops": 2e12, "bandwidth": 1e11}).flops == 2e12  # a version 1 report
+    assert Peaks.from_dict(upgrade_peaks({"flops": 2e12, "bandwidth": 1e11})).flops == 2e12  # a version 1 cache
 
 
 def test_saved_generate_report_keeps_its_generation(tmp_path):
-    from modelprof.reports.kinds import DecodeStep, GenerationSummary, Report, TotalCost
+    from modelprof.reports.stats import DecodeStep, GenerationSummary, Report, TotalCost
 
     summary = GenerationSummary(batch=1, prompt=4, new_tokens=2, kv_cache=512,
                                 steps=(DecodeStep(4, 10, 20, 30), DecodeStep(5, 11, 22, 33)))

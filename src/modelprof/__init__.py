@@ -18,7 +18,7 @@ _PUBLIC = {
     "Cost": "counting.formulas", "TensorSpec": "counting.formulas", "register_formula": "counting.formulas",
     "SingleTensorAdapter": "loading.build",
     "DType": "loading.source", "InputSpec": "loading.source",
-    "InputInfo": "reports.kinds", "LayerCost": "reports.kinds", "Report": "reports.kinds", "TotalCost": "reports.kinds",
+    "InputInfo": "reports.stats", "LayerCost": "reports.stats", "Report": "reports.stats", "TotalCost": "reports.stats",
     "METRICS": "metrics", "Metric": "metrics",
 }
 

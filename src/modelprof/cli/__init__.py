@@ -20,6 +20,7 @@ from modelprof.cli.check import check
 from modelprof.cli.common import TASKS, error_line
 from modelprof.cli.compare import compare
 from modelprof.cli.fit import fit
+from modelprof.cli.show import show
 from modelprof.cli.stats import stats
 from modelprof.errors import ModelprofError, one_line
 
@@ -33,7 +34,7 @@ def cli(debug: bool) -> None:
     """Profile PyTorch models: parameters, compute, memory traffic, latency and throughput."""
 
 
-for _command in (stats, bench, fit, calibrate, check, compare):
+for _command in (stats, bench, fit, calibrate, check, compare, show):
     cli.add_command(_command)
 
 

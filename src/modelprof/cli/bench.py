@@ -74,7 +74,7 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     if plot:
         check_writable(plot)
     from modelprof.render.plot import save_plot
-    from modelprof.reports.views import bench_document
+    from modelprof.reports.catalog import document
     from modelprof.timing.bench import BenchOptions, run_bench
     from modelprof.timing.measure import TimingSettings
 
@@ -90,7 +90,7 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
             report = run_bench(source, settings, bench_options, workload, progress)
     if limit_from:
         report = replace(report, environment={**report.environment, "memory_limit_from": limit_from})
-    emit(bench_document(report), out)
+    emit(document(report), out)
     if plot:
         save_plot(report, plot)
 
@@ -128,10 +128,10 @@ def _bench_generation(source: ModelSource, workload: Workload, out: OutputOption
     """``bench --generate``: time to first token and per-token latency."""
     if any(options[k] for k in ("find_batch", "layers", "compile_model")):
         raise UsageError("--generate times one batch of generations; drop --find-batch, --layers and --compile")
-    from modelprof.reports.views import bench_document
+    from modelprof.reports.catalog import document
     from modelprof.timing.bench import run_generate_bench
 
-    emit(bench_document(run_generate_bench(source, workload, batch, reps or 3, options["threads"])), out)
+    emit(document(run_generate_bench(source, workload, batch, reps or 3, options["threads"])), out)
 
 
 def _check_bench_options(source: ModelSource, find_batch: bool, memory_limit: int | None,

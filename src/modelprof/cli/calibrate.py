@@ -23,7 +23,8 @@ def calibrate(out: OutputOptions, device: str, dtype: str, threads: int | None, 
     bench --layers, per device, dtype and thread count. On a known GPU the datasheet's peaks are shown beside."""
     import torch
 
-    from modelprof.reports.views import calibration_document
+    from modelprof.reports.calibrate import Calibration
+    from modelprof.reports.catalog import document
     from modelprof.timing.calibrate import measure_peaks, save
 
     if device == Device.CUDA and not torch.cuda.is_available():
@@ -36,4 +37,4 @@ def calibrate(out: OutputOptions, device: str, dtype: str, threads: int | None, 
     except OSError as exc:
         peaks = replace(peaks, source=f"measured now, not cached ({exc.strerror})")
     cpu_threads = torch.get_num_threads() if device == Device.CPU else None
-    emit(calibration_document(peaks, device, dtype, cpu_threads), out)
+    emit(document(Calibration(device, dtype, cpu_threads, peaks)), out)

@@ -37,7 +37,7 @@ def check(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     --train says otherwise.
     """
     from modelprof.planning.check import run_check
-    from modelprof.reports.views import check_document
+    from modelprof.reports.catalog import document
 
     budget = load_budget(budget_file)
     budget.update({k: v for k, v in limit_values.items() if v is not None})
@@ -46,6 +46,6 @@ def check(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
                          "or a --budget file")
     limits = {key: parse_limit(key, value) for key, value in budget.items()}
     result = run_check(source, limits, workload, batch, duration)
-    emit(check_document(result), out)
+    emit(document(result), out)
     if not result.passed:
         raise ModelprofError(f"{result.failed} of {len(result.limits)} limit(s) exceeded")

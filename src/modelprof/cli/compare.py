@@ -20,12 +20,13 @@ def compare(out: OutputOptions, old_path: str, new_path: str, fail_over: str | N
 
     Layers added or removed are listed; with --fail-over the exit code is 1 when a total grows too much.
     """
-    from modelprof.reports.compare import compare_reports, load_report, parse_percent
-    from modelprof.reports.views import comparison_document
+    from modelprof.reports.catalog import document, load_report
+    from modelprof.reports.compare import compare_reports, parse_percent
 
     threshold = parse_percent(fail_over) if fail_over is not None else None
-    comparison = compare_reports(load_report(old_path), load_report(new_path))
-    emit(comparison_document(comparison), out)
+    kinds = ("stats", "bench")
+    comparison = compare_reports(load_report(old_path, kinds), load_report(new_path, kinds))
+    emit(document(comparison), out)
     if threshold is not None:
         grown = comparison.grown_over(threshold)
         if grown:

@@ -22,7 +22,7 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
     2, 4 and 8 (memory = fixed + per-sample x batch, phase by phase), then checked at the answer. Nothing is
     allocated. With a named input size (SEQ) or --generate, also the longest sequence at --batch."""
     from modelprof.planning.fit import parse_memory, run_fit
-    from modelprof.reports.views import fit_document
+    from modelprof.reports.catalog import document
 
     memory, label = parse_memory(memory_text)
-    emit(fit_document(run_fit(source, workload, memory, batch, seq, label)), out)
+    emit(document(run_fit(source, workload, memory, batch, seq, label)), out)

@@ -34,14 +34,14 @@ def stats(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     """
     from modelprof.counting.crosscheck import Tool
     from modelprof.counting.stats import run_stats
-    from modelprof.reports.views import stats_document
+    from modelprof.reports.catalog import document
 
     _check_options(source, workload, batch, depth, crosscheck, sweep_text, plot)
     if sweep_text:
         _sweep(source, workload, out, batch, sweep_text, plot)
         return
-    report, checked = run_stats(source, workload, batch, depth, Tool(crosscheck) if crosscheck else None)
-    emit(stats_document(report, checked), out)
+    report = run_stats(source, workload, batch, depth, Tool(crosscheck) if crosscheck else None)
+    emit(document(report), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
         raise ModelprofError(f"--strict: {len(report.unsupported)} op(s) had no cost formula ({ops})",
@@ -77,11 +77,11 @@ def _sweep(source: ModelSource, workload: Workload, out: OutputOptions, batch: i
            plot: str | None) -> None:
     """``stats --sweep``: the totals at each value, and the chart when asked."""
     from modelprof.planning.sweep import parse_sweep, run_sweep
-    from modelprof.reports.views import sweep_document
+    from modelprof.reports.catalog import document
 
     dim, values = parse_sweep(sweep_text)
     swept = run_sweep(source, dim, values, workload, batch)
-    emit(sweep_document(swept), out)
+    emit(document(swept), out)
     if plot:
         from modelprof.render.plot import save_sweep_plot
 

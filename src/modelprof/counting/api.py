@@ -12,7 +12,7 @@ from modelprof.counting.forward import count_forward
 from modelprof.counting.generate import count_generation
 from modelprof.counting.train import count_train
 from modelprof.prepare import prepared
-from modelprof.reports.kinds import Report
+from modelprof.reports.stats import Report
 from modelprof.workload import FORWARD, Workload
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from modelprof.errors import UsageError, one_line
 from modelprof.loading.build import ModelSource, SingleTensorAdapter
-from modelprof.reports.kinds import CrossCheck, CrossCheckRow, Report
+from modelprof.reports.stats import CrossCheck, CrossCheckRow, Report
 
 
 class Tool(StrEnum):

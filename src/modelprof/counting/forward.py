@@ -9,7 +9,7 @@ from modelprof.counting.formulas import Formula
 from modelprof.counting.runtime import inference
 from modelprof.counting.session import session_for
 from modelprof.prepare import Run
-from modelprof.reports.kinds import Report
+from modelprof.reports.stats import Report
 
 
 def count_forward(run: Run, *, model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None

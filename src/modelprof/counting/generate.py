@@ -24,7 +24,8 @@ from modelprof.counting.runtime import eval_inference, inference
 from modelprof.counting.session import CountingSession, session_for
 from modelprof.errors import ModelError, one_line
 from modelprof.metrics import Phase
-from modelprof.reports.kinds import DecodeStep, GenerationSummary, GenerationTiming, Report
+from modelprof.reports.bench import GenerationTiming
+from modelprof.reports.stats import DecodeStep, GenerationSummary, Report
 
 
 def cache_tensors(cache: Any) -> list[torch.Tensor]:
@@ -210,7 +211,7 @@ def time_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, 
     """Time generation as users measure it: per run, the time to first token (prefill and the first argmax) and
     each decode step after it; CUDA events on a GPU, ``time.perf_counter`` on a CPU. ``warmup`` whole generations
     run first, untimed."""
-    from modelprof.reports.kinds import LatencyStats
+    from modelprof.reports.bench import LatencyStats
     from modelprof.timing.measure import CpuClock, CudaClock
 
     _check_language_model(model)

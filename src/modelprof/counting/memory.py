@@ -22,7 +22,7 @@ from torch import nn
 from modelprof.counting.formulas import leaves
 from modelprof.counting.tracker import ModuleTracker
 from modelprof.metrics import Phase
-from modelprof.reports.kinds import ROOT, MemorySummary
+from modelprof.reports.stats import ROOT, MemorySummary
 
 
 def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:

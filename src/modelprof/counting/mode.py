@@ -25,7 +25,7 @@ from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
 from modelprof.counting.memory import LiveMemory
 from modelprof.counting.tracker import ModuleTracker, tensor_shapes
 from modelprof.metrics import Phase
-from modelprof.reports.kinds import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
+from modelprof.reports.stats import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
 
 aten = torch.ops.aten
 

@@ -21,7 +21,7 @@ from modelprof.counting.mode import CostMode, FormulaError, build_report
 from modelprof.counting.tracker import ModuleTracker
 from modelprof.errors import Hint, ModelError, one_line
 from modelprof.metrics import Phase
-from modelprof.reports.kinds import Report
+from modelprof.reports.stats import Report
 
 
 class CountingSession:

@@ -3,13 +3,14 @@ request."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from modelprof.counting.api import count_costs
 from modelprof.counting.crosscheck import Tool, run_crosscheck
 from modelprof.counting.generate import make_prompt
 from modelprof.loading.source import ModelSource
-from modelprof.reports.kinds import CrossCheck, Report
+from modelprof.reports.stats import Report
 from modelprof.workload import FORWARD, Workload
 
 
@@ -26,13 +27,13 @@ def count_source(source: ModelSource, workload: Workload = FORWARD, batch: int =
 
 
 def run_stats(source: ModelSource, workload: Workload = FORWARD, batch: int = 1, depth: int | None = None,
-              crosscheck: Tool | None = None) -> tuple[Report, CrossCheck | None]:
+              crosscheck: Tool | None = None) -> Report:
     """The per-layer report of ``workload`` on ``source`` at ``batch``, folded at ``depth``; with ``crosscheck``
-    (a forward), that tool's per-layer numbers beside the unfolded rows."""
+    (a forward), that tool's per-layer numbers beside the unfolded rows, in the report's ``crosscheck``."""
     model = source.build_model()
     full = count_source(source, workload, batch, model)
     checked = None
     if crosscheck:
         dtype = workload.precision.dtype
         checked = run_crosscheck(crosscheck, source, model, full, batch, dtype.torch if dtype else None)
-    return full.fold(depth), checked
+    return replace(full.fold(depth), crosscheck=checked)

@@ -19,7 +19,7 @@ from torch.utils._pytree import tree_flatten
 
 from modelprof.counting.formulas import leaves
 from modelprof.metrics import Phase
-from modelprof.reports.kinds import ROOT, ModuleInfo, Shape
+from modelprof.reports.stats import ROOT, ModuleInfo, Shape
 
 
 def tensors_in(*values: Any) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
 from modelprof.prepare import Run, prepared
-from modelprof.reports.kinds import Report
+from modelprof.reports.stats import Report
 from modelprof.workload import Optimizer, Precision, Training, Workload
 
 LOSS = "(loss)"

@@ -17,7 +17,7 @@ from modelprof import units
 from modelprof.counting.stats import count_source
 from modelprof.errors import UsageError
 from modelprof.loading.source import Device, ModelSource
-from modelprof.reports.kinds import FitReport
+from modelprof.reports.fit import Fit, FitLine, FitPoint, FitReport
 from modelprof.workload import FORWARD, Workload
 
 #: Memory of common accelerators, in bytes (the device's memory; the runtime itself takes some of it).
@@ -112,18 +112,18 @@ def _bisect(measure: Measure, memory: int, fits: int, fails: int) -> tuple[int, 
     return fits, peak
 
 
-def _report(source: ModelSource, memory: int, workload: Workload, memory_source: str, what: str, result: tuple
-            ) -> FitReport:
+def _fit(memory: int, workload: Workload, memory_source: str, what: str, result: tuple
+            ) -> Fit:
     best, peak, lines, peaks = result
     fixed, slope = max(lines.values(), key=lambda line: line[0] + line[1] * best)
-    return FitReport(model=source.target, memory=memory, train=workload.training is not None,
-                     peaks=tuple(sorted(peaks.items())), fixed=fixed, per_sample=slope, max_batch=best,
-                     peak_at_max=peak, memory_source=memory_source,
-                     lines=tuple((phase, f, k) for phase, (f, k) in lines.items()), dim=what,
-                     amp=workload.precision.amp)
+    return Fit(memory=memory, train=workload.training is not None,
+               peaks=tuple(FitPoint(*point) for point in sorted(peaks.items())), fixed=fixed, per_sample=slope,
+               max_batch=best, peak_at_max=peak, memory_source=memory_source,
+               lines=tuple(FitLine(phase, f, k) for phase, (f, k) in lines.items()), dim=what,
+               amp=workload.precision.amp)
 
 
-def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, memory_source: str = "") -> FitReport:
+def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, memory_source: str = "") -> Fit:
     """The largest batch whose peak fits ``memory`` bytes (of ``workload``: a forward, a training step, or a
     prefill and its decode steps), from shape-only runs; see :func:`fit_size`."""
     meta = replace(source, device=Device.META)
@@ -132,11 +132,11 @@ def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, me
     def measure(b: int) -> dict[str, int]:
         return phase_peaks(meta, workload, b, model)
 
-    return _report(source, memory, workload, memory_source, "batch", fit_size(measure, memory, BATCHES))
+    return _fit(memory, workload, memory_source, "batch", fit_size(measure, memory, BATCHES))
 
 
 def fit_length(source: ModelSource, memory: int, name: str, workload: Workload = FORWARD, batch: int = 1,
-               memory_source: str = "") -> FitReport:
+               memory_source: str = "") -> Fit:
     """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
     ``batch``; for a generation (``name`` PROMPT), the longest prompt its new tokens fit after."""
     meta = replace(source, device=Device.META)
@@ -148,7 +148,7 @@ def fit_length(source: ModelSource, memory: int, name: str, workload: Workload =
             return phase_peaks(meta, replace(workload, step=replace(generation, prompt_len=length)), batch, model)
         return phase_peaks(replace(meta, inputs=meta.inputs.bind(name, length)), workload, batch, model)
 
-    return _report(source, memory, workload, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
+    return _fit(memory, workload, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
 
 
 def parse_memory(text: str) -> tuple[int, str]:
@@ -164,10 +164,15 @@ def parse_memory(text: str) -> tuple[int, str]:
 
 
 def run_fit(source: ModelSource, workload: Workload, memory: int, batch: int = 1, seq: int | None = None,
-            memory_source: str = "") -> list[FitReport]:
+            memory_source: str = "") -> FitReport:
     """What ``modelprof fit`` answers: the largest batch; with a named input size (SEQ), the longest one at
     ``batch`` (and the largest batch at ``seq`` when given); for a generation, the largest batch and the longest
     prompt at ``batch``."""
+    return FitReport(source.target, tuple(_fits(source, workload, memory, batch, seq, memory_source)))
+
+
+def _fits(source: ModelSource, workload: Workload, memory: int, batch: int, seq: int | None, memory_source: str
+          ) -> list[Fit]:
     names = sorted(source.inputs.names())
     if workload.generation is not None:
         return [fit_batch(source, memory, workload, memory_source),

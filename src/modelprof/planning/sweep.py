@@ -8,7 +8,8 @@ from dataclasses import replace
 from modelprof.counting.stats import run_stats
 from modelprof.errors import UsageError
 from modelprof.loading.source import ModelSource
-from modelprof.reports.kinds import BenchReport, SweepPoint, SweepReport
+from modelprof.reports.bench import BenchReport
+from modelprof.reports.sweep import SweepPoint, SweepReport
 from modelprof.timing.bench import BenchOptions, run_bench
 from modelprof.timing.measure import TimingSettings
 from modelprof.workload import FORWARD, Workload
@@ -38,7 +39,7 @@ def run_sweep(source: ModelSource, dim: str, values: tuple[int, ...], workload: 
     phases: tuple[str, ...] = ("forward",)
     for value in sorted(values):
         point = source if dim == "batch" else replace(source, inputs=source.inputs.bind(dim, value))
-        report, _ = run_stats(point, workload, value if dim == "batch" else batch, depth=0)
+        report = run_stats(point, workload, value if dim == "batch" else batch, depth=0)
         phases = report.phases
         points.append(SweepPoint(value, dict(report.total.values), report.memory.peak if report.memory else None))
     return SweepReport(source.target, dim.lower(), tuple(points), phases)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from modelprof.reports.kinds import Report
+    from modelprof.reports.stats import Report
     from modelprof.workload import Workload
 
 

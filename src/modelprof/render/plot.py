@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from modelprof.errors import UsageError
-from modelprof.reports.kinds import BenchReport, LayerProfile, SweepReport
+from modelprof.reports.bench import BenchReport, LayerProfile
+from modelprof.reports.sweep import SweepReport
 from modelprof.timing import roofline
 
 #: How many of the slowest layers get a label on the roofline.

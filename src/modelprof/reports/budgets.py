@@ -1,4 +1,5 @@
-"""Budgets for ``modelprof check``: one limit per metric that asks for one, plus median latency.
+"""The ``check`` kind and its view, and the budgets it checks: one limit per metric that asks for one, plus median
+latency, peak memory and MFU.
 
 The limits are derived from :data:`modelprof.metrics.METRICS` (``max_<key>``), so a new metric with
 ``budget=True`` gets its ``--max-<key>`` option, its TOML key and its check line with no other change.
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from modelprof import metrics, units
 from modelprof.errors import UsageError
-from modelprof.reports.kinds import Report
+from modelprof.reports.document import Document, Note
+from modelprof.reports.serial import Saved, codec, key
+from modelprof.reports.stats import Report
 
 
 @dataclass(frozen=True)
@@ -78,24 +81,26 @@ LIMITS: dict[str, Limit] = {
 
 
 @dataclass(frozen=True)
-class LimitResult:
-    """One budget line: the measured value, the limit and whether it holds."""
+class LimitResult(Saved):
+    """One budget line: the measured value, the limit and whether it holds (in JSON the limit is its key)."""
 
-    limit: Limit
+    limit: Limit = field(metadata=codec(lambda limit: limit.key, lambda k: LIMITS[k]))
     measured: float
-    value: float
+    value: float = field(metadata=key("max"))
 
     @property
     def passed(self) -> bool:
         return self.measured >= self.value if self.limit.at_least else self.measured <= self.value
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"limit": self.limit.key, "measured": self.measured, "max": self.value, "passed": self.passed}
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"passed": self.passed}
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """Every limit checked on one model."""
+class CheckResult(Saved):
+    """Every limit checked on one model: the ``check`` kind."""
+
+    KIND: ClassVar[str] = "check"
 
     model: str
     limits: tuple[LimitResult, ...]
@@ -108,8 +113,8 @@ class CheckResult:
     def failed(self) -> int:
         return sum(not r.passed for r in self.limits)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "passed": self.passed, "limits": [r.to_dict() for r in self.limits]}
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"passed": self.passed}
 
 
 def parse_limit(key: str, value: Any) -> float:
@@ -161,3 +166,15 @@ def check_limits(limits: dict[str, float], report: Report, median_latency_s: flo
     peak = report.memory.peak if report.memory else None
     measured[PEAK_MEMORY.key] = measured[TRAIN_MEMORY.key] = peak
     return tuple(LimitResult(LIMITS[key], measured[key], limits[key]) for key in LIMITS if key in limits)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The view
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_document(result: CheckResult) -> Document:
+    """One line per limit: ``pass  flops: 18.75M (limit 19.00M)``."""
+    lines = tuple(Note(f"{'pass' if r.passed else 'FAIL'}  {r.limit.label}: {r.limit.show(r.measured)} "
+                       f"(limit {r.limit.show(r.value)})") for r in result.limits)
+    return Document(result.KIND, "", lines, result.to_dict())

@@ -5,14 +5,15 @@ Pure functions of plain data (reports loaded from JSON, or just measured): no to
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from modelprof import metrics
+from modelprof import metrics, units
 from modelprof.errors import UsageError
-from modelprof.reports.kinds import SAVED_KINDS, SCHEMA_VERSION, BenchReport, Report
+from modelprof.reports.bench import BenchReport
+from modelprof.reports.document import Cell, Column, Document, Note, Table
+from modelprof.reports.serial import Saved, flat
+from modelprof.reports.stats import Report
 
 # ----------------------------------------------------------------------------------------------------------------
 # compare
@@ -20,7 +21,7 @@ from modelprof.reports.kinds import SAVED_KINDS, SCHEMA_VERSION, BenchReport, Re
 
 
 @dataclass(frozen=True)
-class Delta:
+class Delta(Saved):
     """One metric, old and new. ``percent`` is None when old is 0 (growth from nothing has no ratio)."""
 
     metric: str
@@ -35,73 +36,44 @@ class Delta:
     def percent(self) -> float | None:
         return None if self.old == 0 else 100.0 * (self.new - self.old) / self.old
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "old": self.old, "new": self.new, "change": self.change,
-                "percent": self.percent}
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"change": self.change, "percent": self.percent}
 
 
 @dataclass(frozen=True)
-class LayerChange:
+class LayerChange(Saved):
     """A row present in either report: ``status`` is 'added', 'removed', 'changed' or 'same'."""
 
     name: str
     status: str
     deltas: tuple[Delta, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "deltas": [d.to_dict() for d in self.deltas]}
+
+@dataclass(frozen=True)
+class BatchDelta(Saved):
+    """The median latency at one batch size, old against new."""
+
+    batch: int
+    delta: Delta = field(metadata=flat())
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """Differences between two saved reports of the same kind (stats, or bench)."""
+class Comparison(Saved):
+    """Differences between two saved reports of the same kind (stats, or bench): the ``compare`` kind."""
+
+    KIND: ClassVar[str] = "compare"
 
     old: str
     new: str
     total: tuple[Delta, ...]
     layers: tuple[LayerChange, ...] = ()
-    latency: tuple[tuple[int, Delta], ...] = ()
+    latency: tuple[BatchDelta, ...] = ()
 
     def grown_over(self, percent: float) -> list[Delta]:
         """Total metrics (and median latencies) that grew by more than ``percent`` %; growth from 0 counts."""
-        candidates = list(self.total) + [d for _, d in self.latency]
+        candidates = list(self.total) + [b.delta for b in self.latency]
         return [d for d in candidates
                 if d.change > 0 and (d.percent is None or d.percent > percent)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"old": self.old, "new": self.new, "total": [d.to_dict() for d in self.total],
-                "layers": [layer.to_dict() for layer in self.layers],
-                "latency": [{"batch": b, **d.to_dict()} for b, d in self.latency]}
-
-
-#: The schema versions ``compare`` reads (1 differs from 2 only in keys that stats and bench reports read back
-#: the same way: the peaks' MAdd/s under ``flops``).
-READABLE_VERSIONS = (1, SCHEMA_VERSION)
-
-
-def load_report(path: str) -> Report | BenchReport:
-    """A report saved as JSON by ``modelprof stats`` or ``modelprof bench``, read by its ``kind``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; save a report as JSON first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a JSON report ({exc}); save one as JSON") from None
-    if not isinstance(data, dict) or data.get("kind") not in SAVED_KINDS:
-        found = f"kind {data['kind']!r}" if isinstance(data, dict) and "kind" in data else "no 'kind' key"
-        raise UsageError(f"{path}: not a saved stats or bench report ({found}); save one as JSON with "
-                         "modelprof stats or bench")
-    version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        readable = ", ".join(map(str, READABLE_VERSIONS))
-        raise UsageError(f"{path}: schema_version {version!r}, this modelprof reads {readable}; "
-                         "save the report again with this version")
-    try:
-        return SAVED_KINDS[data["kind"]].from_dict(data)
-    except KeyError as exc:
-        raise UsageError(f"{path}: a {data['kind']} report without its {exc} key") from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{path}: a {data['kind']} report with a malformed field ({exc})") from None
 
 
 def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Comparison:
@@ -111,13 +83,15 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
     if isinstance(old, BenchReport):
         old_rows = {r.batch: r for r in old.sweep}
         new_rows = {r.batch: r for r in new.sweep}
-        latency = tuple((b, Delta("median_latency_s", old_rows[b].latency.median, new_rows[b].latency.median))
+        latency = tuple(BatchDelta(b, Delta("median_latency_s", old_rows[b].latency.median,
+                                            new_rows[b].latency.median))
                         for b in sorted(old_rows.keys() & new_rows.keys()))
         total = tuple(Delta(m, getattr(old, m) or 0, getattr(new, m) or 0) for m in ("max_batch", "best_batch")
                       if getattr(old, m) is not None or getattr(new, m) is not None)
         return Comparison(old.model, new.model, total, layers=_layer_time_changes(old, new), latency=latency)
     keys = tuple(m.key for m in metrics.in_phases((*old.phases, *new.phases)))
     total = tuple(Delta(m, getattr(old.total, m), getattr(new.total, m)) for m in keys)
+    total += _generation_deltas(old, new)
     old_layers = {r.name: r for r in old.layers}
     new_layers = {r.name: r for r in new.layers}
     changes = []
@@ -126,6 +100,22 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
         deltas = tuple(Delta(m, getattr(a, m) if a else 0, getattr(b, m) if b else 0) for m in keys)
         changes.append(_change(name, deltas, a is not None, b is not None))
     return Comparison(old.model, new.model, total, layers=tuple(changes))
+
+
+def _generation_deltas(old: Report, new: Report) -> tuple[Delta, ...]:
+    """Of two ``--generate`` reports: the KV cache at the end, and a decode step's Flops and bytes per token."""
+    if old.generation is None and new.generation is None:
+        return ()
+
+    def numbers(r: Report) -> tuple[float, float, float]:
+        g, t = r.generation, r.total
+        if g is None or not g.new_tokens:
+            return 0, 0, 0
+        return g.kv_cache, t.dec_flops / g.new_tokens, (t.dec_mem_read + t.dec_mem_write) / g.new_tokens
+
+    return tuple(Delta(name, a, b) for name, a, b in zip(
+        ("kv_cache_bytes", "decode_flops_per_token", "decode_bytes_per_token"), numbers(old), numbers(new),
+        strict=True))
 
 
 def _layer_time_changes(old: BenchReport, new: BenchReport) -> tuple[LayerChange, ...]:
@@ -154,3 +144,57 @@ def parse_percent(text: str) -> float:
     if value < 0:
         raise UsageError(f"'{text}' is negative; write e.g. 5%", option="fail_over")
     return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The view
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _value(metric: str, v: float) -> str:
+    """A value in its metric's unit (``*_s``: seconds, shown in ms)."""
+    if metric in metrics.BY_KEY:
+        return metrics.BY_KEY[metric].unit.show(v)
+    if metric.endswith("bytes") or metric.endswith("bytes_per_token"):
+        return units.nbytes(v)
+    if metric.endswith("_s"):
+        return f"{units.milliseconds(v)} ms"
+    return units.count(v)
+
+
+#: Titles of the comparison's non-metric quantities.
+_TITLES = {"layer_time_s": "Median time"}
+
+
+def _change_text(delta: Delta) -> str:
+    """Signed change with its percentage: ``+1.20M (+3.4 %)``; ``new`` when growing from zero."""
+    sign = "+" if delta.change > 0 else "-" if delta.change < 0 else "±"
+    amount = sign + _value(delta.metric, abs(delta.change))
+    if delta.percent is None:
+        return amount + (" (new)" if delta.change else "")
+    return f"{amount} ({delta.percent:+.1f} %)"
+
+
+def _delta_cells(label: str, d: Delta) -> tuple[Cell, ...]:
+    return (Cell(label), Cell(_value(d.metric, d.old), d.old), Cell(_value(d.metric, d.new), d.new),
+            Cell(_change_text(d), d.change))
+
+
+def comparison_document(comparison: Comparison) -> Document:
+    """Totals (and median latencies) old against new, then the layers added, removed or changed."""
+    columns = (Column("Metric"), Column("Old", True), Column("New", True), Column("Change", True))
+    rows = tuple(_delta_cells(d.metric, d) for d in comparison.total)
+    rows += tuple(_delta_cells(f"batch {b.batch} median", b.delta) for b in comparison.latency)
+    blocks: list = [Table(columns, rows)]
+    changed = [layer for layer in comparison.layers if layer.status != "same"]
+    if changed:
+        layer_columns = (Column("Layer"), Column("Status"),
+                         *(Column(metrics.BY_KEY[d.metric].title if d.metric in metrics.BY_KEY
+                                  else _TITLES.get(d.metric, d.metric), True) for d in changed[0].deltas))
+        layer_rows = tuple((Cell(layer.name), Cell(layer.status),
+                            *(Cell(_change_text(d) if d.change else "", d.change) for d in layer.deltas))
+                           for layer in changed)
+        blocks.append(Table(layer_columns, layer_rows, title="Layers added, removed or changed"))
+    elif comparison.layers:
+        blocks.append(Note("No layer changed."))
+    return Document(comparison.KIND, f"{comparison.old} → {comparison.new}", tuple(blocks), comparison.to_dict())

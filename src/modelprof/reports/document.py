@@ -1,7 +1,7 @@
 """The neutral document every report kind becomes before it is rendered: a title, tables and notes.
 
-A view (:mod:`modelprof.reports.views`) turns a report into a :class:`Document`; a format
-(:mod:`modelprof.render`) renders any document. Adding a format touches one file, and so does adding a kind of
+A view (beside its kind, listed in :mod:`modelprof.reports.catalog`) turns a report into a :class:`Document`; a
+format (:mod:`modelprof.render`) renders any document. Adding a format touches one file, and so does adding a kind of
 report. No torch here.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from modelprof import units
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,13 @@ class Document:
     @property
     def tables(self) -> tuple[Table, ...]:
         return tuple(b for b in self.blocks if isinstance(b, Table))
+
+
+def ms_cell(seconds: float) -> Cell:
+    """A time in ms: ``12.345`` read, the exact ms for scripts."""
+    return Cell(units.milliseconds(seconds), seconds * 1e3)
+
+
+def rate_cell(value: float | None, unit: str) -> Cell:
+    """``1.23 GFLOP/s`` style: counts per second with a K/M/G/T prefix (``—`` when unknown)."""
+    return Cell("—" if value is None else f"{units.count(value)}{unit}", value)

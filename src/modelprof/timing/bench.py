@@ -14,7 +14,8 @@ from modelprof.counting.mode import describe_inputs
 from modelprof.errors import Hint, ModelError, UsageError, one_line
 from modelprof.loading.source import MODEL_DTYPES, Device, ModelSource
 from modelprof.prepare import prepared
-from modelprof.reports.kinds import BenchReport, LayerProfile, LayerTiming, best_batch, fold_name
+from modelprof.reports.bench import BenchReport, LayerProfile, LayerTiming, best_batch
+from modelprof.reports.stats import fold_name
 from modelprof.timing.calibrate import calibrated
 from modelprof.timing.layertime import UNATTRIBUTED, measure_layers
 from modelprof.timing.measure import (

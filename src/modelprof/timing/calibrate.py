@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from modelprof.timing.measure import device_name
-from modelprof.timing.roofline import Peaks, datasheet
+from modelprof.timing.roofline import Peaks, datasheet, upgrade_peaks
 
 #: Square matmul size and copy size per device type: large enough to reach the peak, small enough to be quick.
 MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
@@ -114,7 +114,7 @@ def load_cached(device: str, dtype: str, threads: int | None = None) -> Peaks | 
     it is measured again)."""
     entry = _entries().get(cache_key(device, dtype, threads))
     with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-        peaks = Peaks.from_dict(entry)
+        peaks = Peaks.from_dict(upgrade_peaks(entry))
         return Peaks(peaks.flops, peaks.bandwidth, f"cached in {cache_path()}", peaks.device,
                      peaks.datasheet_flops, peaks.datasheet_bandwidth)
     return None

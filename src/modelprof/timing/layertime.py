@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from modelprof.counting.runtime import eval_inference
-from modelprof.reports.kinds import ROOT
+from modelprof.reports.stats import ROOT
 from modelprof.timing.measure import TimingSettings, share_done
 
 #: The row that holds time no stats row owns.

@@ -24,7 +24,7 @@ from modelprof.counting.runtime import eval_inference
 from modelprof.errors import ModelError, one_line
 from modelprof.loading.source import ModelSource
 from modelprof.prepare import Run, prepared
-from modelprof.reports.kinds import BatchResult, LatencyStats
+from modelprof.reports.bench import BatchResult, LatencyStats
 from modelprof.workload import FORWARD, Optimizer, Precision, Workload
 
 

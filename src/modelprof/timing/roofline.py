@@ -13,19 +13,23 @@ means it runs at its roof.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from modelprof.reports.serial import Saved, key
 
 
 @dataclass(frozen=True)
-class Peaks:
-    """A device's peak MAdd/s and bytes/s, where they came from, and the datasheet's figures when known."""
+class Peaks(Saved):
+    """A device's peak MAdd/s and bytes/s, where they came from, and the datasheet's figures when known.
 
-    flops: float
+    In JSON the rates are ``madd_per_s`` and ``datasheet_madd_per_s`` (schema 1 called them ``flops``)."""
+
+    flops: float = field(metadata=key("madd_per_s"))
     bandwidth: float
     source: str = "measured"
     device: str = ""
-    datasheet_flops: float | None = None
+    datasheet_flops: float | None = field(default=None, metadata=key("datasheet_madd_per_s"))
     datasheet_bandwidth: float | None = None
 
     @property
@@ -33,17 +37,14 @@ class Peaks:
         """The arithmetic intensity (MAdd per byte) where the two roofs meet."""
         return self.flops / self.bandwidth
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"madd_per_s": self.flops, "bandwidth": self.bandwidth, "source": self.source, "device": self.device,
-                "ridge": self.ridge, "datasheet_madd_per_s": self.datasheet_flops,
-                "datasheet_bandwidth": self.datasheet_bandwidth}
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"ridge": self.ridge}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Peaks:
-        # schema 1 called MAdd/s "flops"
-        return cls(d["madd_per_s"] if "madd_per_s" in d else d["flops"], d["bandwidth"], d.get("source", "measured"),
-                   d.get("device", ""), d.get("datasheet_madd_per_s", d.get("datasheet_flops")),
-                   d.get("datasheet_bandwidth"))
+
+def upgrade_peaks(data: dict[str, Any]) -> dict[str, Any]:
+    """Peaks written by schema 1 (MAdd/s under ``flops``) in today's keys; today's pass through."""
+    renames = {"flops": "madd_per_s", "datasheet_flops": "datasheet_madd_per_s"}
+    return {renames.get(k, k): v for k, v in data.items()}
 
 
 def intensity(madd: float, nbytes: float) -> float | None:

@@ -1,0 +1,89 @@
+"""The ``fit`` kind (the largest batch, or the longest input, whose peak fits a memory) and its view. No torch
+here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+from modelprof import units
+from modelprof.reports.document import Cell, Column, Document, Note, Table
+from modelprof.reports.serial import Saved, key
+
+
+class FitPoint(NamedTuple):
+    """A size measured and the peak there."""
+
+    batch: int
+    peak: int
+
+
+class FitLine(NamedTuple):
+    """One phase's line through its peaks: ``fixed + per_sample · size``."""
+
+    phase: str
+    fixed: int
+    per_sample: int
+
+
+@dataclass(frozen=True)
+class Fit(Saved):
+    """One answer of ``modelprof fit``: peaks measured on the meta device at a few sizes of ``dim`` (the batch, or a
+    named input size), the linear memory model drawn through them (``fixed + per_sample · size``), and the largest
+    size whose peak fits ``memory`` (``max_batch``; ``max_value`` in JSON, and ``max_batch`` too when the batch was
+    fitted)."""
+
+    memory: int
+    train: bool
+    peaks: tuple[FitPoint, ...]
+    fixed: int
+    per_sample: int
+    max_batch: int = field(metadata=key("max_value"))
+    peak_at_max: int
+    memory_source: str = ""
+    lines: tuple[FitLine, ...] = ()  #: one for each phase
+    dim: str = "batch"  #: what was fitted: the batch, or a named input size (``seq``)
+    amp: bool = False  #: counted under autocast
+
+    def model_peak(self, batch: int) -> int:
+        """The memory model at ``batch``: the highest of the phases' lines."""
+        return max((line.fixed + line.per_sample * batch for line in self.lines),
+                   default=self.fixed + self.per_sample * batch)
+
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"max_batch": self.max_batch} if self.dim == "batch" else {}
+
+
+@dataclass(frozen=True)
+class FitReport(Saved):
+    """Everything ``modelprof fit`` answered for one model: one fit, or a batch and a length."""
+
+    KIND: ClassVar[str] = "fit"
+
+    model: str
+    fits: tuple[Fit, ...]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The view
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def fit_document(fits: FitReport) -> Document:
+    """For each fit: the peaks measured, the memory model through them, the largest size and its peak."""
+    blocks: list = []
+    for report in fits.fits:
+        unit = "sample" if report.dim == "batch" else "position"
+        columns = (Column(report.dim.capitalize(), True), Column("Peak memory", True), Column("Memory model", True))
+        rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
+                      Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
+        step = ("training step" if report.train else "run") + (" under autocast" if report.amp else "")
+        phases = "; ".join(f"{phase} {units.nbytes(f)} + {units.nbytes(k)} per {unit}" for phase, f, k in report.lines)
+        where = f" ({report.memory_source})" if report.memory_source else ""
+        blocks += [
+            Table(columns, rows, title=f"Largest {report.dim}" if len(fits.fits) > 1 else ""),
+            Note(f"Memory model ({step}, the highest of each phase's line, counted on the meta device): {phases}"),
+            Note(f"Largest {report.dim} that fits {units.nbytes(report.memory)}{where}: {report.max_batch:,}, "
+                 f"peak {units.nbytes(report.peak_at_max)}"),
+        ]
+    return Document(FitReport.KIND, fits.model, tuple(blocks), fits.to_dict())
