@@ -15,11 +15,15 @@ import copy
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from torch import nn
+# torchvision's compiled ops do not load against the CPU build of torch here; ptflops imports torchvision.ops
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from resnet import resnet50  # noqa: E402

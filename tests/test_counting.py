@@ -155,7 +155,31 @@ def test_model_left_untouched_when_forward_fails():
     with pytest.raises(modelprof.errors.ModelError, match="conv1"):
         modelprof.profile(model, torch.randn(1, 4, 32, 32))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all("forward" not in vars(m) for m in model.modules())  # the tracker's wrappers are gone
     assert model.training
+
+
+def test_a_forward_of_the_instance_is_counted_and_given_back():
+    # the tracker wraps each module's forward while it counts; a module whose forward is an instance attribute (as
+    # accelerate's hooks make it) gets that same attribute back
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    own = model[0].forward
+    model[0].forward = lambda x: own(x) * 2  # one more multiply per output element: 3 Flops at batch 1
+    replaced = model[0].forward
+    report = modelprof.profile(model, torch.randn(1, 4))
+    assert model[0].forward is replaced and "forward" not in vars(model[1])
+    # Linear 4->3: 4·3 = 12 Flops (bias add included, COUNTING.md), then the ×2: 3 more, all on row 0
+    assert {r.name: r.flops for r in report.layers}["0"] == 12 + 3
+
+
+def test_a_table_of_ones_own_is_not_answered_from_the_registrys_cache():
+    from modelprof.counting.formulas import FORMULAS, Cost, register_formula
+
+    model, x = nn.Linear(4, 3), torch.randn(1, 4)
+    registry = modelprof.profile(model, x).total.flops  # counted (and cached) with the registry's formula
+    table = {op: f for op, f in FORMULAS.items() if op is not torch.ops.aten.linear}
+    register_formula(torch.ops.aten.linear, table=table)(lambda args, kwargs, out: Cost(madd=7, flops=7))
+    assert modelprof.count_costs(model, (x,), formulas=table).total.flops == 7 != registry
 
 
 def test_meta_device_matches_cpu_counts():

@@ -70,7 +70,7 @@ def count_generation(model: nn.Module, input_ids: torch.Tensor, new_tokens: int,
 def _session(model: nn.Module, input_ids: torch.Tensor, formulas: Mapping[Any, Formula] | None
              ) -> CountingSession:
     return session_for(model, (input_ids,), {}, phases=(Phase.FORWARD, Phase.DECODE), formulas=formulas,
-                       context=inference(model))
+                       context=inference(model, input_ids.device.type == "meta"))
 
 
 def _check_language_model(model: nn.Module) -> None:
@@ -129,7 +129,7 @@ def _count_affine(model: nn.Module, input_ids: torch.Tensor, new_tokens: int, mo
                   formulas: Mapping[Any, Formula] | None) -> Report | None:
     """Run steps 1, 2 and N; fill in the rest when every row's step cost is affine in the position (else None)."""
     batch, prompt = input_ids.shape
-    with inference(model):  # the cache the last step reads: prompt + N - 1 positions, made uncounted
+    with inference(model, meta=True):  # the cache the last step reads: prompt + N - 1 positions, made uncounted
         longer = torch.cat([input_ids, input_ids[:, -1:].expand(batch, new_tokens - 1)], dim=1)
         late = model(longer, use_cache=True)
         # a copy of the last position's logits, not a view: a view would carry the whole uncounted logits' storage

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch import nn
 
 from modelprof.counting.formulas import leaves
 from modelprof.counting.tracker import ModuleTracker
@@ -58,7 +57,7 @@ class LiveMemory:
 
     def track(self, output: Any) -> None:
         """Count the storages ``output`` created (once each, until freed) and move the peak."""
-        for value in leaves((output,)):
+        for value in (output,) if isinstance(output, torch.Tensor) else leaves((output,)):
             if not isinstance(value, torch.Tensor):
                 continue
             storage = value.untyped_storage()
@@ -90,14 +89,14 @@ class LiveMemory:
             self.saved[self.tracker.current] += storage.nbytes()
         return tensor
 
-    def summary(self, model: nn.Module, gradients: int = 0, optimizer: int = 0) -> MemorySummary:
+    def summary(self, gradients: int = 0, optimizer: int = 0) -> MemorySummary:
         """The run's memory by category (the inputs are the static part less parameters and buffers).
 
         With ``optimizer`` state (a training step), the peaks are those of a step in a running training loop: the
         state the first step's optimizer creates is held through every later step's forward and backward, so it
         is added to their peaks (the optimizer phase counted it already, as it was made)."""
-        params = storage_bytes(model.parameters())
-        buffers = storage_bytes(model.buffers())
+        params = storage_bytes(self.tracker.parameters.values())
+        buffers = storage_bytes(self.tracker.buffers.values())
         held = {p: optimizer if p in (Phase.FORWARD, Phase.BACKWARD) else 0 for p in self.phase_peaks}
         peaks = {p: self.static + v + held[p] for p, v in self.phase_peaks.items()}
         phase = max(peaks, key=lambda p: peaks[p], default=Phase.FORWARD)
@@ -106,9 +105,3 @@ class LiveMemory:
                              gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
                              peak=max(peaks.values(), default=self.static), peak_row=row, peak_phase=str(phase),
                              phase_peaks={str(p): v for p, v in peaks.items()})
-
-
-def static_tensors(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    """What exists before the run: parameters, buffers and the inputs."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return tensors + [x for x in leaves((args, kwargs)) if isinstance(x, torch.Tensor)]

@@ -9,6 +9,7 @@ gets a row of its own, so rows always add up to the totals.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -40,6 +41,17 @@ def _specs(value: Any) -> Any:
         return tuple(_specs(v) for v in value)
     if isinstance(value, dict):
         return {k: _specs(v) for k, v in value.items()}
+    return value
+
+
+def _signature(value: Any) -> Any:
+    """What a formula can see of ``value``, hashable: tensors by shape and dtype, containers as tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.shape, value.dtype
+    if isinstance(value, list | tuple):
+        return type(value), *map(_signature, value)
+    if isinstance(value, dict):
+        return tuple((k, _signature(v)) for k, v in value.items())
     return value
 
 
@@ -80,6 +92,12 @@ SOURCES: tuple[str, ...] = tuple(dict.fromkeys(m.source for m in metrics.ACCUMUL
 _READ = attrgetter(*SOURCES)
 
 
+#: (formula, op, what the formula sees of its arguments and output) -> the op's quantities, in SOURCES order; shared
+#: by every count in the process (a formula is a pure function of what it sees), emptied when it holds too many.
+_COSTS: dict[Any, tuple[int, ...]] = {}
+_COSTS_KEPT = 100_000
+
+
 class Record:
     """The running sums of one (module, phase): one number per op-level quantity (:data:`SOURCES`), and the ops
     charged. Which metric reads which sum is the metric's ``source``."""
@@ -90,8 +108,9 @@ class Record:
         self.sums = [0] * len(SOURCES)
         self.ops: Counter = Counter()
 
-    def add(self, cost: Any, op: str) -> None:
-        self.sums = [a + b for a, b in zip(self.sums, _READ(cost), strict=True)]
+    def add(self, sums: tuple[int, ...], op: str) -> None:
+        """Add one op's quantities (in the order of :data:`SOURCES`)."""
+        self.sums = list(map(operator.add, self.sums, sums))
         self.ops[op] += 1
 
     def get(self, source: str) -> int:
@@ -136,16 +155,30 @@ class CostMode(TorchDispatchMode):
         if formula is None:
             return self._uncounted(func, packet, args, kwargs)
         out = _run(func, args, kwargs)
-        try:
-            cost = formula(_specs(args), _specs(kwargs) if kwargs else kwargs, _specs(out))
-        except Exception as exc:  # a formula's bug must not be blamed on the user's model
-            raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
+        try:  # a formula sees shapes, dtypes and plain values only, so an op seen before costs what it did
+            signature = (formula, func, _signature(args), _signature(kwargs), _signature(out))
+            sums = _COSTS.get(signature)
+        except TypeError:  # something unhashable among the arguments
+            signature, sums = None, None
+        if sums is None:
+            sums = _READ(self._cost(func, formula, args, kwargs, out))
+            if signature is not None:
+                if len(_COSTS) >= _COSTS_KEPT:
+                    _COSTS.clear()
+                _COSTS[signature] = sums
         key = (self.tracker.current, self.tracker.phase)
         record = self.records.get(key)
         if record is None:
             record = self.records[key] = Record()
-        record.add(cost, packet.__name__)
+        record.add(sums, packet.__name__)
         return out
+
+    @staticmethod
+    def _cost(func: Any, formula: Formula, args: tuple, kwargs: dict, out: Any) -> Any:
+        try:
+            return formula(_specs(args), _specs(kwargs) if kwargs else kwargs, _specs(out))
+        except Exception as exc:  # a formula's bug must not be blamed on the user's model
+            raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
 
     def _uncounted(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
         """An op with no formula: free, decomposed into ops that have one, or listed as unsupported."""
@@ -168,10 +201,9 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     order = dict(tracker.leaf_order)
     for name, _phase in mode.records:
         order.setdefault(name)
-    owners = _parameter_owners(model, tracker.names)
+    owners, unique = tracker.owners, tracker.parameters
     for name in owners.values():
         order.setdefault(name)
-    unique = {id(p): p for p in model.parameters()}
     params_by_row: Counter = Counter()
     for pid, name in owners.items():
         params_by_row[name] += unique[pid].numel()
@@ -179,7 +211,9 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     extra = extra or {}
     for name in extra:
         order.setdefault(name)
-    rows = tuple(_row(tracker, mode, name, {"params": params_by_row[name], **extra.get(name, {})})
+    # (metric key, phase, index of its source in a record's sums), for the metrics of the mode's phases
+    columns = [(m.key, m.phase, SOURCES.index(m.source)) for m in metrics.ACCUMULATED if m.phase in mode.phases]
+    rows = tuple(_row(tracker, mode, columns, name, {"params": params_by_row[name], **extra.get(name, {})})
                  for name in order)
     total = TotalCost(
         name="total", type=type(model).__name__, input_shape=tensor_shapes(args, kwargs),
@@ -187,34 +221,26 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
         values={**combine_rows(rows), "params": sum(p.numel() for p in unique.values())}, calls=1,
         trainable_params=sum(p.numel() for p in unique.values() if p.requires_grad),
     )
-    device, dtype = _device_and_dtype(model, args, kwargs)
+    device, dtype = _device_and_dtype(list(unique.values()), args, kwargs)
     return Report(model=model_name or type(model).__name__, inputs=describe_inputs(args, kwargs), device=device,
                   dtype=dtype, layers=rows, total=total, unsupported=dict(sorted(mode.unsupported.items())),
                   modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases))
 
 
-def _row(tracker: ModuleTracker, mode: CostMode, name: str, known: Mapping[str, int]) -> LayerCost:
+def _row(tracker: ModuleTracker, mode: CostMode, columns: list[tuple[str, Phase, int]], name: str,
+         known: Mapping[str, int]) -> LayerCost:
     """One module's row: the values known already (its parameters) and, per metric, the record of its phase."""
     values = dict(known)
-    for metric in metrics.ACCUMULATED:
-        if metric.phase in mode.phases:
-            record = mode.records.get((name, metric.phase))
-            values[metric.key] = record.get(metric.source) if record else 0
-    ops = {op: None for phase in mode.phases if (name, phase) in mode.records
-           for op in mode.records[(name, phase)].ops}
+    records = {phase: mode.records.get((name, phase)) for phase in mode.phases}
+    for key, phase, index in columns:
+        record = records[phase]
+        values[key] = record.sums[index] if record else 0
     in_shape, out_shape = tracker.shapes.get(name, ((), ()))
-    container = tracker.is_container(name)
+    ops: tuple[str, ...] = ()
+    if tracker.is_container(name):
+        ops = tuple({op: None for record in records.values() if record for op in record.ops})
     return LayerCost(name=name, type=tracker.type_of(name), input_shape=in_shape, output_shape=out_shape,
-                     values=values, calls=tracker.calls[name], ops=tuple(ops) if container else ())
-
-
-def _parameter_owners(model: nn.Module, names: dict[int, str]) -> dict[int, str]:
-    """Each unique parameter -> the first module (in ``named_modules`` order) that holds it directly."""
-    owner: dict[int, str] = {}
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            owner.setdefault(id(p), names[id(module)])
-    return owner
+                     values=values, calls=tracker.calls[name], ops=ops)
 
 
 def describe_inputs(args: tuple, kwargs: dict) -> tuple[InputInfo, ...]:
@@ -226,9 +252,8 @@ def describe_inputs(args: tuple, kwargs: dict) -> tuple[InputInfo, ...]:
     return tuple(infos)
 
 
-def _device_and_dtype(model: nn.Module, args: tuple, kwargs: dict) -> tuple[str, str]:
-    tensors = [t for t in model.parameters()] or [t for t in tree_flatten((args, kwargs))[0]
-                                                  if isinstance(t, torch.Tensor)]
+def _device_and_dtype(parameters: list[torch.Tensor], args: tuple, kwargs: dict) -> tuple[str, str]:
+    tensors = parameters or [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
     floats = [t for t in tensors if t.is_floating_point()]
     ref = (floats or tensors or [torch.empty(0)])[0]
     return ref.device.type, str(ref.dtype).removeprefix("torch.")

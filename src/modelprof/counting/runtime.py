@@ -20,7 +20,8 @@ def training_flags_kept(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         for module, training in modes:
-            module.training = training
+            if module.training != training:
+                module.training = training
 
 
 @contextlib.contextmanager
@@ -28,7 +29,8 @@ def eval_inference(model: nn.Module) -> Iterator[None]:
     """Eval mode under ``torch.inference_mode()`` for the duration; every module's training flag is restored
     afterwards, whatever happens."""
     with training_flags_kept(model), torch.inference_mode():
-        model.eval()
+        if any(m.training for m in model.modules()):  # a model in eval mode already is left alone
+            model.eval()
         yield
 
 
@@ -82,9 +84,15 @@ def _attention_as_on_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Te
     return output
 
 
+def attention_as_on_cpu(meta: bool) -> contextlib.AbstractContextManager:
+    """:class:`AttentionAsOnCPU` for a run on the meta device; nothing elsewhere (a function mode sees every torch
+    call, so it is entered only where it changes something)."""
+    return AttentionAsOnCPU() if meta else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
-def inference(model: nn.Module) -> Iterator[None]:
-    """How modelprof runs a forward pass to count it: eval mode, inference mode, fused attention off, attention
-    on meta as on CPU."""
-    with eval_inference(model), fused_attention_off(), AttentionAsOnCPU():
+def inference(model: nn.Module, meta: bool = False) -> Iterator[None]:
+    """How modelprof runs a forward pass to count it: eval mode, inference mode, fused attention off, and on the
+    meta device (``meta``) attention as on CPU."""
+    with eval_inference(model), fused_attention_off(), attention_as_on_cpu(meta):
         yield

@@ -16,9 +16,9 @@ from torch import nn
 
 from modelprof import units
 from modelprof.counting.formulas import Formula
-from modelprof.counting.memory import LiveMemory, static_tensors
+from modelprof.counting.memory import LiveMemory
 from modelprof.counting.mode import CostMode, FormulaError, build_report
-from modelprof.counting.tracker import ModuleTracker
+from modelprof.counting.tracker import ModuleTracker, tensors_in
 from modelprof.errors import Hint, ModelError, one_line
 from modelprof.metrics import Phase
 from modelprof.reports.stats import Report
@@ -27,13 +27,13 @@ from modelprof.reports.stats import Report
 class CountingSession:
     """Counts every op ``model`` runs while the session is entered, charged to the running row in the marked phase.
 
-    ``phases`` are the phases the report has columns for; ``static`` the tensors that exist before the run
-    (parameters, buffers and inputs; see :func:`~modelprof.counting.memory.static_tensors`); ``context`` the
+    ``phases`` are the phases the report has columns for; the tensors that exist before the run (the static part
+    of its memory) are the model's parameters and buffers and the inputs ``args``/``kwargs``; ``context`` the
     context the model runs in (entered after the tracker, before counting starts, so its own set-up and tear-down
     are not counted); ``rows`` extra rows that are not modules (the loss, the optimizer) and their types.
     """
 
-    def __init__(self, model: nn.Module, static: list[Any], *, phases: tuple[Phase, ...] = (Phase.FORWARD,),
+    def __init__(self, model: nn.Module, args: tuple, kwargs: dict, *, phases: tuple[Phase, ...] = (Phase.FORWARD,),
                  formulas: Mapping[Any, Formula] | None = None,
                  context: contextlib.AbstractContextManager | None = None,
                  rows: Mapping[str, str] | None = None) -> None:
@@ -42,6 +42,7 @@ class CountingSession:
         self.tracker.extra_rows = dict(rows or {})
         self.mode = CostMode(self.tracker, formulas)
         self.mode.phases = phases
+        static = [*self.tracker.parameters.values(), *self.tracker.buffers.values(), *tensors_in(args, kwargs)]
         self.memory = self.mode.memory = LiveMemory(self.tracker, static)
         self._context = context or contextlib.nullcontext()
         self._stack = contextlib.ExitStack()
@@ -91,9 +92,9 @@ class CountingSession:
         from dataclasses import replace
 
         report = build_report(self.model, self.tracker, self.mode, call, model_name, extra)
-        return replace(report, memory=self.memory.summary(self.model, gradients, optimizer))
+        return replace(report, memory=self.memory.summary(gradients, optimizer))
 
 
 def session_for(model: nn.Module, args: tuple, kwargs: dict, **options: Any) -> CountingSession:
     """A session whose static part is ``model``'s parameters and buffers and the inputs ``args``/``kwargs``."""
-    return CountingSession(model, static_tensors(model, args, kwargs), **options)
+    return CountingSession(model, args, kwargs, **options)

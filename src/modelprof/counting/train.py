@@ -22,13 +22,14 @@ from torch import nn
 
 from modelprof.counting.formulas import Formula
 from modelprof.counting.memory import storage_bytes
-from modelprof.counting.runtime import AttentionAsOnCPU, fused_attention_off, training_flags_kept
+from modelprof.counting.runtime import attention_as_on_cpu, fused_attention_off, training_flags_kept
 from modelprof.counting.session import session_for
 from modelprof.counting.tracker import tensors_in
 from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
 from modelprof.prepare import Run, prepared
+from modelprof.prepare.base import device_of
 from modelprof.reports.stats import Report
 from modelprof.workload import Optimizer, Precision, Training, Workload
 
@@ -106,7 +107,7 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     if not params:
         raise ModelError("the model has no trainable parameters, so there is no training step to count; count "
                          "its forward instead")
-    context = _training_context(model)
+    context = _training_context(model, device_of(model, args, kwargs).type == "meta")
     with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
                      formulas=formulas, context=context, rows=rows) as session:
         tracker, memory = session.tracker, session.memory
@@ -131,8 +132,8 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
 
 
 @contextlib.contextmanager
-def _training_context(model: nn.Module) -> Iterator[None]:
-    with training(model), AttentionAsOnCPU():
+def _training_context(model: nn.Module, meta: bool) -> Iterator[None]:
+    with training(model), attention_as_on_cpu(meta):
         yield
 
 
