@@ -9,12 +9,19 @@ summing exactly to the totals, the parameter count equal to ``sum(p.numel())``; 
 FlopCounterMode on the same call and reports MAdd / FlopCounterMode FLOPs (both count a multiply-add as two; the
 ratio is above 1 by the elementwise work FlopCounterMode leaves out, and "—" where it sees nothing).
 A model that cannot be built or run here is listed with the reason, never dropped.
+
+With ``--train`` every model whose forward counts also counts a training step (forward, the sum of its float
+outputs as the loss, backward, AdamW), on the meta device (shapes only: a step there counts what it counts on CPU,
+see ``benchmarks/train_meta_vs_cpu.py``; a model that cannot run on meta is counted on CPU): no op uncounted and
+rows summing exactly again. On a sample of the smaller models (``--memtracker N``, default 40) the step also runs on
+CPU under PyTorch's ``MemTracker``, two steps as in a training loop, and its peak is set beside modelprof's.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gc
 import io
 import sys
@@ -35,6 +42,8 @@ import modelprof  # noqa: E402
 from modelprof.metrics import KEYS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The models MemTracker is run on (on CPU, two real training steps) have at most this many parameters.
+MEMTRACKER_PARAMS = 30_000_000
 
 
 @dataclass
@@ -60,6 +69,26 @@ class Outcome:
     seconds: float = 0.0
     fcm_ratio: float | None = None
     error: str = ""
+    train: TrainOutcome | None = None
+
+
+@dataclass
+class TrainOutcome:
+    """A training step of the same model: where it was counted, its checks, and the peak against MemTracker."""
+
+    device: str = "meta"
+    batch: int = 1
+    bwd_flops: int = 0
+    rows_add_up: bool = False
+    unsupported: dict | None = None
+    seconds: float = 0.0
+    peak: int = 0
+    memtracker: int | None = None
+    error: str = ""
+
+    @property
+    def peak_ratio(self) -> float | None:
+        return self.peak / self.memtracker if self.memtracker else None
 
 
 def image(size: int = 224, channels: int = 3) -> Callable[[], tuple[tuple, dict]]:
@@ -370,8 +399,8 @@ def flop_counter_flops(model: nn.Module, args: tuple, kwargs: dict) -> int:
     return counter.get_total_flops()
 
 
-def run_case(case: Case) -> Outcome:
-    """Build, count and check one model."""
+def run_case(case: Case, train: bool = False, compare: bool = False) -> Outcome:
+    """Build, count and check one model (and a training step of it, with ``train``)."""
     outcome = Outcome(case)
     torch.manual_seed(0)
     try:
@@ -398,9 +427,82 @@ def run_case(case: Case) -> Outcome:
     with contextlib.suppress(Exception), quiet():
         reference = flop_counter_flops(model, args, kwargs)
         outcome.fcm_ratio = total.madd / reference if reference else None
+    if train:
+        outcome.train = train_case(model, args, kwargs, compare and total.params <= MEMTRACKER_PARAMS)
     del model
     gc.collect()
     return outcome
+
+
+def sum_of_outputs(output: object, *inputs: object) -> torch.Tensor:
+    """The loss of a training step: the sum of every float tensor of the output (modelprof's default loss)."""
+    from modelprof.counting.tracker import tensors_in
+
+    return sum(t.sum() for t in tensors_in(output) if t.is_floating_point())
+
+
+def _to(device: str, args: tuple, kwargs: dict, batch: int) -> tuple[tuple, dict]:
+    """The inputs on ``device``, repeated along the first dimension to ``batch``."""
+    from torch.utils._pytree import tree_map
+
+    def move(value: object) -> object:
+        if not isinstance(value, torch.Tensor):
+            return value
+        value = value.repeat(batch, *([1] * (value.dim() - 1))) if batch > 1 and value.dim() else value
+        return value.to(device)
+
+    return tree_map(move, (args, kwargs))
+
+
+def train_case(model: nn.Module, args: tuple, kwargs: dict, compare: bool) -> TrainOutcome:
+    """Count a training step of ``model`` (on meta, else on CPU; at batch 1, else 2 where batch norm needs two
+    samples); with ``compare``, also MemTracker's peak of the same step on CPU."""
+    from modelprof import Training, Workload
+
+    outcome, workload = TrainOutcome(), Workload(Training(loss=sum_of_outputs))
+    report = None
+    for device, batch in (("meta", 1), ("meta", 2), ("cpu", 1), ("cpu", 2)):
+        try:
+            subject = copy.deepcopy(model).to(device) if device == "meta" else copy.deepcopy(model)
+            inputs, named = _to(device, args, kwargs, batch)
+            started = time.perf_counter()
+            with quiet():
+                report = modelprof.count_costs(subject, inputs, named, workload=workload)
+            outcome.seconds, outcome.device, outcome.batch = time.perf_counter() - started, device, batch
+            break
+        except Exception as exc:
+            outcome.error = f"{type(exc).__name__}: {modelprof_one_line(exc)}"
+    if report is None:
+        return outcome
+    outcome.error = ""
+    total = report.total
+    outcome.bwd_flops, outcome.unsupported = total.bwd_flops, report.unsupported
+    outcome.rows_add_up = all(sum(getattr(r, k) for r in report.layers) == getattr(total, k)
+                              for k in report.total.values if k != "params")
+    outcome.peak = report.memory.peak if report.memory else 0
+    if compare:
+        with contextlib.suppress(Exception), quiet():
+            outcome.memtracker = memtracker_peak(model, *_to("cpu", args, kwargs, outcome.batch))
+    return outcome
+
+
+def memtracker_peak(model: nn.Module, args: tuple, kwargs: dict) -> int:
+    """PyTorch's MemTracker over two training steps on CPU (the second holds the first's optimizer state), with
+    the loss and optimizer modelprof uses (AdamW, single-tensor implementation)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0, foreach=False)
+    tracker = MemTracker()
+    tracker.track_external(model, optimizer, *[t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)])
+    with tracker:
+        for step in range(2):
+            if step:
+                tracker.reset_mod_stats()
+            sum_of_outputs(model(*args, **kwargs)).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
 
 
 def modelprof_one_line(exc: BaseException) -> str:
@@ -418,6 +520,11 @@ def markdown(outcomes: list[Outcome], command: str) -> str:
         "`modelprof.count_costs` at batch 1. Made with:", "", "```", command, "```", "",
         f"torch {torch.__version__}; {len(outcomes)} models, {len(counted)} counted, {len(clean)} with no op "
         "uncounted, rows summing exactly to the totals and parameters equal to `sum(p.numel())`.", "",
+    ]
+    trained = [o for o in counted if o.train is not None]
+    if trained:
+        lines += _train_summary(trained)
+    lines += [
         "MAdd / FCM is modelprof's MAdd over FlopCounterMode's FLOPs on the same call (both count a multiply-add "
         "as two). It is a little above 1 by the elementwise work (norms, activations, softmax, adds) "
         "FlopCounterMode leaves out, and well above 1 where FlopCounterMode misses products: attention on CPU "
@@ -427,23 +534,57 @@ def markdown(outcomes: list[Outcome], command: str) -> str:
     ]
     for family in dict.fromkeys(o.case.family for o in outcomes):
         rows = [o for o in outcomes if o.case.family == family]
-        lines += [f"## {family} ({len(rows)} models)", "",
-                  "| model | kind | params | Flops | rows = total | unsupported ops | time [s] | MAdd / FCM |",
-                  "|---|---|---:|---:|---|---|---:|---:|"]
-        for o in rows:
-            if "Couldn't load custom C++ ops" in o.error:
-                o.error = ("cannot run here: torchvision's compiled ops (nms, roi_align) do not load against this "
-                           "CPU build of torch")
-            if o.error:
-                lines.append(f"| {o.case.name} | {o.case.kind} | | | | {o.error.replace('|', '/')[:200]} | | |")
-                continue
-            unsupported = ", ".join(f"`{k}` ×{v}" for k, v in (o.unsupported or {}).items()) or "none"
-            ratio = f"{o.fcm_ratio:.3f}" if o.fcm_ratio else "—"
-            exact = "yes" if o.rows_add_up and o.params_exact else "NO"
-            lines.append(f"| {o.case.name} | {o.case.kind} | {o.params:,} | {o.flops:,} | {exact} | {unsupported} "
-                         f"| {o.seconds:.2f} | {ratio} |")
+        head = "| model | kind | params | Flops | rows = total | unsupported ops | time [s] | MAdd / FCM |"
+        rule = "|---|---|---:|---:|---|---|---:|---:|"
+        if trained:
+            head += " step: backward Flops | step: rows = total | step: unsupported ops | step: peak | peak / " \
+                    "MemTracker |"
+            rule += "---:|---|---|---:|---:|"
+        lines += [f"## {family} ({len(rows)} models)", "", head, rule]
+        lines += [_line(o, bool(trained)) for o in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def _train_summary(trained: list[Outcome]) -> list[str]:
+    steps = [o.train for o in trained if not o.train.error]
+    clean = [t for t in steps if not t.unsupported and t.rows_add_up]
+    compared = [t for t in steps if t.peak_ratio is not None]
+    worst = max((abs(t.peak_ratio - 1) for t in compared), default=0.0)
+    on_cpu = sum(t.device == "cpu" for t in steps)
+    batch2 = sum(t.batch == 2 for t in steps)
+    return [
+        f"Training step (`--train`): {len(steps)} of the {len(trained)} counted models counted a step (forward, the "
+        f"sum of the float outputs as loss, backward, AdamW), {len(clean)} with no op uncounted and rows summing "
+        f"exactly; on the meta device, {on_cpu} on CPU where meta cannot run them, {batch2} at batch 2 where "
+        "batch norm needs two samples. The peak is set beside PyTorch's MemTracker on the same two CPU steps for "
+        f"{len(compared)} models with at most {MEMTRACKER_PARAMS:,} parameters: the largest gap is "
+        f"{100 * worst:.2f} %.", "",
+    ]
+
+
+def _line(o: Outcome, trained: bool) -> str:
+    if "Couldn't load custom C++ ops" in o.error:
+        o.error = ("cannot run here: torchvision's compiled ops (nms, roi_align) do not load against this CPU build "
+                   "of torch")
+    if o.error:
+        return f"| {o.case.name} | {o.case.kind} | | | | {o.error.replace('|', '/')[:200]} | | |" + (
+            " | | | | |" if trained else "")
+    unsupported = ", ".join(f"`{k}` ×{v}" for k, v in (o.unsupported or {}).items()) or "none"
+    ratio = f"{o.fcm_ratio:.3f}" if o.fcm_ratio else "—"
+    exact = "yes" if o.rows_add_up and o.params_exact else "NO"
+    line = (f"| {o.case.name} | {o.case.kind} | {o.params:,} | {o.flops:,} | {exact} | {unsupported} "
+            f"| {o.seconds:.2f} | {ratio} |")
+    if not trained:
+        return line
+    t = o.train
+    if t is None or t.error:
+        return line + f" | | | {(t.error if t else '').replace('|', '/')[:160]} | | |"
+    where = "" if (t.device, t.batch) == ("meta", 1) else f" ({t.device}, batch {t.batch})"
+    step_unsupported = ", ".join(f"`{k}` ×{v}" for k, v in (t.unsupported or {}).items()) or "none"
+    peak_ratio = f"{t.peak_ratio:.4f}" if t.peak_ratio is not None else ""
+    return line + (f" {t.bwd_flops:,} | {'yes' if t.rows_add_up else 'NO'}{where} | {step_unsupported} | "
+                   f"{t.peak:,} | {peak_ratio} |")
 
 
 def main() -> None:
@@ -451,6 +592,9 @@ def main() -> None:
     parser.add_argument("--family", action="append", choices=list(FAMILIES))
     parser.add_argument("--only", action="append", help="model names to run (default: all)")
     parser.add_argument("-o", "--output", help="write the Markdown table here (default: stdout)")
+    parser.add_argument("--train", action="store_true", help="also count a training step of every model")
+    parser.add_argument("--memtracker", type=int, default=40, metavar="N",
+                        help="with --train: set the peak beside MemTracker's on this many of the smaller models")
     options = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     outcomes = []
@@ -458,8 +602,14 @@ def main() -> None:
         for case in FAMILIES[family]():
             if options.only and case.name not in options.only:
                 continue
-            outcome = run_case(case)
+            compared = sum(o.train is not None and o.train.memtracker is not None for o in outcomes)
+            outcome = run_case(case, options.train, compared < options.memtracker)
             status = outcome.error or (", ".join(outcome.unsupported) if outcome.unsupported else "ok")
+            if outcome.train is not None:
+                t = outcome.train
+                status += f"; step {t.device} {t.seconds:.2f}s " + (t.error or (", ".join(t.unsupported) or "ok"))
+                if t.peak_ratio is not None:
+                    status += f", peak/MemTracker {t.peak_ratio:.4f}"
             print(f"{family:12} {case.name:40} {outcome.seconds:6.2f}s {status}", file=sys.stderr, flush=True)
             outcomes.append(outcome)
     command = "python benchmarks/coverage.py " + " ".join(sys.argv[1:])

@@ -12,6 +12,7 @@ from fixtures import EXAMPLES, WORKED, resnet18
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+import modelprof
 from modelprof.counting.formulas import FORMULAS, Cost
 from modelprof.counting.train import count_train_step
 from modelprof.workload import Precision, Training, Workload
@@ -369,3 +370,35 @@ def test_dropout_in_training_on_cpu_by_hand():
     assert report.unsupported == {}
     assert (row.flops, row.mem_read, row.mem_write) == (24 + 24, 96 + 96 + 2 * 96, 96 + 96 + 96)
     assert row.bwd_flops == 24  # the gradient through the mask: one product per element
+
+
+def test_lstm_training_step_counts_onednns_layer_ops():
+    # with autograd on, nn.LSTM runs oneDNN's mkldnn_rnn_layer per layer (and its backward); both are counted.
+    # Hand arithmetic (thop's cell formulas, COUNTING.md): layer 1, I=8, H=16: a gate is 16·(8+16) + 16 + 2·16 =
+    # 432, the cell 4·432 + 4·16 = 1,792; layer 2 (I=16): 16·32 + 48 = 560, 4·560 + 64 = 2,304; 5 steps of 1 sample:
+    # (1,792 + 2,304)·5 = 20,480 Flops, as in eval (aten.lstm's formula).
+    from modelprof import Training, Workload
+
+    model, x = nn.LSTM(8, 16, num_layers=2, batch_first=True), torch.randn(1, 5, 8)
+    forward = modelprof.count_costs(model, (x,))
+    step = modelprof.count_costs(model, (x,), workload=Workload(Training(optimizer="sgd")))
+    assert forward.total.flops == 20_480 and not step.unsupported
+    lstm = {r.name: r for r in step.layers}["(root)"]
+    # backward: each product's gradient for both operands, the elementwise once: products 64·(8+16) = 1,536 and
+    # 64·32 = 2,048, elementwise 1,792 - 1,536 = 256 and 2,304 - 2,048 = 256, so (2·3,584 + 512)·5 = 38,400
+    assert lstm.flops == 20_480 and lstm.bwd_flops == 38_400
+
+
+def test_weight_norm_backward_formula():
+    from modelprof.counting.formulas import TensorSpec
+
+    # w = g·v/||v|| for a Conv1d(4, 6, 3) weight: v 6×4×3 (n = 72), g and the norms 6×1×1 (C = 6): 5n + 3C = 378
+    v, g = TensorSpec((6, 4, 3), 4), TensorSpec((6, 1, 1), 4)
+    cost = FORMULAS[torch.ops.aten._weight_norm_interface_backward]((v, v, g, g, 0), {}, (v, g))
+    assert cost.flops == cost.madd == 378
+    # and a weight-normed model's training step leaves no op uncounted
+    from modelprof import Training, Workload
+
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 6, 3)), nn.ReLU())
+    step = modelprof.count_costs(model, (torch.randn(1, 4, 10),), workload=Workload(Training()))
+    assert not step.unsupported

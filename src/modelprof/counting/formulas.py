@@ -112,7 +112,7 @@ FREE_OPS: frozenset[Any] = frozenset(
         "_assert_async", "_assert_tensor_metadata", "resolve_conj", "resolve_neg", "conj", "_neg_view",
         "_conj", "numpy_T", "mT", "mH", "adjoint", "expand_as", "unflatten", "chunk", "tensor_split", "hsplit",
         "vsplit", "lift_fresh_copy", "_to_dense", "set_", "record_stream", "detach_", "unsafe_split",
-        "unsafe_split_with_sizes", "unsafe_chunk", "as_strided_",
+        "unsafe_split_with_sizes", "unsafe_chunk", "as_strided_", "transpose_", "t_", "squeeze_", "unsqueeze_",
     )
     + [torch.ops.prim.device]
     # the optimizers' record_function ranges: profiler bookkeeping, no tensor work
@@ -417,6 +417,19 @@ def weight_norm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     return io_cost(args[:2], out, None, ops, ops)
 
 
+@register_formula(*_ops("_weight_norm_interface_backward"))
+def weight_norm_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """The gradients of w = g * v / ||v||, from grad_w (n elements), v, g and the norms (C each): with s = g / ||v||,
+    grad_g = sum(grad_w * v) / ||v|| (n multiplies, n adds, C divides) and
+    grad_v = s * (grad_w - (grad_g / ||v||) * v) (3n, and 2C for the per-channel factors).
+
+    Flops = MAdd = 5n + 3C.  MemRead = every input; MemWrite = both gradients.
+    """
+    n, c = args[0].numel, args[2].numel
+    ops = 5 * n + 3 * c
+    return io_cost(args[:4], out, None, ops, ops)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Elementwise, activations, softmax, reductions
 # --------------------------------------------------------------------------------------------------------------
@@ -678,6 +691,50 @@ def rnn_formula(kind: str) -> Formula:
 
     formula.__doc__ = rnn_formula.__doc__
     return formula
+
+
+#: The RNN mode numbers of cuDNN and oneDNN's layer ops (``mode``): RNN_RELU, RNN_TANH, LSTM, GRU.
+_RNN_MODES = {0: "rnn", 1: "rnn", 2: "lstm", 3: "gru"}
+
+
+def _rnn_layer(kind: str, x: TensorSpec, w_ih: TensorSpec, hidden: int, has_bias: bool,
+               batch_first: bool) -> tuple[int, int]:
+    """(products, elementwise ops) of one recurrent layer in one direction over the whole sequence."""
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first and len(x.shape) == 3 else (x.shape[0], (
+        x.shape[1] if len(x.shape) == 3 else 1))
+    gates = w_ih.shape[0]
+    products = gates * (w_ih.shape[1] + hidden)
+    cell = rnn_cell_flops(kind, w_ih.shape[1], hidden, has_bias)
+    return steps * batch * products, steps * batch * (cell - products)
+
+
+@register_formula(*_ops("mkldnn_rnn_layer"))
+def rnn_layer_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """oneDNN's one-layer, one-direction recurrent op (what ``nn.LSTM`` runs on CPU with autograd on): the same
+    count as :func:`rnn_formula` for that layer (input, weight_ih, weight_hh, biases, h0, c0, reverse, batch_sizes,
+    mode, hidden_size, layers, has_biases, bidirectional, batch_first).
+
+    Flops = T * N * rnn_cell_flops;  MAdd = 2 * Flops.  Memory: every tensor in and out.
+    """
+    x, w_ih = args[0], args[1]
+    kind, hidden, has_bias, batch_first = _RNN_MODES.get(args[9], "lstm"), args[10], bool(args[12]), bool(args[14])
+    products, elementwise = _rnn_layer(kind, x, w_ih, hidden, has_bias, batch_first)
+    flops = products + elementwise
+    return io_cost(args[:7], out, None, 2 * flops, flops)
+
+
+@register_formula(*_ops("mkldnn_rnn_layer_backward"))
+def rnn_layer_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """The gradients of one recurrent layer: every product's gradient with respect to both its operands (the input
+    and hidden state, and the weights), as a linear layer's backward counts, and the cell's elementwise gradients
+    once, as its forward counts them: Flops = 2 * products + elementwise;  MAdd = 2 * Flops.
+    Memory: every tensor in and out."""
+    x, w_ih = args[0], args[1]
+    kind, hidden = _RNN_MODES.get(args[14], "lstm"), args[15]
+    has_bias, batch_first = bool(args[17]), bool(args[21])
+    products, elementwise = _rnn_layer(kind, x, w_ih, hidden, has_bias, batch_first)
+    flops = 2 * products + elementwise
+    return io_cost(args[:13], out, None, 2 * flops, flops)
 
 
 register_formula(*_ops("lstm"))(rnn_formula("lstm"))
