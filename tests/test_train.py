@@ -402,3 +402,36 @@ def test_weight_norm_backward_formula():
     model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 6, 3)), nn.ReLU())
     step = modelprof.count_costs(model, (torch.randn(1, 4, 10),), workload=Workload(Training()))
     assert not step.unsupported
+
+
+def test_a_linear_layer_costs_the_same_in_a_forward_and_in_a_training_steps_forward():
+    # Linear(3, 2) on one sample: MAdd = Co·(2·Ci - 1) = 2·5 = 10, the bias add left out (COUNTING.md), whether
+    # the forward runs aten.linear (stats) or autograd's t + addmm (the training step's forward)
+    from modelprof import Training, Workload
+
+    model, x = nn.Linear(3, 2), torch.randn(1, 3)
+    assert modelprof.count_costs(model, (x,)).total.madd == 10
+    step = modelprof.count_costs(model, (x,), workload=Workload(Training(optimizer="sgd")))
+    assert {r.name: r.madd for r in step.layers}["(root)"] == 10
+
+
+def test_training_mode_batch_norm_counts_its_batch_statistics():
+    # BatchNorm2d(4) on 2×4×8×8: n = 512, C = 4. Eval: MAdd 4n = 2,048, Flops 2n = 1,024 (torchstat). Training adds
+    # the batch mean (n + C), variance (3n + C) and the running statistics' update (3C + 4C): 4n + 9C = 2,084, and
+    # num_batches_tracked += 1 is one more add: MAdd 2,048 + 2,084 + 1 = 4,133, Flops 1,024 + 2,084 + 1 = 3,109
+    from modelprof import Training, Workload
+
+    model, x = nn.BatchNorm2d(4), torch.randn(2, 4, 8, 8)
+    forward = modelprof.count_costs(model, (x,))
+    assert (forward.total.madd, forward.total.flops) == (2_048, 1_024)
+    step = modelprof.count_costs(model, (x,), workload=Workload(Training(optimizer="sgd")))
+    row = {r.name: r for r in step.layers}["(root)"]
+    assert (row.madd, row.flops) == (4_133, 3_109)
+
+
+def test_a_training_step_of_a_model_without_parameters_is_modelprofs_own_error():
+    from modelprof.counting.train import count_train_step
+    from modelprof.errors import ModelError
+
+    with pytest.raises(ModelError, match="no trainable parameters"):
+        count_train_step(nn.ReLU(), (torch.randn(2, 3),))

@@ -257,14 +257,18 @@ def matmul_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
 def addmm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """addmm(c, a, b) = beta*c + alpha*(a @ b) and its batched forms.
 
-    Flops = out*K;  MAdd = out*(2K - 1) + out   (one more addition per output for ``c``).
+    Flops = out*K;  MAdd = out*(2K - 1) + out   (one more addition per output for ``c``), except where ``c`` is a
+    linear layer's bias (1-D, added to a 2-D product): MAdd = out*(2K - 1), as :func:`linear_formula` counts it.
     For addbmm the batch of products is also summed: K = batch * a.shape[-1].
     """
-    a, o = args[1], _first(out)
+    c, a, o = args[0], args[1], _first(out)
     k = a.shape[-1]
     if len(a.shape) == 3 and len(o.shape) == 2:  # addbmm sums the batch of products too
         k *= a.shape[0]
-    madd, flops = matmul_cost(o.numel, k, extra_adds=o.numel)
+    # a 1-D c added to a 2-D product is a linear layer's bias (autograd runs Linear as t + addmm): left out, as
+    # aten.linear leaves it out, so a layer costs the same in a forward and in a training step's forward
+    bias = isinstance(c, TensorSpec) and len(c.shape) == 1 and len(o.shape) == 2
+    madd, flops = matmul_cost(o.numel, k, extra_adds=0 if bias else o.numel)
     return io_cost(args, out, kwargs, madd, flops)
 
 
@@ -368,14 +372,30 @@ def sdpa_backend_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
 def batch_norm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """Batch norm (torchstat's BatchNorm2d, any rank): n = input elements, C channels.
 
-    MAdd = 4n (subtract mean, divide by std, multiply gamma, add beta);  Flops = n, 2n when affine;
+    Normalizing: MAdd = 4n (subtract mean, divide by std, multiply gamma, add beta);  Flops = n, 2n when affine;
     MemRead = (n + 2C) bytes (running statistics not counted, as torchstat);  MemWrite = n bytes.
+    In training mode the batch's statistics are computed first, and the running ones updated when the layer keeps
+    them; both add to MAdd and Flops alike:
+        mean: n adds and C divides;  variance: n subtractions, n squares, n adds and C divides;
+        running mean (1 - m)·r + m·mean: 3C;  running variance, with the unbiased factor n / (n - 1): 4C;
+    so 4n + 2C, and 7C more with running statistics; MemRead adds the running statistics (2C) and MemWrite the
+    statistics saved for the backward (2C) and the running ones (2C).
     """
     x, weight = args[0], arg(args, kwargs, 1, "weight")
     channels = x.shape[1] if len(x.shape) > 1 else 1
-    n = x.numel
+    n, s = x.numel, x.itemsize
     flops = n * (2 if weight is not None else 1)
-    return Cost(4 * n, flops, (n + 2 * channels) * x.itemsize, n * x.itemsize)
+    madd, read, write = 4 * n, (n + 2 * channels) * s, n * s
+    # the training flag is the first bool after (input, weight, bias): _native_batch_norm_legit.no_stats has no
+    # running statistics before it, and _native_batch_norm_legit_no_training has no flag at all
+    training = next((a for a in args[3:6] if isinstance(a, bool)), False)
+    if training:
+        running = isinstance(args[3], TensorSpec)
+        extra = 4 * n + 2 * channels + (7 * channels if running else 0)
+        flops, madd = flops + extra, madd + extra
+        read += 2 * channels * s if running else 0
+        write += (4 if running else 2) * channels * s
+    return Cost(madd, flops, read, write)
 
 
 def norm_formula(stats_ops: int, weight_index: int, bias_index: int | None) -> Formula:
