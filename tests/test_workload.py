@@ -38,7 +38,7 @@ def test_workloads_that_cannot_run_are_refused_where_they_are_built(workload):
 
 
 def test_transforms_are_applied_in_their_order_and_undone():
-    assert [t.option for t in TRANSFORMS] == ["--dtype", "--channels-last", "--amp"]
+    assert [t.option for t in TRANSFORMS] == ["--dtype", "--channels-last", "--checkpoint", "--amp"]
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     before = {name: (t, t.dtype, t.stride()) for name, t in model.state_dict(keep_vars=True).items()}
     x = torch.randn(1, 3, 8, 8)
@@ -119,8 +119,11 @@ def test_saved_generate_report_keeps_its_generation(tmp_path):
 def test_generation_uses_the_current_cache_api():
     import warnings
 
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from modelprof.counting.generate import count_generation
+    from modelprof.loading.hf import import_transformers
+
+    transformers = import_transformers()  # imported as modelprof imports it (torchvision's compiled ops stubbed)
 
     config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                       num_attention_heads=2, num_key_value_heads=1)

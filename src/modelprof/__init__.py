@@ -15,6 +15,7 @@ __version__ = "0.2.0"
 _PUBLIC = {
     "count_costs": "counting.api", "profile": "counting.api",
     "Workload": "workload", "Training": "workload", "Generation": "workload", "Precision": "workload",
+    "Checkpointing": "workload",
     "Cost": "counting.formulas", "TensorSpec": "counting.formulas", "register_formula": "counting.formulas",
     "SingleTensorAdapter": "loading.build",
     "DType": "loading.source", "InputSpec": "loading.source",

@@ -87,12 +87,26 @@ class Precision:
 
 
 @dataclass(frozen=True)
+class Checkpointing:
+    """Activation checkpointing (torchtitan's ``ActivationCheckpoint``): the forward of every module of these
+    classes keeps only its inputs for the backward, which runs it again. ``auto`` names the repeated block (the
+    class with children that has the most instances); an empty tuple checkpoints nothing."""
+
+    modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modules", tuple(self.modules))
+
+
+@dataclass(frozen=True)
 class Workload:
-    """What runs: the step and its precision. Built once (from the command line's one option group, or by an API
-    caller) and handed whole to every command; a combination that cannot run raises :class:`UsageError`."""
+    """What runs: the step, its precision and its activation checkpointing. Built once (from the command line's one
+    option group, or by an API caller) and handed whole to every command; a combination that cannot run raises
+    :class:`UsageError`."""
 
     step: Step = field(default_factory=Forward)
     precision: Precision = field(default_factory=Precision)
+    checkpoint: Checkpointing = field(default_factory=Checkpointing)
 
     def __post_init__(self) -> None:
         from modelprof.prepare import refusal
@@ -120,7 +134,7 @@ class Workload:
         """JSON-ready form (a child process of the batch search gets the workload this way)."""
         step = {"kind": self.kind, **{k: v for k, v in vars(self.step).items()}}
         precision = {**vars(self.precision), "dtype": self.precision.dtype.value if self.precision.dtype else None}
-        return {"step": step, "precision": precision}
+        return {"step": step, "precision": precision, "checkpoint": list(self.checkpoint.modules)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Workload:
@@ -130,7 +144,7 @@ class Workload:
             step["optimizer"] = Optimizer(step["optimizer"])
         precision = dict(d["precision"])
         precision["dtype"] = DType(precision["dtype"]) if precision["dtype"] else None
-        return cls(kind(**step), Precision(**precision))
+        return cls(kind(**step), Precision(**precision), Checkpointing(tuple(d.get("checkpoint", ()))))
 
 
 #: A forward in the model's own precision: what counting does when nothing else is asked.

@@ -30,7 +30,7 @@ from modelprof.loading.source import (
 )
 from modelprof.render import OutputFormat, render
 from modelprof.reports.document import Document
-from modelprof.workload import Forward, Generation, Optimizer, Precision, Training, Workload
+from modelprof.workload import Checkpointing, Forward, Generation, Optimizer, Precision, Training, Workload
 
 #: The heads a transformers config TARGET can be built with (modelprof.loading.hf.Task, without importing it here).
 TASKS = ["causal-lm", "seq2seq", "encoder", "masked-lm", "sequence-classification", "image-classification",
@@ -181,6 +181,8 @@ _TRAINING_OPTIONS = (
                  help="With --train: the optimizer stepped."),
     click.option("--loss", metavar="MODULE:FUNCTION", help="With --train: fn(output, *inputs) -> scalar; default: "
                  "the sum of every float output."),
+    click.option("--checkpoint", metavar="auto|CLASS,...", help="With --train: activation checkpointing of the "
+                 "modules of these classes (auto: the repeated block); the backward recomputes their forward."),
 )
 
 
@@ -195,7 +197,7 @@ def _generation_options(help_text: str, min_new: int) -> tuple:
 
 def workload_from_options(train: bool, optimizer: str, loss: str | None, dtype: str | None, amp: bool,
                           channels_last: bool, generate: bool = False, prompt_len: int | None = None,
-                          new_tokens: int = 16) -> Workload:
+                          new_tokens: int = 16, checkpoint: str | None = None) -> Workload:
     """The one :class:`Workload` the workload options describe; a combination that cannot run is refused here."""
     if generate != bool(prompt_len):
         raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
@@ -213,7 +215,8 @@ def workload_from_options(train: bool, optimizer: str, loss: str | None, dtype: 
         step = Generation(prompt_len, new_tokens)
     else:
         step = Forward()
-    return Workload(step, Precision(DType(dtype) if dtype else None, amp, channels_last))
+    modules = tuple(name.strip() for name in (checkpoint or "").split(",") if name.strip())
+    return Workload(step, Precision(DType(dtype) if dtype else None, amp, channels_last), Checkpointing(modules))
 
 
 def model_command(generate: str | None = None, min_new: int = 1
@@ -232,7 +235,7 @@ def model_command(generate: str | None = None, min_new: int = 1
                     **options: Any) -> None:
             out = output_options(fmt, output)
             names = ("train", "optimizer", "loss", "dtype", "amp", "channels_last", "generate", "prompt_len",
-                     "new_tokens")
+                     "new_tokens", "checkpoint")
             workload = workload_from_options(**{k: options.pop(k) for k in names if k in options})
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):

@@ -127,7 +127,8 @@ class ModuleTracker:
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
             stack.append(name)
-            calls[name] += 1
+            if self.phase is not Phase.BACKWARD:  # a checkpointed forward run again is not another call
+                calls[name] += 1
             first = name not in shapes
             if first:
                 shapes[name] = (tensor_shapes(args, kwargs), ())
@@ -137,7 +138,9 @@ class ModuleTracker:
             stack.pop()
             if first:
                 shapes[name] = (shapes[name][0], tensor_shapes(output))
-            if torch.is_grad_enabled():
+            # a forward recomputed in the backward (checkpointing) is not tagged: its graph only feeds the nodes
+            # tagged in the forward, and holding its nodes would keep their saved tensors alive
+            if torch.is_grad_enabled() and self.phase is not Phase.BACKWARD:
                 self.tag(output, name)
             return output
 

@@ -52,9 +52,9 @@ def is_config_target(target: str) -> bool:
     return target.endswith(".json") or (path.is_dir() and (path / "config.json").is_file())
 
 
-def _transformers() -> Any:
-    # torchvision's compiled ops may not load against this torch build; transformers imports it when present,
-    # and builds language models without it
+def import_transformers() -> Any:
+    """``transformers``, imported so that it works here: torchvision's compiled ops may not load against this
+    torch build, transformers imports torchvision when present, and builds language models without it."""
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     try:
         import transformers
@@ -80,7 +80,7 @@ def _hub_quiet() -> Iterator[None]:
 
 def load_config(target: str) -> Any:
     """The ``transformers`` config a config TARGET names."""
-    transformers = _transformers()
+    transformers = import_transformers()
     if target.startswith("hf:"):
         name = target.removeprefix("hf:")
         try:
@@ -112,7 +112,7 @@ def build_from_config(target: str, task: str | None = None) -> Any:
     """A model with random weights for the config TARGET names, with the head ``task`` asks for (default: the
     config's first ``architectures`` entry, else the bare encoder). Build it under ``torch.device("meta")`` for no
     storage at all."""
-    transformers = _transformers()
+    transformers = import_transformers()
     config = load_config(target)
     architectures = getattr(config, "architectures", None) or []
     try:

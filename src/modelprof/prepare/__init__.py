@@ -6,10 +6,10 @@ itself. :func:`prepared` applies the ones a workload asks for in the order of :d
 
 1. ``--dtype`` first: every later transform sees the tensors in the type they will run in.
 2. ``--channels-last``: a memory format of the tensors as cast.
-3. ``--amp`` last: autocast casts per op at run time, and on meta it swaps the final tensors for fake CPU ones.
-
-(Sharding, checkpointing and compile, when they land, go in torchtitan's order: tensor parallelism, then activation
-checkpointing, then compile, then FSDP.) Adding a transform is a module here, its test, and one line below.
+3. ``--checkpoint``: activation checkpointing wraps the chosen modules' forwards (torchtitan's order puts it after
+   tensor parallelism and before compile and FSDP, when those land).
+4. ``--amp`` last: autocast casts per op at run time, and on meta it swaps the final tensors for fake CPU ones.
+ Adding a transform is a module here, its test, and one line below.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelprof.prepare.amp import Autocast
 from modelprof.prepare.base import Run, Transform, device_of
+from modelprof.prepare.checkpoint import Checkpoint
 from modelprof.prepare.dtype import Cast
 from modelprof.prepare.memory_format import ChannelsLast
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from modelprof.workload import Workload
 
 #: Every transform, in the order it is applied.
-TRANSFORMS: tuple[Transform, ...] = (Cast(), ChannelsLast(), Autocast())
+TRANSFORMS: tuple[Transform, ...] = (Cast(), ChannelsLast(), Checkpoint(), Autocast())
 
 
 def refusal(workload: Workload) -> str | None:

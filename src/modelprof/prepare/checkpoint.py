@@ -1,0 +1,88 @@
+"""``--checkpoint``: activation checkpointing of the modules of some classes (``auto``: the repeated block).
+
+Each chosen module's forward runs through ``torch.utils.checkpoint.checkpoint`` (non-reentrant): autograd keeps
+the module's inputs only, and the backward runs its forward again to rebuild what it needs. So a training step's
+saved activations and peak shrink, and its backward grows by those forwards; counting sees both, as it sees every
+op. The forward is wrapped as an instance attribute, so the module keeps its name in the report, and the attribute
+is gone (or what it was) on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from modelprof.errors import UsageError
+from modelprof.prepare.base import Run, Transform
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modelprof.workload import Workload
+
+#: The word that asks for the repeated block.
+AUTO = "auto"
+_NONE = object()
+
+
+def checkpointed_modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+    """The modules of ``model`` whose class is named in ``names`` (``auto``: the class with children that has the
+    most instances, at least two), outermost first; a name no module has is refused, naming the classes there are."""
+    modules = list(model.modules())
+    wanted = set(names)
+    if AUTO in wanted:
+        wanted.discard(AUTO)
+        blocks = Counter(type(m).__name__ for m in modules[1:] if any(True for _ in m.children()))
+        repeated = [name for name, count in blocks.most_common() if count >= 2]
+        if not repeated:
+            raise UsageError("--checkpoint auto: the model has no repeated block; name the classes to checkpoint")
+        wanted.add(repeated[0])
+    present = {type(m).__name__ for m in modules}
+    missing = sorted(wanted - present)
+    if missing:
+        known = ", ".join(sorted(present)[:12])
+        raise UsageError(f"--checkpoint: no module of class {', '.join(missing)} in the model; it has {known} ...")
+    chosen = [m for m in modules if type(m).__name__ in wanted]
+    inside = {id(c) for m in chosen for c in m.modules() if c is not m}
+    return [m for m in chosen if id(m) not in inside]  # a module inside a checkpointed one is recomputed already
+
+
+class Checkpoint(Transform):
+    """Activation checkpointing: a training step keeps the chosen modules' inputs only and recomputes them."""
+
+    option = "--checkpoint"
+
+    def wanted(self, workload: Workload) -> bool:
+        return bool(workload.checkpoint.modules)
+
+    def refusal(self, workload: Workload) -> str | None:
+        if workload.checkpoint.modules and workload.training is None:
+            return "--checkpoint trades memory for recomputation in a training step; add --train"
+        return None
+
+    @contextlib.contextmanager
+    def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
+        from torch.utils.checkpoint import checkpoint
+
+        patched: list[tuple[Any, Any]] = []
+
+        def wrap(forward: Any) -> Any:
+            def checkpointed(*args: Any, **kwargs: Any) -> Any:
+                return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+            checkpointed.__wrapped__ = forward  # inspect.signature still reads the module's own
+            return checkpointed
+
+        try:
+            for module in checkpointed_modules(run.model, workload.checkpoint.modules):
+                patched.append((module, module.__dict__.get("forward", _NONE)))
+                module.__dict__["forward"] = wrap(module.forward)
+            yield run
+        finally:
+            for module, own in reversed(patched):
+                if own is _NONE:
+                    module.__dict__.pop("forward", None)
+                else:
+                    module.__dict__["forward"] = own

@@ -1,0 +1,82 @@
+"""Activation checkpointing (``--checkpoint``): a prepare transform that trades saved activations for recomputation,
+held to PyTorch's MemTracker on the same checkpointed step and to the forward it recomputes."""
+
+import copy
+import json
+
+import pytest
+import torch
+from fixtures import RESNET18, resnet18
+
+import modelprof
+from modelprof import Checkpointing, Training, Workload
+from modelprof.errors import UsageError
+from modelprof.prepare.checkpoint import checkpointed_modules
+
+
+def step(checkpoint: tuple[str, ...] = ()) -> Workload:
+    return Workload(Training(), checkpoint=Checkpointing(checkpoint))
+
+
+def test_the_backward_recomputes_exactly_the_checkpointed_forwards():
+    torch.manual_seed(0)
+    model, x = resnet18(), torch.randn(2, 3, 32, 32)
+    plain = modelprof.count_costs(model, (x,), workload=step())
+    checkpointed = modelprof.count_costs(model, (x,), workload=step(("auto",)))
+    assert not checkpointed.unsupported
+    # auto is the repeated block, BasicBlock: every row under layer1..layer4 runs its forward twice
+    blocks = sum(r.flops for r in plain.layers if r.name.startswith("layer"))
+    assert checkpointed.total.bwd_flops - plain.total.bwd_flops == blocks
+    assert checkpointed.total.flops == plain.total.flops  # the forward itself is the same
+    assert checkpointed.memory.saved < plain.memory.saved  # the blocks keep their inputs only
+    # a forward run again is not another call
+    assert {r.name: r.calls for r in checkpointed.layers} == {r.name: r.calls for r in plain.layers}
+    assert all("forward" not in vars(m) for m in model.modules())  # the model is left as it was
+
+
+def _memtracker_peak(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """PyTorch's MemTracker on two real checkpointed AdamW steps (the second holds the first's optimizer state)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+    from torch.utils.checkpoint import checkpoint
+
+    model = copy.deepcopy(model).train()
+    for module in checkpointed_modules(model, ("auto",)):
+        module.forward = (lambda f: lambda *a, **k: checkpoint(f, *a, use_reentrant=False, **k))(module.forward)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
+    tracker = MemTracker()
+    tracker.track_external(model, optimizer, x)
+    with tracker:
+        for i in range(2):
+            if i:
+                tracker.reset_mod_stats()
+            model(x).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
+
+
+def test_the_checkpointed_peak_is_memtrackers():
+    torch.manual_seed(0)
+    model, x = resnet18(), torch.randn(4, 3, 32, 32)
+    counted = modelprof.count_costs(model, (x,), workload=step(("BasicBlock",))).memory.peak
+    assert abs(counted / _memtracker_peak(model, x) - 1) < 0.02
+
+
+def test_checkpoint_options_through_the_cli(run):
+    code, out, err = run("stats", RESNET18, "--shape", "3,32,32", "--batch", "2", "--train", "--checkpoint",
+                         "auto", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["total"]["bwd_flops"] > 0
+    code, out, err = run("stats", RESNET18, "--shape", "3,32,32", "--checkpoint", "auto")
+    assert code == 2 and "add --train" in err and err.count("\n") == 1
+    code, out, err = run("stats", RESNET18, "--shape", "3,32,32", "--train", "--checkpoint", "Nope")
+    assert code == 2 and "no module of class Nope" in err and err.count("\n") == 1
+
+
+def test_checkpointing_is_part_of_the_workload():
+    workload = step(("auto",))
+    assert Workload.from_dict(json.loads(json.dumps(workload.to_dict()))) == workload
+    with pytest.raises(UsageError, match="add --train"):
+        Workload(checkpoint=Checkpointing(("auto",)))
+    with pytest.raises(UsageError, match="no repeated block"):
+        checkpointed_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)), ("auto",))
