@@ -41,6 +41,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import modelprof  # noqa: E402
 from modelprof.metrics import KEYS  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memtracker import memtracker_peak, sum_of_outputs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The models MemTracker is run on (on CPU, two real training steps) have at most this many parameters.
 MEMTRACKER_PARAMS = 30_000_000
@@ -434,13 +437,6 @@ def run_case(case: Case, train: bool = False, compare: bool = False) -> Outcome:
     return outcome
 
 
-def sum_of_outputs(output: object, *inputs: object) -> torch.Tensor:
-    """The loss of a training step: the sum of every float tensor of the output (modelprof's default loss)."""
-    from modelprof.counting.tracker import tensors_in
-
-    return sum(t.sum() for t in tensors_in(output) if t.is_floating_point())
-
-
 def _to(device: str, args: tuple, kwargs: dict, batch: int) -> tuple[tuple, dict]:
     """The inputs on ``device``, repeated along the first dimension to ``batch``."""
     from torch.utils._pytree import tree_map
@@ -484,25 +480,6 @@ def train_case(model: nn.Module, args: tuple, kwargs: dict, compare: bool) -> Tr
         with contextlib.suppress(Exception), quiet():
             outcome.memtracker = memtracker_peak(model, *_to("cpu", args, kwargs, outcome.batch))
     return outcome
-
-
-def memtracker_peak(model: nn.Module, args: tuple, kwargs: dict) -> int:
-    """PyTorch's MemTracker over two training steps on CPU (the second holds the first's optimizer state), with
-    the loss and optimizer modelprof uses (AdamW, single-tensor implementation)."""
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0, foreach=False)
-    tracker = MemTracker()
-    tracker.track_external(model, optimizer, *[t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)])
-    with tracker:
-        for step in range(2):
-            if step:
-                tracker.reset_mod_stats()
-            sum_of_outputs(model(*args, **kwargs)).backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
 
 
 def modelprof_one_line(exc: BaseException) -> str:

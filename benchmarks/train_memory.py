@@ -20,7 +20,6 @@ meta device, its time and this process's peak memory (goal: at most 30 s and 2 G
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import types
@@ -33,6 +32,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
+from memtracker import memtracker_peak  # noqa: E402
 from rss import rise_in_child  # noqa: E402
 
 from modelprof.counting.train import count_train_step  # noqa: E402
@@ -101,25 +101,6 @@ def loss(output, *inputs):
     return out.sum()
 
 
-def memtracker(model, x, amp: bool = False) -> int:
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
-    tracker = MemTracker()
-    tracker.track_external(model, optimizer, x)
-    with tracker:
-        for step in range(2):
-            if step:
-                tracker.reset_mod_stats()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                value = loss(model(x))
-            value.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    return sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
-
-
 def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| model | modelprof peak | MemTracker peak | gap | modelprof: peak less parameters and inputs "
@@ -139,7 +120,7 @@ def main() -> None:
         else:
             report = count_train_step(model, (x,), loss=loss)
         m = report.memory
-        reference = memtracker(model, x, amp)
+        reference = memtracker_peak(model, (x,), amp=amp, loss=loss)
         # the steps create the gradients and the optimizer's state, as the measured ones do: the rise is the
         # peak less what existed before it
         rise = m.peak - m.parameters - m.buffers - m.inputs

@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the reference measurements (memtracker.py) tests and benchmarks share
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
