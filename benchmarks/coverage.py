@@ -58,6 +58,7 @@ class Case:
     build: Callable[[], nn.Module]
     inputs: Callable[[], tuple[tuple, dict]]
     kind: str = ""
+    train_inputs: Callable[[], tuple[tuple, dict]] | None = None  #: a training step's, where they differ
 
 
 @dataclass
@@ -103,6 +104,12 @@ def image(size: int = 224, channels: int = 3) -> Callable[[], tuple[tuple, dict]
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def detection_targets() -> tuple[tuple, dict]:
+    """A detection model's training inputs: the images and a box with its label for each (it computes its losses)."""
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 100.0, 120.0]]), "labels": torch.tensor([1])}]
+    return ([torch.rand(3, 224, 224)], targets), {}
+
+
 def torchvision_cases() -> list[Case]:
     from torchvision import models
 
@@ -126,7 +133,7 @@ def torchvision_cases() -> list[Case]:
     for name in models.list_models(module=models.detection):
         cases.append(Case("torchvision", name, lambda n=name: models.get_model(n, weights=None,
                                                                            weights_backbone=None),
-                          lambda: (([torch.rand(3, 224, 224)],), {}), "detection"))
+                          lambda: (([torch.rand(3, 224, 224)],), {}), "detection", detection_targets))
     return cases
 
 
@@ -431,6 +438,8 @@ def run_case(case: Case, train: bool = False, compare: bool = False) -> Outcome:
         reference = flop_counter_flops(model, args, kwargs)
         outcome.fcm_ratio = total.madd / reference if reference else None
     if train:
+        if case.train_inputs is not None:
+            args, kwargs = case.train_inputs()
         outcome.train = train_case(model, args, kwargs, compare and total.params <= MEMTRACKER_PARAMS)
     del model
     gc.collect()

@@ -288,3 +288,19 @@ def test_weight_norm_and_histogram():
 def test_in_place_detach_is_free():
     row = only_row(Fn(lambda x: (x * 2).detach_()), torch.randn(5))
     assert row.ops == () and row.flops == 5  # the root's own row: mul counted, detach_ free
+
+
+def test_in_place_bitwise_ops_and_random_fills_are_counted():
+    # what detection losses run in a training step: an in-place bitwise and (one op per element: 2·3 = 6) and a
+    # random fill (no arithmetic, its output written: 4·5 float32 = 80 bytes)
+    import modelprof
+
+    class Masks(torch.nn.Module):
+        def forward(self, a, b):
+            noise = torch.empty(4, 5).uniform_()
+            return a.bitwise_and_(b), noise
+
+    report = modelprof.profile(Masks(), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool))
+    assert not report.unsupported
+    assert report.total.flops == 6
+    assert report.total.mem_write >= 80

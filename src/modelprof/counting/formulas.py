@@ -484,7 +484,8 @@ _BINARY = (
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "true_divide", "floor_divide",
     "remainder", "fmod", "pow", "pow_", "float_power", "maximum", "minimum", "fmax", "fmin", "atan2", "hypot",
     "copysign", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "bitwise_and",
-    "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift", "where", "masked_fill",
+    "bitwise_and_", "bitwise_or", "bitwise_or_", "bitwise_xor", "bitwise_xor_", "logical_and_", "logical_or_",
+    "bitwise_left_shift", "bitwise_right_shift", "where", "masked_fill",
     "masked_fill_", "xlogy", "isclose", "ldexp", "lerp", "lerp_",
 )
 register_formula(*_ops(*_UNARY, *_BINARY))(elementwise_formula(1))
@@ -640,7 +641,8 @@ def embedding_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full",
         "arange", "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "scalar_tensor",
         "tensor", "linspace", "eye", "pixel_shuffle", "pixel_unshuffle", "im2col", "col2im", "nonzero",
-        "one_hot", "bernoulli", "bernoulli_", "multinomial", "select_scatter", "slice_scatter",
+        "one_hot", "bernoulli", "bernoulli_", "multinomial", "select_scatter", "slice_scatter", "uniform_",
+        "normal_", "random_", "exponential_", "geometric_", "log_normal_", "cauchy_",
         "diag_embed", "channel_shuffle", "native_channel_shuffle", "clone", "copy", "copy_", "_to_copy",
         "fill", "fill_", "zero_", "select_backward", "slice_backward", "index_select_backward", "index_add",
         "index_add_", "index_copy", "scatter_reduce", "_unsafe_index_put", "masked_scatter", "new_empty_strided",
