@@ -49,6 +49,7 @@ class LiveMemory:
         self._static_ids = set(static_storages)
         self._keep = list(static_storages.values())  # so their ids stay theirs for the run
         self._alive: dict[int, weakref.ref] = {}
+        self._sizes: dict[weakref.ref, tuple[int, int]] = {}  #: each live storage's ref -> (its id, its bytes)
         self.live = 0
         self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
         self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
@@ -57,27 +58,33 @@ class LiveMemory:
 
     def track(self, output: Any) -> None:
         """Count the storages ``output`` created (once each, until freed) and move the peak."""
-        for value in (output,) if isinstance(output, torch.Tensor) else leaves((output,)):
-            if not isinstance(value, torch.Tensor):
-                continue
-            storage = value.untyped_storage()
-            key = id(storage)
-            if key in self._alive or key in self._static_ids:
-                continue
-            size = storage.nbytes()
-            self._alive[key] = weakref.ref(storage, self._freed(key, size))
-            self.live += size
+        if isinstance(output, torch.Tensor):
+            self._count(output)
+        else:
+            for value in leaves((output,)):
+                if isinstance(value, torch.Tensor):
+                    self._count(value)
         phase = self.tracker.phase
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
             self.phase_peak_at[phase] = self.tracker.current
 
-    def _freed(self, key: int, size: int) -> Any:
-        def callback(_ref: weakref.ref) -> None:
-            if self._alive.pop(key, None) is not None:
-                self.live -= size
+    def _count(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = id(storage)
+        if key in self._alive or key in self._static_ids:
+            return
+        size = storage.nbytes()
+        ref = weakref.ref(storage, self._freed)  # one bound callback for all: the ref itself says which died
+        self._alive[key] = ref
+        self._sizes[ref] = (key, size)
+        self.live += size
 
-        return callback
+    def _freed(self, ref: weakref.ref) -> None:
+        key, size = self._sizes.pop(ref)
+        if self._alive.get(key) is ref:
+            del self._alive[key]
+            self.live -= size
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         """The pack hook: charge a saved storage to the running row, once."""

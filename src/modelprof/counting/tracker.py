@@ -49,6 +49,8 @@ def _collect(value: Any, found: list[torch.Tensor]) -> None:
 
 def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
     """The shape of every tensor inside ``values`` (see :func:`tensors_in`)."""
+    if len(values) == 1 and isinstance(values[0], torch.Tensor):  # a module's output, most often
+        return (tuple(values[0].shape),)
     return tuple(tuple(t.shape) for t in tensors_in(*values))
 
 
@@ -131,7 +133,8 @@ class ModuleTracker:
                 calls[name] += 1
             first = name not in shapes
             if first:
-                shapes[name] = (tensor_shapes(args, kwargs), ())
+                one = not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor)
+                shapes[name] = ((tuple(args[0].shape),) if one else tensor_shapes(args, kwargs), ())
                 if leaf:
                     self.leaf_order.setdefault(name)
             output = forward(*args, **kwargs)
