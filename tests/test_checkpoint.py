@@ -53,6 +53,10 @@ def test_checkpoint_options_through_the_cli(run):
                          "auto", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["total"]["bwd_flops"] > 0
+    code, out, err = run("bench", RESNET18, "--shape", "3,32,32", "--batch", "2", "--train", "--checkpoint", "auto",
+                         "--reps", "2", "--warmup", "1", "--warmup-time", "0", "--quiet", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["environment"]["checkpoint"] == ["auto"]  # the timed steps are checkpointed too
     code, out, err = run("stats", RESNET18, "--shape", "3,32,32", "--checkpoint", "auto")
     assert code == 2 and "add --train" in err and err.count("\n") == 1
     code, out, err = run("stats", RESNET18, "--shape", "3,32,32", "--train", "--checkpoint", "Nope")

@@ -363,6 +363,8 @@ def _bench_summary(report: BenchReport) -> list[str]:
     options = (", amp" if env.get("amp") else "") + (", channels-last" if env.get("channels_last") else "")
     if env.get("train"):
         options += f", training steps ({env.get('optimizer')}): forward, backward, optimizer step"
+    if env.get("checkpoint"):
+        options += f", activation checkpointing of {', '.join(env['checkpoint'])}"
     lines = [f"{env.get('device_name', report.device)}, torch {env.get('torch')}, {env.get('threads')} threads, "
              f"{report.dtype}{options}"]
     if any(r.pipelined_throughput for r in report.sweep):

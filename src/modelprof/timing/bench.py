@@ -73,6 +73,8 @@ def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptio
     env = environment(source.device.value, workload.precision, options.compile_model)
     if workload.training is not None:
         env.update(train=True, optimizer=workload.training.optimizer.value)
+    if workload.checkpoint.modules:
+        env.update(checkpoint=list(workload.checkpoint.modules))
     args, kwargs = source.build_inputs(options.batch if not options.find_batch else 1)
     report = BenchReport(model=source.target, inputs=_inputs(args, kwargs, workload), device=source.device.value,
                          dtype=dtype, environment=env, sweep=(), compile_seconds=compile_seconds)
