@@ -13,8 +13,9 @@ A model that cannot be built or run here is listed with the reason, never droppe
 With ``--train`` every model whose forward counts also counts a training step (forward, the sum of its float
 outputs as the loss, backward, AdamW), on the meta device (shapes only: a step there counts what it counts on CPU,
 see ``benchmarks/train_meta_vs_cpu.py``; a model that cannot run on meta is counted on CPU): no op uncounted and
-rows summing exactly again. On a sample of the smaller models (``--memtracker N``, default 40) the step also runs on
-CPU under PyTorch's ``MemTracker``, two steps as in a training loop, and its peak is set beside modelprof's.
+rows summing exactly again. On a sample of the smaller models (``--memtracker N``, default 40, spread evenly over the
+families) the step also runs on CPU under PyTorch's ``MemTracker``, two steps as in a training loop, and its peak is
+set beside modelprof's.
 """
 
 from __future__ import annotations
@@ -580,16 +581,20 @@ def main() -> None:
     parser.add_argument("-o", "--output", help="write the Markdown table here (default: stdout)")
     parser.add_argument("--train", action="store_true", help="also count a training step of every model")
     parser.add_argument("--memtracker", type=int, default=40, metavar="N",
-                        help="with --train: set the peak beside MemTracker's on this many of the smaller models")
+                        help="with --train: set the peak beside MemTracker's on this many of the smaller models, "
+                        "spread evenly over the families")
     options = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     outcomes = []
-    for family in options.family or list(FAMILIES):
+    families = options.family or list(FAMILIES)
+    per_family = -(-options.memtracker // len(families))  # the MemTracker sample, spread over the families
+    for family in families:
         for case in FAMILIES[family]():
             if options.only and case.name not in options.only:
                 continue
-            compared = sum(o.train is not None and o.train.memtracker is not None for o in outcomes)
-            outcome = run_case(case, options.train, compared < options.memtracker)
+            compared = sum(o.case.family == family and o.train is not None and o.train.memtracker is not None
+                           for o in outcomes)
+            outcome = run_case(case, options.train, compared < per_family)
             status = outcome.error or (", ".join(outcome.unsupported) if outcome.unsupported else "ok")
             if outcome.train is not None:
                 t = outcome.train
