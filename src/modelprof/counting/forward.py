@@ -9,7 +9,6 @@ from modelprof.counting.formulas import Formula
 from modelprof.counting.runtime import inference
 from modelprof.counting.session import session_for
 from modelprof.prepare import Run
-from modelprof.prepare.base import device_of
 from modelprof.reports.stats import Report
 
 
@@ -17,8 +16,8 @@ def count_forward(run: Run, *, model_name: str | None = None, formulas: Mapping[
                   ) -> Report:
     """Count one forward of a prepared run (under its autocast, if any); the model is left as it was."""
     model = run.model
-    meta = device_of(model, run.args, run.kwargs).type == "meta"
-    with session_for(model, run.args, run.kwargs, formulas=formulas, context=inference(model, meta)) as session:
+    with session_for(model, run.args, run.kwargs, formulas=formulas,
+                     context=inference(model, run.device == "meta")) as session:
         with run.autocast():
             output = session.forward(run.args, run.kwargs)
     return run.label(session.report((run.args, run.kwargs, output), model_name))

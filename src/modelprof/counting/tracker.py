@@ -15,6 +15,8 @@ the fast one, which is most of what counting a convolutional network costs beyon
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections import Counter
 from typing import Any
 
@@ -23,6 +25,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from modelprof.metrics import Phase
+from modelprof.prepare.base import forwards_replaced
 from modelprof.reports.stats import ROOT, ModuleInfo, Shape
 
 
@@ -57,9 +60,6 @@ def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
 def is_leaf(module: nn.Module) -> bool:
     """True for a module with no children."""
     return next(module.children(), None) is None
-
-
-_NONE = object()  #: a module had no ``forward`` of its own
 
 
 class ModuleTracker:
@@ -98,7 +98,7 @@ class ModuleTracker:
         self.extra_rows: dict[str, str] = {}  #: rows that are not modules -> their type
         self.nodes: dict[Any, str] = {}  #: autograd node -> the module whose forward created it
         self.backward_default = ROOT  #: the row of backward ops that run outside any node (the seed gradient)
-        self._patched: list[tuple[nn.Module, Any]] = []
+        self._patched = contextlib.ExitStack()
 
     @property
     def current(self) -> str:
@@ -121,10 +121,10 @@ class ModuleTracker:
             self.nodes[node] = name
             pending.extend(child for child, _ in node.next_functions)
 
-    def _wrap(self, module: nn.Module, name: str) -> Any:
-        """``module.forward``, with the stack, calls and shapes kept around it. A forward that raises leaves its
-        module on the stack, so the error can name the layer that was running."""
-        forward, leaf = module.forward, is_leaf(module)
+    def _wrap(self, module: nn.Module, name: str, forward: Any) -> Any:
+        """``forward`` of ``module``, with the stack, calls and shapes kept around it. A forward that raises leaves
+        its module on the stack, so the error can name the layer that was running."""
+        leaf = is_leaf(module)
         stack, calls, shapes = self.stack, self.calls, self.shapes
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
@@ -151,20 +151,14 @@ class ModuleTracker:
         return tracked
 
     def __enter__(self) -> ModuleTracker:
-        for name, module in self.modules.items():
-            if isinstance(module, torch.jit.ScriptModule):  # its forward is not a Python attribute to wrap
-                continue
-            self._patched.append((module, module.__dict__.get("forward", _NONE)))
-            module.__dict__["forward"] = self._wrap(module, name)
+        wrappers = ((module, functools.partial(self._wrap, module, name)) for name, module in self.modules.items()
+                    if not isinstance(module, torch.jit.ScriptModule))  # a script's forward is no Python attribute
+        self._patched = contextlib.ExitStack()
+        self._patched.enter_context(forwards_replaced(wrappers))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for module, own in reversed(self._patched):
-            if own is _NONE:
-                module.__dict__.pop("forward", None)
-            else:
-                module.__dict__["forward"] = own
-        self._patched.clear()
+        self._patched.close()
 
     def type_of(self, name: str) -> str:
         """The class name of the module called ``name`` (or the type of an extra row)."""

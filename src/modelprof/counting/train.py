@@ -29,7 +29,6 @@ from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
 from modelprof.prepare import Run, prepared
-from modelprof.prepare.base import device_of
 from modelprof.reports.stats import Report
 from modelprof.workload import Optimizer, Precision, Training, Workload
 
@@ -107,7 +106,7 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     if not params:
         raise ModelError("the model has no trainable parameters, so there is no training step to count; count "
                          "its forward instead")
-    context = _training_context(model, device_of(model, args, kwargs).type == "meta")
+    context = _training_context(model, run.device == "meta")
     with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
                      formulas=formulas, context=context, rows=rows) as session:
         tracker, memory = session.tracker, session.memory

@@ -7,7 +7,7 @@ without it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -104,6 +104,28 @@ def tensors_replaced(run: Run, make: Callable[[Any], Any]) -> Iterator[None]:
     finally:
         for table, name, original in swapped:
             table[name] = original
+
+
+_NONE = object()  #: a module had no ``forward`` of its own
+
+
+@contextlib.contextmanager
+def forwards_replaced(wrappers: Iterable[tuple[Any, Callable[[Any], Any]]]) -> Iterator[None]:
+    """For each ``(module, wrap)``, the module's ``forward`` replaced by ``wrap(module.forward)``, an instance
+    attribute, so the module keeps its class and name and calls keep ``nn.Module``'s fast path; on exit the
+    attribute is gone again, or is what it was (a ``forward`` the instance had of its own)."""
+    patched: list[tuple[Any, Any]] = []
+    try:
+        for module, wrap in wrappers:
+            patched.append((module, module.__dict__.get("forward", _NONE)))
+            module.__dict__["forward"] = wrap(module.forward)
+        yield
+    finally:
+        for module, own in reversed(patched):
+            if own is _NONE:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = own
 
 
 def device_of(model: Any, args: tuple, kwargs: dict) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelprof.errors import UsageError
-from modelprof.prepare.base import Run, Transform
+from modelprof.prepare.base import Run, Transform, forwards_replaced
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 #: The word that asks for the repeated block.
 AUTO = "auto"
-_NONE = object()
 
 
 def checkpointed_modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
@@ -66,8 +65,6 @@ class Checkpoint(Transform):
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
         from torch.utils.checkpoint import checkpoint
 
-        patched: list[tuple[Any, Any]] = []
-
         def wrap(forward: Any) -> Any:
             def checkpointed(*args: Any, **kwargs: Any) -> Any:
                 return checkpoint(forward, *args, use_reentrant=False, **kwargs)
@@ -75,14 +72,6 @@ class Checkpoint(Transform):
             checkpointed.__wrapped__ = forward  # inspect.signature still reads the module's own
             return checkpointed
 
-        try:
-            for module in checkpointed_modules(run.model, workload.checkpoint.modules):
-                patched.append((module, module.__dict__.get("forward", _NONE)))
-                module.__dict__["forward"] = wrap(module.forward)
+        modules = checkpointed_modules(run.model, workload.checkpoint.modules)
+        with forwards_replaced((module, wrap) for module in modules):
             yield run
-        finally:
-            for module, own in reversed(patched):
-                if own is _NONE:
-                    module.__dict__.pop("forward", None)
-                else:
-                    module.__dict__["forward"] = own
