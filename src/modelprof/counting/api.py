@@ -7,10 +7,13 @@ from typing import Any
 
 from torch import nn
 
+from modelprof.counting.conventions import Convention
 from modelprof.counting.formulas import Formula
 from modelprof.counting.forward import count_forward
 from modelprof.counting.generate import count_generation
+from modelprof.counting.peer import convention_named
 from modelprof.counting.train import count_train
+from modelprof.errors import UsageError
 from modelprof.prepare import prepared
 from modelprof.reports.stats import Report
 from modelprof.workload import FORWARD, Workload
@@ -18,7 +21,7 @@ from modelprof.workload import FORWARD, Workload
 
 def count_costs(model: nn.Module, args: tuple = (), kwargs: dict | None = None, *, workload: Workload = FORWARD,
                 model_name: str | None = None, formulas: Mapping[Any, Formula] | None = None,
-                owned: bool = False) -> Report:
+                owned: bool = False, convention: str | Convention | None = None) -> Report:
     """Run ``workload`` on ``model(*args, **kwargs)`` once and return the per-layer cost report.
 
     A forward (the default) runs in eval mode under ``torch.inference_mode()``; a training step (``Workload(
@@ -29,14 +32,22 @@ def count_costs(model: nn.Module, args: tuple = (), kwargs: dict | None = None, 
     gradients restored; ``owned=True`` says the caller built it for this count, so a transform need not keep what
     it replaced). A forward pass that fails raises :class:`~modelprof.errors.ModelError` naming the layer that was
     running and the shapes it received. ``formulas`` replaces the registry for this count.
+
+    ``convention`` (``thop``, ``fvcore``, ``ptflops``, ``flopcounter``, ``calflops``; see
+    :mod:`modelprof.counting.conventions`) counts a forward as that tool does: ``flops`` holds its number, in its
+    unit, per layer and in total.
     """
+    convention = convention_named(convention)
+    if convention is not None and workload.kind != "forward":
+        raise UsageError(f"a convention reproduces a tool's count of one forward; a {workload.kind} workload is "
+                         "counted in modelprof's own convention only", option="convention")
     with prepared(model, args, kwargs, workload, owned) as run:
         if workload.training is not None:
             return count_train(run, workload.training, model_name=model_name, formulas=formulas)
         if workload.generation is not None:
             return count_generation(run.model, run.args[0], workload.generation.new_tokens, model_name=model_name,
                                     formulas=formulas)
-        return count_forward(run, model_name=model_name, formulas=formulas)
+        return count_forward(run, model_name=model_name, formulas=formulas, convention=convention)
 
 
 def profile(model: nn.Module, *args: Any, **kwargs: Any) -> Report:

@@ -173,6 +173,15 @@ class CostMode(TorchDispatchMode):
         record.add(sums, packet.__name__)
         return out
 
+    def charge(self, row: str, flops: int, label: str) -> None:
+        """Add ``flops`` to ``row`` in the current phase, as one call of ``label`` (a peer's module or function
+        rule, which no aten op carries)."""
+        key = (row, self.tracker.phase)
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = Record()
+        record.add(tuple(flops if source == "flops" else 0 for source in SOURCES), label)
+
     @staticmethod
     def _cost(func: Any, formula: Formula, args: tuple, kwargs: dict, out: Any) -> Any:
         try:

@@ -12,16 +12,19 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from modelprof import units
+from modelprof.counting.conventions import Convention
 from modelprof.counting.formulas import Formula
 from modelprof.counting.memory import LiveMemory
 from modelprof.counting.mode import CostMode, FormulaError, build_report
+from modelprof.counting.peer import FUNCTIONS_ROW, PeerCounter, formula_table
 from modelprof.counting.tracker import ModuleTracker, tensors_in
 from modelprof.errors import Hint, ModelError, one_line
 from modelprof.metrics import Phase
-from modelprof.reports.stats import Report
+from modelprof.reports.stats import CountedAs, Report
 
 
 class CountingSession:
@@ -36,21 +39,37 @@ class CountingSession:
     def __init__(self, model: nn.Module, args: tuple, kwargs: dict, *, phases: tuple[Phase, ...] = (Phase.FORWARD,),
                  formulas: Mapping[Any, Formula] | None = None,
                  context: contextlib.AbstractContextManager | None = None,
-                 rows: Mapping[str, str] | None = None) -> None:
+                 rows: Mapping[str, str] | None = None, convention: Convention | None = None) -> None:
         self.model = model
         self.tracker = ModuleTracker(model)
         self.tracker.extra_rows = dict(rows or {})
+        self.convention = convention
+        if convention is not None:
+            formulas = formula_table(convention.name)
         self.mode = CostMode(self.tracker, formulas)
         self.mode.phases = phases
+        self.peer: PeerCounter | None = None
+        if convention is not None:
+            # the batch of a per-sample convention: the length of the first positional input, as ptflops reads it
+            batch = len(args[0]) if args and isinstance(args[0], torch.Tensor) and args[0].dim() else 1
+            self.peer = PeerCounter(convention, self.tracker, self._charge, batch)
+            self.tracker.after_call = self.peer.after_module
+            if convention.functions_apart:
+                self.tracker.extra_rows[FUNCTIONS_ROW] = "patched functions"
         static = [*self.tracker.parameters.values(), *self.tracker.buffers.values(), *tensors_in(args, kwargs)]
         self.memory = self.mode.memory = LiveMemory(self.tracker, static)
         self._context = context or contextlib.nullcontext()
         self._stack = contextlib.ExitStack()
 
+    def _charge(self, row: str, flops: int) -> None:
+        self.mode.charge(row, flops, "rule")
+
     def __enter__(self) -> CountingSession:
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.tracker)
             stack.enter_context(self._context)
+            if self.peer is not None:
+                stack.enter_context(self.peer.functions_patched())
             stack.enter_context(self.mode)
             self._stack = stack.pop_all()
         return self
@@ -92,7 +111,12 @@ class CountingSession:
         from dataclasses import replace
 
         report = build_report(self.model, self.tracker, self.mode, call, model_name, extra)
-        return replace(report, memory=self.memory.summary(gradients, optimizer))
+        report = replace(report, memory=self.memory.summary(gradients, optimizer))
+        if self.peer is not None:
+            unsupported = {**report.unsupported, **self.peer.failed}
+            c = self.convention
+            report = replace(report, convention=CountedAs(c.name, c.unit, c.header), unsupported=unsupported)
+        return report
 
 
 def session_for(model: nn.Module, args: tuple, kwargs: dict, **options: Any) -> CountingSession:

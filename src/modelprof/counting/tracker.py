@@ -98,6 +98,8 @@ class ModuleTracker:
         self.extra_rows: dict[str, str] = {}  #: rows that are not modules -> their type
         self.nodes: dict[Any, str] = {}  #: autograd node -> the module whose forward created it
         self.backward_default = ROOT  #: the row of backward ops that run outside any node (the seed gradient)
+        #: called as ``after_call(module, name, args, output)`` when a module returns (a peer's module rules)
+        self.after_call: Any = None
         self._patched = contextlib.ExitStack()
 
     @property
@@ -139,6 +141,8 @@ class ModuleTracker:
                     self.leaf_order.setdefault(name)
             output = forward(*args, **kwargs)
             stack.pop()
+            if self.after_call is not None:
+                self.after_call(module, name, args, output)
             if first:
                 shapes[name] = (shapes[name][0], tensor_shapes(output))
             # a forward recomputed in the backward (checkpointing) is not tagged: its graph only feeds the nodes

@@ -177,6 +177,16 @@ class CrossCheck(Saved):
 
 
 @dataclass(frozen=True)
+class CountedAs(Saved):
+    """The peer convention a report was counted in (``stats --convention``): its ``flops`` are that tool's number,
+    in ``unit``, and its MAdd 0."""
+
+    name: str
+    unit: str
+    header: str
+
+
+@dataclass(frozen=True)
 class Report(Saved):
     """Everything ``modelprof stats`` measured. ``to_dict()`` is the documented JSON (kind ``stats``); a training
     step has the phases forward, backward and optimizer, a generation has ``generation``."""
@@ -195,6 +205,7 @@ class Report(Saved):
     memory: MemorySummary | None = field(default=None, metadata=omit_none())
     generation: GenerationSummary | None = field(default=None, metadata=omit_none())
     crosscheck: CrossCheck | None = field(default=None, metadata=omit_none())
+    convention: CountedAs | None = field(default=None, metadata=omit_none())
 
     def fold(self, depth: int | None) -> Report:
         """Rows folded into the module tree at ``depth`` (0 keeps the total only; None keeps leaf rows).
@@ -251,15 +262,23 @@ def stats_document(report: Report) -> Document:
     """Per-layer table with a total row, the parameter split, the ops not counted; with a cross-check, another
     tool's numbers beside modelprof's."""
     shown = metrics.in_phases(report.phases)
+    counted_as = report.convention
+    if counted_as is not None:  # the peer's number in the Flops column, no MAdd
+        shown = tuple(m for m in shown if m.key != "madd")
     training = len(report.phases) > 1  # a wide table: the shapes go to CSV only
+
+    def title(m: metrics.Metric) -> str:
+        return f"{counted_as.unit} ({counted_as.name})" if counted_as and m.key == "flops" else m.title
+
     columns = (*(Column(t, extra=training and "shape" in t) for t, _ in _ROW_COLUMNS),
-               *(Column(m.title, numeric=True) for m in shown), Column("Calls", numeric=True, extra=True))
+               *(Column(title(m), numeric=True) for m in shown), Column("Calls", numeric=True, extra=True))
     rows = tuple(layer_cells(r, shown) for r in report.layers) or (layer_cells(report.total, shown),)
     total = layer_cells(report.total, shown) if report.layers else None
     t = report.total
-    blocks: list = [Table(columns, rows, total=total),
-                    Note(f"Params: {t.params:,} ({t.trainable_params:,} trainable, {t.non_trainable_params:,} "
-                         "non-trainable)")]
+    blocks: list = [Note(counted_as.header)] if counted_as is not None else []
+    blocks += [Table(columns, rows, total=total),
+               Note(f"Params: {t.params:,} ({t.trainable_params:,} trainable, {t.non_trainable_params:,} "
+                    "non-trainable)")]
     if "backward" in report.phases:
         blocks.append(Note(_step_line(report)))
     if report.generation is not None:

@@ -1,0 +1,178 @@
+"""Counting a forward as a peer tool counts it: a :class:`~modelprof.counting.conventions.Convention`'s three
+tables put to work in one counting session.
+
+* Op rules become the cost mode's formula table: every op keeps modelprof's memory traffic, and its ``flops`` is
+  the convention's count (0 for an op it does not list). A convention that sees ops as autograd dispatches them
+  (``as_autograd``) leaves composite ops out of the table, so the cost mode runs them as their parts.
+* Module rules run when a module of a listed class returns, charged to that module's row, unless a module around
+  it is counted already.
+* Function rules replace the functions they name (``torch.nn.functional.relu``, ``torch.Tensor.matmul``) for the
+  count, as the peer patches them, and charge the running module (or the ``(functions)`` row).
+
+The count is the ``flops`` column; MAdd is 0 (no peer defines it); MemRead and MemWrite stay modelprof's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from modelprof.counting.conventions import CONVENTIONS, Convention
+from modelprof.counting.formulas import FORMULAS, Cost, Formula, io_cost
+from modelprof.errors import UsageError
+
+aten = torch.ops.aten
+
+#: The row that takes the count of patched functions when a convention keeps them apart (ptflops).
+FUNCTIONS_ROW = "(functions)"
+
+
+def convention_named(name: str | Convention | None) -> Convention | None:
+    """The convention called ``name`` (a Convention passes through); a name not known is refused."""
+    if name is None or isinstance(name, Convention):
+        return name
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise UsageError(f"unknown convention '{name}'; choose one of {', '.join(CONVENTIONS)}",
+                         option="convention") from None
+
+
+def _is_composite(packet: Any) -> bool:
+    """True when one of the op's overloads decomposes before autograd (a CompositeImplicitAutograd kernel)."""
+    for overload in packet.overloads():
+        try:
+            if torch._C._dispatch_has_kernel_for_dispatch_key(getattr(packet, overload).name(),
+                                                              "CompositeImplicitAutograd"):
+                return True
+        except RuntimeError:  # an overload for Python numbers (aten::tanh.int), not a registered operator
+            continue
+    return False
+
+
+def _counted(rule: Any, base: Formula | None) -> Formula:
+    """A formula whose Flops is ``rule``'s count (0 without a rule) and whose memory traffic is ``base``'s."""
+
+    def formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+        memory = base(args, kwargs, out) if base is not None else io_cost(args, out, kwargs)
+        return Cost(0, int(rule(args, kwargs, out)) if rule is not None else 0, memory.mem_read, memory.mem_write)
+
+    return formula
+
+
+@functools.cache
+def formula_table(name: str) -> Mapping[Any, Formula]:
+    """The cost mode's table under convention ``name`` (built once per process, so the cost cache keeps working)."""
+    convention = CONVENTIONS[name]
+    rules = {getattr(aten, op): rule for op, rule in convention.ops.items() if hasattr(aten, op)}
+    table = {packet: _counted(rules.get(packet), formula) for packet, formula in FORMULAS.items()}
+    table.update({packet: _counted(rule, FORMULAS.get(packet)) for packet, rule in rules.items()})
+    if convention.as_autograd:
+        table = {packet: f for packet, f in table.items() if not _is_composite(packet)}
+    return table
+
+
+def _resolve(path: str) -> tuple[Any, str] | None:
+    """(owner, attribute) of a dotted path such as ``torch.nn.functional.relu`` or ``torch.Tensor.matmul``; None
+    when its module cannot be imported (timm absent) or it does not exist in this version."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:-1]:
+                owner = getattr(owner, attr)
+        except AttributeError:
+            return None
+        return (owner, parts[-1]) if hasattr(owner, parts[-1]) else None
+    return None
+
+
+def module_rules(convention: Convention) -> dict[type, Any]:
+    """The convention's module rules by class (classes that cannot be imported here are left out)."""
+    rules = {}
+    for path, rule in convention.modules.items():
+        found = _resolve(path)
+        if found is not None:
+            rules[getattr(*found)] = rule
+    return rules
+
+
+class PeerCounter:
+    """Charges a convention's module and function rules while a session runs (its op rules are the mode's table).
+
+    ``charge(row, count)`` adds to a row's ``flops`` in the current phase; ``batch`` divides module counts for a
+    convention that reports them per sample.
+    """
+
+    def __init__(self, convention: Convention, tracker: Any, charge: Any, batch: int) -> None:
+        self.convention = convention
+        self.tracker = tracker
+        self.charge = charge
+        self.batch = max(batch, 1) if convention.per_sample else 1
+        self.rules = module_rules(convention)
+        self.failed: dict[str, int] = {}
+
+    def after_module(self, module: Any, name: str, args: tuple, output: Any) -> None:
+        """A module returned: charge its class's rule unless a module around it is counted already."""
+        rule = self.rules.get(type(module))
+        if rule is None:
+            return
+        tracker = self.tracker
+        if any(type(tracker.modules[outer]) in self.rules for outer in tracker.stack):
+            return
+        try:
+            count = int(rule(module, args, output))
+        except Exception:  # the peer's rule does not fit this call (the peer itself fails here)
+            self._failed(f"{type(module).__name__} (module rule)")
+            return
+        self.charge(name, count // self.batch)
+
+    @contextlib.contextmanager
+    def functions_patched(self) -> Iterator[None]:
+        """Every function the convention names replaced by a counting wrapper; the originals back on exit."""
+        restore: list[tuple[Any, str, Any, bool]] = []
+        try:
+            for path, rule in self.convention.functions.items():
+                found = _resolve(path)
+                if found is None:
+                    continue
+                owner, attr = found
+                original = getattr(owner, attr)
+                restore.append((owner, attr, owner.__dict__.get(attr), attr in owner.__dict__))
+                setattr(owner, attr, self._wrapper(path, rule, original))
+            yield
+        finally:
+            for owner, attr, value, own in reversed(restore):
+                if own:
+                    setattr(owner, attr, value)
+                else:
+                    delattr(owner, attr)
+
+    def _failed(self, what: str) -> None:
+        self.failed[what] = self.failed.get(what, 0) + 1
+
+    def _wrapper(self, path: str, rule: Any, original: Any) -> Any:
+        apart = self.convention.functions_apart
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                count = int(rule(*args, **kwargs))
+            except Exception:  # the peer's rule does not fit this call (the peer itself fails here)
+                self._failed(f"{path} (function rule)")
+                count = 0
+            self.charge(FUNCTIONS_ROW if apart else self.tracker.current, count)
+            return original(*args, **kwargs)
+
+        counted.__wrapped__ = original
+        return counted
+
+
+__all__ = ["FUNCTIONS_ROW", "PeerCounter", "convention_named", "formula_table", "module_rules"]
