@@ -186,6 +186,12 @@ _TRAINING_OPTIONS = (
 )
 
 
+#: ``--convention``: stats and check count a forward as a peer tool does (names checked where it is used).
+CONVENTION_OPTION = click.option(
+    "--convention", metavar="NAME", help="Count as a peer tool counts, in its unit, per layer and in total: thop, "
+    "fvcore, ptflops, calflops or flopcounter (PyTorch's FlopCounterMode). See docs/conventions.md.")
+
+
 def _generation_options(help_text: str, min_new: int) -> tuple:
     return (
         click.option("--generate", is_flag=True, help=help_text),

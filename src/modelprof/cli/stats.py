@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from modelprof.cli.common import check_writable, emit, model_command
+from modelprof.cli.common import CONVENTION_OPTION, check_writable, emit, model_command
 from modelprof.errors import Hint, ModelprofError, UsageError
 from modelprof.loading.source import ModelSource, OutputOptions
 from modelprof.workload import Workload
@@ -19,13 +19,14 @@ from modelprof.workload import Workload
 @click.option("--crosscheck", "--backend", "crosscheck", type=click.Choice(["thop", "torchstat"]),
               help="Also run thop or torchstat and show their per-layer numbers beside modelprof's, with why they "
                    "differ (pip install 'modelprof[crosscheck]').")
+@CONVENTION_OPTION
 @click.option("--sweep", "sweep_text", metavar="DIM=V1,V2,...", help="Count at each value of the batch or of a "
               "named input size (--input input_ids=SEQ:int64:32000 --sweep seq=128,256,512) and say how each total "
               "grows.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --sweep: save a chart of the totals against "
               "the swept value (needs matplotlib).")
 def stats(source: ModelSource, workload: Workload, out: OutputOptions, batch: int, depth: int | None, strict: bool,
-          crosscheck: str | None, sweep_text: str | None, plot: str | None) -> None:
+          crosscheck: str | None, convention: str | None, sweep_text: str | None, plot: str | None) -> None:
     """Per-layer Params, MAdd, Flops, MemRead and MemWrite of TARGET, with exact totals; with --train, of a whole
     training step (forward, backward, optimizer).
 
@@ -36,11 +37,11 @@ def stats(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     from modelprof.counting.stats import run_stats
     from modelprof.reports.catalog import document
 
-    _check_options(source, workload, batch, depth, crosscheck, sweep_text, plot)
+    _check_options(source, workload, batch, depth, crosscheck, sweep_text, plot, convention)
     if sweep_text:
         _sweep(source, workload, out, batch, sweep_text, plot)
         return
-    report = run_stats(source, workload, batch, depth, Tool(crosscheck) if crosscheck else None)
+    report = run_stats(source, workload, batch, depth, Tool(crosscheck) if crosscheck else None, convention)
     emit(document(report), out)
     if strict and report.unsupported:
         ops = ", ".join(f"{op} ×{n}" for op, n in report.unsupported.items())
@@ -49,10 +50,14 @@ def stats(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
 
 
 def _check_options(source: ModelSource, workload: Workload, batch: int, depth: int | None, crosscheck: str | None,
-                   sweep_text: str | None, plot: str | None) -> None:
+                   sweep_text: str | None, plot: str | None, convention: str | None = None) -> None:
     """Refuse the stats option combinations that cannot work, before anything is built (the workload's own are
     refused where it is built)."""
     refusals = [
+        (convention and workload.kind != "forward",
+         "--convention reproduces a tool's count of one forward; drop --train/--generate or --convention"),
+        (convention and (crosscheck or sweep_text),
+         "--convention reports one tool's count; drop --crosscheck and --sweep"),
         (crosscheck and workload.kind != "forward",
          "--crosscheck compares forward counts; drop --train/--generate or --crosscheck"),
         (crosscheck and workload.precision.amp, "--crosscheck compares forward counts without autocast; drop --amp"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -79,19 +79,16 @@ def formula_table(name: str) -> Mapping[Any, Formula]:
 
 def _resolve(path: str) -> tuple[Any, str] | None:
     """(owner, attribute) of a dotted path such as ``torch.nn.functional.relu`` or ``torch.Tensor.matmul``; None
-    when its module cannot be imported (timm absent) or it does not exist in this version."""
+    when it does not exist in this version, or its module is not imported (no model built here can hold a class of a
+    module never imported, and importing timm or torchvision only to look would cost seconds, or fail)."""
     parts = path.split(".")
     for cut in range(len(parts) - 1, 0, -1):
-        try:
-            owner: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        owner: Any = sys.modules.get(".".join(parts[:cut]))
+        if owner is None:
             continue
-        try:
-            for attr in parts[cut:-1]:
-                owner = getattr(owner, attr)
-        except AttributeError:
-            return None
-        return (owner, parts[-1]) if hasattr(owner, parts[-1]) else None
+        for attr in parts[cut:-1]:
+            owner = getattr(owner, attr, None)
+        return (owner, parts[-1]) if owner is not None and hasattr(owner, parts[-1]) else None
     return None
 
 

@@ -12,8 +12,8 @@ from modelprof import metrics, units
 from modelprof.errors import UsageError
 from modelprof.reports.bench import BenchReport
 from modelprof.reports.document import Cell, Column, Document, Note, Table
-from modelprof.reports.serial import Saved, flat
-from modelprof.reports.stats import Report
+from modelprof.reports.serial import Saved, flat, omit_none
+from modelprof.reports.stats import CountedAs, Report
 
 # ----------------------------------------------------------------------------------------------------------------
 # compare
@@ -68,6 +68,7 @@ class Comparison(Saved):
     total: tuple[Delta, ...]
     layers: tuple[LayerChange, ...] = ()
     latency: tuple[BatchDelta, ...] = ()
+    convention: CountedAs | None = field(default=None, metadata=omit_none())  #: both counted as this peer counts
 
     def grown_over(self, percent: float) -> list[Delta]:
         """Total metrics (and median latencies) that grew by more than ``percent`` %; growth from 0 counts."""
@@ -76,10 +77,23 @@ class Comparison(Saved):
                 if d.change > 0 and (d.percent is None or d.percent > percent)]
 
 
-def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Comparison:
-    """Per-layer and total differences of every metric; latency per batch size for bench reports."""
+def compare_reports(old: Report | BenchReport, new: Report | BenchReport, convention: str | None = None
+                    ) -> Comparison:
+    """Per-layer and total differences of every metric; latency per batch size for bench reports. Two stats reports
+    must be counted in the same convention (``convention``, when given: that one)."""
     if type(old) is not type(new):
         raise UsageError("compare needs two stats reports or two bench reports, not one of each")
+    if isinstance(old, Report):
+        names = [r.convention.name if r.convention else None for r in (old, new)]
+        wanted = [convention] * 2 if convention else names[:1] * 2
+        if names != wanted:
+            shown = ", ".join(f"{n or 'modelprof'}" for n in names)
+            raise UsageError(f"the reports are counted in {shown}, not both in {wanted[0] or 'modelprof'}'s "
+                             "convention; count them again with stats --convention NAME --format json",
+                             option="convention" if convention else None)
+    elif convention:
+        raise UsageError("bench reports have no convention; --convention compares stats reports",
+                         option="convention")
     if isinstance(old, BenchReport):
         old_rows = {r.batch: r for r in old.sweep}
         new_rows = {r.batch: r for r in new.sweep}
@@ -99,7 +113,7 @@ def compare_reports(old: Report | BenchReport, new: Report | BenchReport) -> Com
         a, b = old_layers.get(name), new_layers.get(name)
         deltas = tuple(Delta(m, getattr(a, m) if a else 0, getattr(b, m) if b else 0) for m in keys)
         changes.append(_change(name, deltas, a is not None, b is not None))
-    return Comparison(old.model, new.model, total, layers=tuple(changes))
+    return Comparison(old.model, new.model, total, layers=tuple(changes), convention=old.convention)
 
 
 def _generation_deltas(old: Report, new: Report) -> tuple[Delta, ...]:
@@ -185,7 +199,8 @@ def comparison_document(comparison: Comparison) -> Document:
     columns = (Column("Metric"), Column("Old", True), Column("New", True), Column("Change", True))
     rows = tuple(_delta_cells(d.metric, d) for d in comparison.total)
     rows += tuple(_delta_cells(f"batch {b.batch} median", b.delta) for b in comparison.latency)
-    blocks: list = [Table(columns, rows)]
+    blocks: list = [Note(comparison.convention.header)] if comparison.convention else []
+    blocks.append(Table(columns, rows))
     changed = [layer for layer in comparison.layers if layer.status != "same"]
     if changed:
         layer_columns = (Column("Layer"), Column("Status"),
