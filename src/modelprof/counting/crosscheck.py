@@ -124,7 +124,15 @@ def _torchstat_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[floa
     return results
 
 
-_THOP_ZERO = ("ReLU", "ReLU6", "MaxPool", "AdaptiveMaxPool", "Dropout", "ZeroPad", "PixelShuffle")
+def _thop_rule(row_type: str) -> str:
+    """The thop rule that counts a layer of this class (its convention's first docstring line, which names thop's
+    own hook), or that thop has none."""
+    from modelprof.counting.conventions import THOP_MODULES
+
+    rule = next((r for path, r in THOP_MODULES.items() if path.rsplit(".", 1)[-1] == row_type), None)
+    if rule is None:
+        return f"thop has no rule for {row_type} (it matches exact classes): it counts 0"
+    return f"thop's rule: {(rule.__doc__ or '').strip().splitlines()[0]}"
 
 
 def _reason(tool: Tool, row: Any, ours: float, theirs: float | None, note: str) -> str:
@@ -138,13 +146,7 @@ def _reason(tool: Tool, row: Any, ours: float, theirs: float | None, note: str) 
     if theirs == ours:
         return ""
     if tool is Tool.THOP:
-        from thop.profile import register_hooks
-
-        if theirs == 0 and row_type.startswith(_THOP_ZERO):
-            return f"thop counts {row_type} as zero ops"
-        if not any(cls.__name__ == row_type for cls in register_hooks):
-            return f"thop has no rule for {row_type}: it counts 0"
-        return f"thop's {row_type} rule counts differently (e.g. norms as 2 ops per element, adds included)"
+        return _thop_rule(row_type)
     if row_type.startswith("Upsample"):
         return "torchstat's Upsample Flops drop the channel count (its bug)"
     return f"torchstat's {row_type} convention differs"
