@@ -15,11 +15,12 @@ call ``model(*inputs)``) is given them through a small adapter module, the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gc
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,24 +35,25 @@ TOOLS = ("thop", "fvcore", "ptflops", "calflops", "flopcounter")
 
 
 class Positional(nn.Module):
-    """``model(**dict(zip(keys, tensors)))`` as ``adapter(*tensors)``: keyword inputs for tools that pass
-    positional ones only."""
+    """``model(*tensors[:n], **dict(zip(keys, tensors[n:])), **fixed)`` as ``adapter(*tensors)``: keyword inputs for
+    tools that pass positional ones only (``fixed``: keyword arguments that are no tensors, such as a count)."""
 
-    def __init__(self, model: nn.Module, keys: tuple[str, ...]) -> None:
+    def __init__(self, model: nn.Module, n: int, keys: tuple[str, ...], fixed: dict) -> None:
         super().__init__()
-        self.model, self.keys = model, keys
+        self.model, self.n, self.keys, self.fixed = model, n, keys, fixed
 
     def forward(self, *tensors: torch.Tensor):
-        return self.model(**dict(zip(self.keys, tensors, strict=True)))
+        named = dict(zip(self.keys, tensors[self.n:], strict=True))
+        return self.model(*tensors[:self.n], **named, **self.fixed)
 
 
 def positional(model: nn.Module, args: tuple, kwargs: dict) -> tuple[nn.Module, tuple]:
     """The model and inputs as ``model(*inputs)``."""
     if not kwargs:
         return model, args
-    if args:
-        raise ValueError("mixed positional and keyword inputs")
-    return Positional(model, tuple(kwargs)), tuple(kwargs.values())
+    tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    fixed = {k: v for k, v in kwargs.items() if k not in tensors}
+    return Positional(model, len(args), tuple(tensors), fixed), (*args, *tensors.values())
 
 
 def run_thop(model: nn.Module, args: tuple, kwargs: dict) -> int:
@@ -75,7 +77,10 @@ def run_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> int:
 def run_ptflops(model: nn.Module, args: tuple, kwargs: dict) -> int:
     from ptflops import get_model_complexity_info
 
-    if len(args) > 1 or (args and kwargs):
+    if args and kwargs:
+        model, args = positional(model, args, kwargs)
+        kwargs = {}
+    if len(args) > 1:
         raise ValueError("ptflops feeds one tensor or one dict of keyword inputs")
     made = args[0] if args else kwargs
     macs, _ = get_model_complexity_info(model, (1,), input_constructor=lambda _: made, as_strings=False,
@@ -126,6 +131,29 @@ class Result:
         return "exact" if self.ours[tool] == self.theirs[tool] else "differs"
 
 
+@contextlib.contextmanager
+def torch_restored() -> Iterator[None]:
+    """torch's functions and tensor methods as they were, whatever a tool left patched: calflops, failing half-way
+    through a forward, leaves its wrappers in ``torch.nn.functional`` and on ``torch.Tensor``."""
+    import torch.nn.functional as F
+
+    saved = [(owner, dict(vars(owner))) for owner in (F, torch)]
+    tensor = {name: torch.Tensor.__dict__.get(name) for name in ("matmul", "mm", "bmm", "addmm", "mul", "add")}
+    try:
+        yield
+    finally:
+        for owner, attrs in saved:
+            for name, value in attrs.items():
+                if getattr(owner, name, None) is not value:
+                    setattr(owner, name, value)
+        for name, value in tensor.items():
+            if torch.Tensor.__dict__.get(name) is not value:
+                if value is None:
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, value)
+
+
 def run_model(family: str, case, tools: tuple[str, ...]) -> Result:
     result = Result(family, case.name)
     torch.manual_seed(0)
@@ -138,7 +166,7 @@ def run_model(family: str, case, tools: tuple[str, ...]) -> Result:
         return result
     for tool in tools:
         try:
-            with quiet(), warnings.catch_warnings():
+            with quiet(), warnings.catch_warnings(), torch_restored():
                 warnings.simplefilter("ignore")
                 result.theirs[tool] = RUNNERS[tool](copy.deepcopy(model), args, kwargs)
         except Exception as exc:

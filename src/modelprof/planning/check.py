@@ -45,4 +45,4 @@ def run_check(source: ModelSource, limits: dict[str, float], workload: Workload 
             raise ModelError(f"timing for the latency and MFU limits failed: {one_line(exc)}") from exc
     if MFU.key in limits:
         mfu = roofline.mfu(report.total.madd, latency, calibrated(source.device.value, workload.precision.dtype_name))
-    return CheckResult(source.target, check_limits(limits, report, latency, mfu))
+    return CheckResult(source.target, check_limits(limits, report, latency, mfu), report.convention)

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 from modelprof import metrics, units
 from modelprof.errors import UsageError
 from modelprof.reports.document import Document, Note
-from modelprof.reports.serial import Saved, codec, key
-from modelprof.reports.stats import Report
+from modelprof.reports.serial import Saved, codec, key, omit_none
+from modelprof.reports.stats import CountedAs, Report
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class CheckResult(Saved):
 
     model: str
     limits: tuple[LimitResult, ...]
+    convention: CountedAs | None = field(default=None, metadata=omit_none())  #: the counts are a peer's
 
     @property
     def passed(self) -> bool:
@@ -177,4 +178,6 @@ def check_document(result: CheckResult) -> Document:
     """One line per limit: ``pass  flops: 18.75M (limit 19.00M)``."""
     lines = tuple(Note(f"{'pass' if r.passed else 'FAIL'}  {r.limit.label}: {r.limit.show(r.measured)} "
                        f"(limit {r.limit.show(r.value)})") for r in result.limits)
+    if result.convention is not None:
+        lines = (Note(result.convention.header), *lines)
     return Document(result.KIND, "", lines, result.to_dict())
