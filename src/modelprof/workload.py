@@ -98,15 +98,46 @@ class Checkpointing:
         object.__setattr__(self, "modules", tuple(self.modules))
 
 
+class DataParallel(StrEnum):
+    """How the data-parallel ranks hold the model: ``ddp`` replicates it and all-reduces the gradients; ``fsdp``
+    (ZeRO-3) shards parameters, gradients and optimizer state, all-gathering each block's parameters in the forward
+    and again in the backward; ``zero2`` shards gradients and optimizer state and keeps the gathered parameters from
+    the forward through the backward (FSDP2 with ``reshard_after_forward=False``)."""
+
+    DDP = "ddp"
+    FSDP = "fsdp"
+    ZERO2 = "zero2"
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """The job a step runs in (torchtitan's ``ParallelismConfig``): ``gpus`` ranks, the data-parallel layout
+    (None: one device, nothing sharded), and the ``rank`` whose share is counted (rank 0 by default)."""
+
+    gpus: int = 1
+    data: DataParallel | None = None
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            object.__setattr__(self, "data", DataParallel(self.data))
+
+    @property
+    def sharded(self) -> bool:
+        """True when the step runs as one rank of a job."""
+        return self.data is not None
+
+
 @dataclass(frozen=True)
 class Workload:
-    """What runs: the step, its precision and its activation checkpointing. Built once (from the command line's one
-    option group, or by an API caller) and handed whole to every command; a combination that cannot run raises
-    :class:`UsageError`."""
+    """What runs: the step, its precision, its activation checkpointing and the parallel job it is a rank of. Built
+    once (from the command line's one option group, or by an API caller) and handed whole to every command; a
+    combination that cannot run raises :class:`UsageError`."""
 
     step: Step = field(default_factory=Forward)
     precision: Precision = field(default_factory=Precision)
     checkpoint: Checkpointing = field(default_factory=Checkpointing)
+    parallel: Parallel = field(default_factory=Parallel)
 
     def __post_init__(self) -> None:
         from modelprof.prepare import refusal
@@ -134,7 +165,9 @@ class Workload:
         """JSON-ready form (a child process of the batch search gets the workload this way)."""
         step = {"kind": self.kind, **{k: v for k, v in vars(self.step).items()}}
         precision = {**vars(self.precision), "dtype": self.precision.dtype.value if self.precision.dtype else None}
-        return {"step": step, "precision": precision, "checkpoint": list(self.checkpoint.modules)}
+        parallel = {**vars(self.parallel), "data": self.parallel.data.value if self.parallel.data else None}
+        return {"step": step, "precision": precision, "checkpoint": list(self.checkpoint.modules),
+                "parallel": parallel}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Workload:
@@ -144,7 +177,8 @@ class Workload:
             step["optimizer"] = Optimizer(step["optimizer"])
         precision = dict(d["precision"])
         precision["dtype"] = DType(precision["dtype"]) if precision["dtype"] else None
-        return cls(kind(**step), Precision(**precision), Checkpointing(tuple(d.get("checkpoint", ()))))
+        return cls(kind(**step), Precision(**precision), Checkpointing(tuple(d.get("checkpoint", ()))),
+                   Parallel(**d.get("parallel", {})))
 
 
 #: A forward in the model's own precision: what counting does when nothing else is asked.

@@ -62,6 +62,9 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
+    if workload.parallel.sharded:
+        raise UsageError("bench --gpus with --fsdp/--zero/--ddp (real processes, timed) is not built yet; stats and "
+                         "check count one rank's share of the job")
     find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
     _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
     if workload.generation:

@@ -30,7 +30,17 @@ from modelprof.loading.source import (
 )
 from modelprof.render import OutputFormat, render
 from modelprof.reports.document import Document
-from modelprof.workload import Checkpointing, Forward, Generation, Optimizer, Precision, Training, Workload
+from modelprof.workload import (
+    Checkpointing,
+    DataParallel,
+    Forward,
+    Generation,
+    Optimizer,
+    Parallel,
+    Precision,
+    Training,
+    Workload,
+)
 
 #: The heads a transformers config TARGET can be built with (modelprof.loading.hf.Task, without importing it here).
 TASKS = ["causal-lm", "seq2seq", "encoder", "masked-lm", "sequence-classification", "image-classification",
@@ -192,6 +202,30 @@ CONVENTION_OPTION = click.option(
     "fvcore, ptflops, calflops or flopcounter (PyTorch's FlopCounterMode). See docs/conventions.md.")
 
 
+_PARALLEL_OPTIONS = (
+    click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Ranks in the job: count one rank's share of a sharded step (with --fsdp, --zero or --ddp)."),
+    click.option("--fsdp", is_flag=True, help="FSDP2 (ZeRO-3): parameters, gradients and optimizer state sharded, "
+                 "one unit per repeated block."),
+    click.option("--zero", type=click.Choice(["2", "3"]), help="ZeRO stage: 3 is --fsdp; 2 keeps the gathered "
+                 "parameters from the forward through the backward."),
+    click.option("--ddp", is_flag=True, help="DDP: the model replicated, gradients all-reduced."),
+    click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="With --gpus: the rank whose share is counted."),
+)
+
+
+def parallel_from_options(gpus: int = 1, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
+                          rank: int = 0) -> Parallel:
+    """The job the parallel options describe; two layouts at once are refused."""
+    chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} are two data-parallel layouts; choose one (--zero 3 is --fsdp)")
+    data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
+        DataParallel.DDP if ddp else None
+    return Parallel(gpus, data, rank)
+
+
 def _generation_options(help_text: str, min_new: int) -> tuple:
     return (
         click.option("--generate", is_flag=True, help=help_text),
@@ -203,7 +237,8 @@ def _generation_options(help_text: str, min_new: int) -> tuple:
 
 def workload_from_options(train: bool, optimizer: str, loss: str | None, dtype: str | None, amp: bool,
                           channels_last: bool, generate: bool = False, prompt_len: int | None = None,
-                          new_tokens: int = 16, checkpoint: str | None = None) -> Workload:
+                          new_tokens: int = 16, checkpoint: str | None = None, parallel: Parallel | None = None
+                          ) -> Workload:
     """The one :class:`Workload` the workload options describe; a combination that cannot run is refused here."""
     if generate != bool(prompt_len):
         raise UsageError("--generate and --prompt-len go together: --generate --prompt-len 512 --new-tokens 64")
@@ -222,7 +257,8 @@ def workload_from_options(train: bool, optimizer: str, loss: str | None, dtype: 
     else:
         step = Forward()
     modules = tuple(name.strip() for name in (checkpoint or "").split(",") if name.strip())
-    return Workload(step, Precision(DType(dtype) if dtype else None, amp, channels_last), Checkpointing(modules))
+    return Workload(step, Precision(DType(dtype) if dtype else None, amp, channels_last), Checkpointing(modules),
+                    parallel or Parallel())
 
 
 def model_command(generate: str | None = None, min_new: int = 1
@@ -230,7 +266,7 @@ def model_command(generate: str | None = None, min_new: int = 1
     """Give a command TARGET with the model-source, workload and output option groups, delivered as ``source``,
     ``workload`` and ``out``; ``batch`` and the command's own options pass through. ``generate`` is the help of
     ``--generate`` for the commands that run generation (None: they do not)."""
-    workload_options = _PRECISION_OPTIONS + _TRAINING_OPTIONS
+    workload_options = _PRECISION_OPTIONS + _TRAINING_OPTIONS + _PARALLEL_OPTIONS
     if generate is not None:
         workload_options += _generation_options(generate, min_new)
 
@@ -242,7 +278,8 @@ def model_command(generate: str | None = None, min_new: int = 1
             out = output_options(fmt, output)
             names = ("train", "optimizer", "loss", "dtype", "amp", "channels_last", "generate", "prompt_len",
                      "new_tokens", "checkpoint")
-            workload = workload_from_options(**{k: options.pop(k) for k in names if k in options})
+            parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank")})
+            workload = workload_from_options(**{k: options.pop(k) for k in names if k in options}, parallel=parallel)
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):
                 raise UsageError("--prompt-len makes the prompt; drop --shape/--input/--inputs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from modelprof.cli.common import emit, model_command
+from modelprof.errors import UsageError
 from modelprof.loading.source import ModelSource, OutputOptions
 from modelprof.workload import Workload
 
@@ -24,5 +25,8 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
     from modelprof.planning.fit import parse_memory, run_fit
     from modelprof.reports.catalog import document
 
+    if workload.parallel.sharded:
+        raise UsageError("fit for a sharded job (--gpus with --fsdp/--zero/--ddp) is not built yet: fit runs on the "
+                         "meta device, which FSDP refuses; stats --gpus N --fsdp --train counts one rank's peak")
     memory, label = parse_memory(memory_text)
     emit(document(run_fit(source, workload, memory, batch, seq, label)), out)

@@ -44,7 +44,7 @@ class Convention:
     ops: Mapping[str, OpRule] = field(default_factory=dict)
     modules: Mapping[str, ModuleRule] = field(default_factory=dict)
     functions: Mapping[str, FunctionRule] = field(default_factory=dict)
-    as_autograd: bool = False  #: composite ops run as their parts, as under autograd (what FlopCounterMode sees)
+    as_autograd: bool = False  #: the forward runs with autograd on, as FlopCounterMode's users run it
     functions_apart: bool = False  #: function counts go to a row of their own, not to the running module
     per_sample: bool = False  #: module counts are divided by the batch (ptflops' average per input)
 

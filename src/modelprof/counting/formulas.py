@@ -885,3 +885,23 @@ def scatter_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     element of grad_output.  MemRead = every tensor argument; MemWrite = the input's gradient."""
     grad = args[0]
     return io_cost(args, out, kwargs, grad.numel, grad.numel)
+
+
+def _first_argument_moved(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """A copy whose first argument (a tensor or a list of them) is read and the same bytes written elsewhere."""
+    moved = sum(x.nbytes for x in specs_in(args[0]))
+    return Cost(0, 0, moved, moved)
+
+
+def register_fsdp_formulas() -> None:
+    """FSDP2's own copy ops (``torch.ops.fsdp``, defined when FSDP is imported): all_gather_copy_in copies the
+    shards into the all-gather's input, split_with_sizes_copy the gathered buffer out to the parameters, chunk_cat
+    the gradients into the reduce-scatter's input; each moves its first argument's bytes, with no arithmetic."""
+    namespace = getattr(torch.ops, "fsdp", None)
+    for name in ("all_gather_copy_in", "split_with_sizes_copy", "chunk_cat"):
+        try:
+            packet = getattr(namespace, name)
+        except (AttributeError, RuntimeError):
+            continue
+        FORMULAS.setdefault(packet, _first_argument_moved)
+

@@ -19,7 +19,8 @@ def count_forward(run: Run, *, model_name: str | None = None, formulas: Mapping[
     given; the model is left as it was."""
     model = run.model
     with session_for(model, run.args, run.kwargs, formulas=formulas, convention=convention,
-                     context=inference(model, run.device == "meta")) as session:
+                     context=inference(model, run.device == "meta",
+                                       grad=convention is not None and convention.as_autograd)) as session:
         with run.autocast():
             output = session.forward(run.args, run.kwargs)
     return run.label(session.report((run.args, run.kwargs, output), model_name))

@@ -29,6 +29,7 @@ def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:
     found: dict[int, torch.UntypedStorage] = {}
     for value in values:
         if isinstance(value, torch.Tensor):
+            value = getattr(value, "_local_tensor", value)  # a DTensor holds this rank's shard
             storage = value.untyped_storage()
             found[id(storage)] = storage
     return found

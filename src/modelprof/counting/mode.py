@@ -22,11 +22,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from modelprof import metrics
+from modelprof.counting.comm import COLLECTIVES, collective_bytes
 from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
 from modelprof.counting.memory import LiveMemory
-from modelprof.counting.tracker import ModuleTracker, tensor_shapes
+from modelprof.counting.tracker import ModuleTracker, class_name, tensor_shapes
 from modelprof.metrics import Phase
-from modelprof.reports.stats import ROOT, InputInfo, LayerCost, Report, TotalCost, combine_rows
+from modelprof.reports.stats import ROOT, CommCall, InputInfo, LayerCost, Report, TotalCost, combine_rows
 
 aten = torch.ops.aten
 
@@ -77,6 +78,18 @@ def _run(func: Any, args: tuple, kwargs: dict) -> Any:
 def _is_fake(tensor: torch.Tensor) -> bool:
     fake = sys.modules.get("torch._subclasses.fake_tensor")  # fake tensors exist only once it is imported
     return fake is not None and isinstance(tensor, fake.FakeTensor)
+
+
+def _wrapped_kind(args: tuple, kwargs: dict) -> str | None:
+    """``dtensor`` when an argument is a DTensor (a wrapper around this rank's shard), ``fake`` when one is a fake
+    tensor (in a sharded run, only DTensor's sharding propagation makes those), else None."""
+    kind = None
+    for value in tree_flatten((args, kwargs))[0]:
+        if hasattr(value, "_local_tensor"):
+            return "dtensor"
+        if isinstance(value, torch.Tensor) and _is_fake(value):
+            kind = "fake"
+    return kind
 
 
 def _has_decomposition(func: Any) -> bool:
@@ -135,6 +148,11 @@ class CostMode(TorchDispatchMode):
         self.unsupported: Counter = Counter()
         self.phases: tuple[Phase, ...] = (Phase.FORWARD,)  #: the phases of the step this mode counts
         self.memory: LiveMemory | None = None  #: follows live tensor memory when set
+        #: (collective kind, phase, row) -> [calls, bytes]: every collective the run makes
+        self.comm: dict[tuple[str, Phase, str], list[int]] = {}
+        #: the model holds DTensors (a sharded model): their ops are left to DTensor, which runs them on shards, and
+        #: the fake tensors DTensor works out shardings on are not counted
+        self.wrappers = any(hasattr(p, "_local_tensor") for p in tracker.parameters.values())
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -144,7 +162,14 @@ class CostMode(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = self._count(func, args, kwargs or {})
+        kwargs = kwargs or {}
+        if self.wrappers:
+            kind = _wrapped_kind(args, kwargs)
+            if kind == "dtensor":  # DTensor's own dispatch runs it as ops on the local shards, which come back here
+                return NotImplemented  # and are counted at the shards' sizes
+            if kind == "fake":  # DTensor working out an output's sharding on fake tensors: no work of the step
+                return func(*args, **kwargs)
+        out = self._count(func, args, kwargs)
         if self.memory is not None:
             self.memory.track(out)
         return out
@@ -153,6 +178,8 @@ class CostMode(TorchDispatchMode):
         packet = func.overloadpacket
         formula = self.formulas.get(packet)
         if formula is None:
+            if packet in COLLECTIVES:
+                return self._collective(func, packet, args, kwargs)
             return self._uncounted(func, packet, args, kwargs)
         out = _run(func, args, kwargs)
         try:  # a formula sees shapes, dtypes and plain values only, so an op seen before costs what it did
@@ -171,6 +198,16 @@ class CostMode(TorchDispatchMode):
         if record is None:
             record = self.records[key] = Record()
         record.add(sums, packet.__name__)
+        return out
+
+    def _collective(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
+        """Run a collective and record its kind and bytes against the running row and phase."""
+        out = func(*args, **kwargs)
+        kind, rule = COLLECTIVES[packet]
+        key = (kind, self.tracker.phase, self.tracker.current)
+        entry = self.comm.setdefault(key, [0, 0])
+        entry[0] += 1
+        entry[1] += collective_bytes(rule, _specs(args), _specs(out))
         return out
 
     def charge(self, row: str, flops: int, label: str) -> None:
@@ -225,15 +262,17 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     rows = tuple(_row(tracker, mode, columns, name, {"params": params_by_row[name], **extra.get(name, {})})
                  for name in order)
     total = TotalCost(
-        name="total", type=type(model).__name__, input_shape=tensor_shapes(args, kwargs),
+        name="total", type=class_name(model), input_shape=tensor_shapes(args, kwargs),
         output_shape=tensor_shapes(output),
         values={**combine_rows(rows), "params": sum(p.numel() for p in unique.values())}, calls=1,
         trainable_params=sum(p.numel() for p in unique.values() if p.requires_grad),
     )
     device, dtype = _device_and_dtype(list(unique.values()), args, kwargs)
-    return Report(model=model_name or type(model).__name__, inputs=describe_inputs(args, kwargs), device=device,
+    comm = tuple(CommCall(kind, count, nbytes, str(phase), row)
+                 for (kind, phase, row), (count, nbytes) in mode.comm.items()) or None
+    return Report(model=model_name or class_name(model), inputs=describe_inputs(args, kwargs), device=device,
                   dtype=dtype, layers=rows, total=total, unsupported=dict(sorted(mode.unsupported.items())),
-                  modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases))
+                  modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases), comm=comm)
 
 
 def _row(tracker: ModuleTracker, mode: CostMode, columns: list[tuple[str, Phase, int]], name: str,

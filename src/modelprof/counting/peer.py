@@ -3,7 +3,8 @@ tables put to work in one counting session.
 
 * Op rules become the cost mode's formula table: every op keeps modelprof's memory traffic, and its ``flops`` is
   the convention's count (0 for an op it does not list). A convention that sees ops as autograd dispatches them
-  (``as_autograd``) leaves composite ops out of the table, so the cost mode runs them as their parts.
+  (``as_autograd``) has the forward run with autograd on (:func:`~modelprof.counting.runtime.inference`), so
+  composite ops reach the cost mode as their parts and kernels are chosen as its users' runs choose them.
 * Module rules run when a module of a listed class returns, charged to that module's row, unless a module around
   it is counted already.
 * Function rules replace the functions they name (``torch.nn.functional.relu``, ``torch.Tensor.matmul``) for the
@@ -43,18 +44,6 @@ def convention_named(name: str | Convention | None) -> Convention | None:
                          option="convention") from None
 
 
-def _is_composite(packet: Any) -> bool:
-    """True when one of the op's overloads decomposes before autograd (a CompositeImplicitAutograd kernel)."""
-    for overload in packet.overloads():
-        try:
-            if torch._C._dispatch_has_kernel_for_dispatch_key(getattr(packet, overload).name(),
-                                                              "CompositeImplicitAutograd"):
-                return True
-        except RuntimeError:  # an overload for Python numbers (aten::tanh.int), not a registered operator
-            continue
-    return False
-
-
 def _counted(rule: Any, base: Formula | None) -> Formula:
     """A formula whose Flops is ``rule``'s count (0 without a rule) and whose memory traffic is ``base``'s."""
 
@@ -72,8 +61,6 @@ def formula_table(name: str) -> Mapping[Any, Formula]:
     rules = {getattr(aten, op): rule for op, rule in convention.ops.items() if hasattr(aten, op)}
     table = {packet: _counted(rules.get(packet), formula) for packet, formula in FORMULAS.items()}
     table.update({packet: _counted(rule, FORMULAS.get(packet)) for packet, rule in rules.items()})
-    if convention.as_autograd:
-        table = {packet: f for packet, f in table.items() if not _is_composite(packet)}
     return table
 
 

@@ -91,8 +91,18 @@ def attention_as_on_cpu(meta: bool) -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def inference(model: nn.Module, meta: bool = False) -> Iterator[None]:
-    """How modelprof runs a forward pass to count it: eval mode, inference mode, fused attention off, and on the
-    meta device (``meta``) attention as on CPU."""
-    with eval_inference(model), fused_attention_off(), attention_as_on_cpu(meta):
+def eval_with_grad(model: nn.Module) -> Iterator[None]:
+    """Eval mode with autograd on, as a user runs ``with FlopCounterMode(): model(x)``: composite ops run as their
+    parts, and kernels are chosen as for inputs that may need gradients."""
+    with training_flags_kept(model), torch.enable_grad():
+        if any(m.training for m in model.modules()):
+            model.eval()
+        yield
+
+
+@contextlib.contextmanager
+def inference(model: nn.Module, meta: bool = False, grad: bool = False) -> Iterator[None]:
+    """How modelprof runs a forward pass to count it: eval mode, inference mode (autograd on instead with
+    ``grad``), fused attention off, and on the meta device (``meta``) attention as on CPU."""
+    with eval_with_grad(model) if grad else eval_inference(model), fused_attention_off(), attention_as_on_cpu(meta):
         yield

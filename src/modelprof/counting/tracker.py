@@ -57,6 +57,15 @@ def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
     return tuple(tuple(t.shape) for t in tensors_in(*values))
 
 
+def class_name(module: nn.Module) -> str:
+    """The name of the module's own class: FSDP2 and DDP's ``replicate`` swap a module's class for a generated
+    subclass (``FSDPBlock``, ``DDPNet``) whose last base is the class the model was written with."""
+    cls = type(module)
+    if cls.__name__.startswith(("FSDP", "DDP")) and len(cls.__bases__) == 2:
+        return cls.__bases__[1].__name__
+    return cls.__name__
+
+
 def is_leaf(module: nn.Module) -> bool:
     """True for a module with no children."""
     return next(module.children(), None) is None
@@ -168,7 +177,7 @@ class ModuleTracker:
         """The class name of the module called ``name`` (or the type of an extra row)."""
         if name in self.extra_rows:
             return self.extra_rows[name]
-        return type(self.modules[name]).__name__
+        return class_name(self.modules[name])
 
     def is_container(self, name: str) -> bool:
         """True for a module with children (extra rows are not modules)."""
@@ -181,5 +190,5 @@ class ModuleTracker:
 
     def infos(self) -> dict[str, ModuleInfo]:
         """What folding needs of every module: its type and the shapes of its first call."""
-        return {name: ModuleInfo(type(module).__name__, *self.shapes.get(name, ((), ())))
+        return {name: ModuleInfo(class_name(module), *self.shapes.get(name, ((), ())))
                 for name, module in self.modules.items()}

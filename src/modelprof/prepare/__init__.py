@@ -8,7 +8,8 @@ itself. :func:`prepared` applies the ones a workload asks for in the order of :d
 2. ``--channels-last``: a memory format of the tensors as cast.
 3. ``--checkpoint``: activation checkpointing wraps the chosen modules' forwards (torchtitan's order puts it after
    tensor parallelism and before compile and FSDP, when those land).
-4. ``--amp`` last: autocast casts per op at run time, and on meta it swaps the final tensors for fake CPU ones.
+4. ``--fsdp``/``--zero``/``--ddp``: the model sharded as one rank of a job, after checkpointing (torchtitan's order).
+5. ``--amp`` last: autocast casts per op at run time, and on meta it swaps the final tensors for fake CPU ones.
  Adding a transform is a module here, its test, and one line below.
 """
 
@@ -23,12 +24,13 @@ from modelprof.prepare.base import Run, Transform, device_of
 from modelprof.prepare.checkpoint import Checkpoint
 from modelprof.prepare.dtype import Cast
 from modelprof.prepare.memory_format import ChannelsLast
+from modelprof.prepare.parallel import Shard
 
 if TYPE_CHECKING:
     from modelprof.workload import Workload
 
 #: Every transform, in the order it is applied.
-TRANSFORMS: tuple[Transform, ...] = (Cast(), ChannelsLast(), Checkpoint(), Autocast())
+TRANSFORMS: tuple[Transform, ...] = (Cast(), ChannelsLast(), Checkpoint(), Shard(), Autocast())
 
 
 def refusal(workload: Workload) -> str | None:

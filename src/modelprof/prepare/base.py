@@ -30,6 +30,7 @@ class Run:
     device: str
     owned: bool = False
     autocast_dtype: Any = None
+    parallel: Any = None  #: the job (a :class:`~modelprof.workload.Parallel`) this run is one rank of, or None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of the forward and the loss (CPU autocast on meta), or a no-op."""
@@ -40,7 +41,13 @@ class Run:
         return torch.autocast("cpu" if self.device == "meta" else self.device, dtype=self.autocast_dtype)
 
     def label(self, report: Report) -> Report:
-        """``report`` with the device it was asked for, and its dtype naming the autocast type."""
+        """``report`` with the device it was asked for, its dtype naming the autocast type, and the job it is one
+        rank of."""
+        if self.parallel is not None:
+            from modelprof.reports.stats import ParallelLayout
+
+            p = self.parallel
+            report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value, p.rank))
         if self.autocast_dtype is None:
             return report
         return replace(report, device=self.device,

@@ -177,6 +177,27 @@ class CrossCheck(Saved):
 
 
 @dataclass(frozen=True)
+class ParallelLayout(Saved):
+    """The job a report is one rank of (``--gpus N --fsdp``): its rows, totals and memory are that rank's share."""
+
+    gpus: int
+    data: str
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class CommCall(Saved):
+    """The collectives of one kind that one row ran in one phase: how many, and the bytes of the buffers they
+    worked on (an all-gather's gathered output, a reduce-scatter's input, an all-reduce's tensor)."""
+
+    kind: str
+    count: int
+    bytes: int
+    phase: str
+    row: str
+
+
+@dataclass(frozen=True)
 class CountedAs(Saved):
     """The peer convention a report was counted in (``stats --convention``): its ``flops`` are that tool's number,
     in ``unit``, and its MAdd 0."""
@@ -206,6 +227,8 @@ class Report(Saved):
     generation: GenerationSummary | None = field(default=None, metadata=omit_none())
     crosscheck: CrossCheck | None = field(default=None, metadata=omit_none())
     convention: CountedAs | None = field(default=None, metadata=omit_none())
+    parallel: ParallelLayout | None = field(default=None, metadata=omit_none())
+    comm: tuple[CommCall, ...] | None = field(default=None, metadata=omit_none())
 
     def fold(self, depth: int | None) -> Report:
         """Rows folded into the module tree at ``depth`` (0 keeps the total only; None keeps leaf rows).
@@ -288,6 +311,8 @@ def stats_document(report: Report) -> Document:
     if report.unsupported:
         blocks.append(Note("Not counted (no formula): " + ", ".join(f"{op} ×{n}" for op, n in
                                                                    report.unsupported.items())))
+    if report.parallel is not None:
+        blocks += _parallel_blocks(report)
     if report.crosscheck is not None:
         blocks += _crosscheck_blocks(report.crosscheck, t.flops)
     return Document(report.KIND, stats_title(report), tuple(blocks), report.to_dict())
@@ -327,6 +352,25 @@ def _memory_line(report: Report) -> str:
                   f"saved activations {units.nbytes(m.saved)}"]
     where = f"the {m.peak_phase} of {m.peak_row}" if m.peak_phase != "forward" else m.peak_row
     return f"Memory: {', '.join(parts)}; peak of live tensors {units.nbytes(m.peak)} during {where}"
+
+
+def _parallel_blocks(report: Report) -> list:
+    """The job line, and the collectives per kind and phase with the rows that ran them."""
+    p = report.parallel
+    blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.data}): the rows, totals and memory above are this "
+                         "rank's share")]
+    groups: dict[tuple[str, str], list[CommCall]] = {}
+    for call in report.comm or ():
+        groups.setdefault((call.kind, call.phase), []).append(call)
+    if groups:
+        columns = (Column("Collective"), Column("Phase"), Column("Calls", True), Column("Bytes", True),
+                   Column("Rows"))
+        rows = tuple((Cell(kind), Cell(phase), Cell(str(sum(c.count for c in calls)), sum(c.count for c in calls)),
+                      Cell(units.nbytes(sum(c.bytes for c in calls)), sum(c.bytes for c in calls)),
+                      Cell(", ".join(dict.fromkeys(c.row for c in calls))))
+                     for (kind, phase), calls in groups.items())
+        blocks.append(Table(columns, rows, title="Communication per step (bytes: the buffers the collectives work on)"))
+    return blocks
 
 
 def _crosscheck_blocks(check: CrossCheck, ours_total: int) -> list:
