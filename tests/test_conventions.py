@@ -203,6 +203,42 @@ def test_thop_matches_exact_classes_only() -> None:
     assert count(nn.Sequential(MyLinear(4, 3)), T(2, 4), convention="thop") == 0
 
 
+class _Parent(nn.Module):
+    def __init__(self, lin: nn.Module) -> None:
+        super().__init__()
+        self.lin = lin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+class _Shared(nn.Module):
+    """One Linear(4, 4) held by two parents (a.lin and b.lin) and called twice: 16 multiply-adds a call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Linear(4, 4, bias=False)
+        self.a, self.b = _Parent(shared), _Parent(shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("fvcore", 2 * 16),  # per op: two calls
+    ("flopcounter", 2 * 16 * 2),  # per op, 2 FLOPs per multiply-add
+    # ptflops: one hook, its count accumulated over both calls, then summed over the tree once per parent
+    ("ptflops", 2 * 16 * 2),
+    # calflops: the patched F.linear charged to the module, summed over the tree once per parent, 2 per MAC
+    ("calflops", 2 * 16 * 2 * 2),
+    # thop: model.apply(add_hooks) walks the tree with the module twice, so it has two hooks (each call counts
+    # twice), and dfs_count sums it once per parent
+    ("thop", 2 * 16 * 2 * 2),
+])
+def test_a_module_with_two_parents(name: str, expected: int) -> None:
+    assert count(_Shared(), T(1, 4), convention=name) == expected
+
+
 def test_calflops_counts_tensor_methods_not_operators() -> None:
     """calflops patches torch.add and torch.matmul, not the + and @ operators (calflops 0.3.2 itself gives 0, 6, 0
     and 24 here); 2 FLOPs per multiply-add of matmul."""

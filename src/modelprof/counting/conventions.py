@@ -47,6 +47,9 @@ class Convention:
     as_autograd: bool = False  #: the forward runs with autograd on, as FlopCounterMode's users run it
     functions_apart: bool = False  #: function counts go to a row of their own, not to the running module
     per_sample: bool = False  #: module counts are divided by the batch (ptflops' average per input)
+    #: a module held by several parents gets one hook per parent (thop's ``model.apply(add_hooks)``), so each of its
+    #: calls counts once per parent, and the sum over the tree counts that once per parent again
+    hook_per_path: bool = False
 
     @property
     def header(self) -> str:
@@ -693,7 +696,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
                "biases, activations and additions free", ops=FVCORE_OPS),
     Convention("thop", "thop", "MACs",
                "modules of the classes it knows only (exact class), no bias, ReLU and max pooling free; "
-               "functional calls and other modules 0", modules=THOP_MODULES),
+               "functional calls and other modules 0", modules=THOP_MODULES, hook_per_path=True),
     Convention("ptflops", "ptflops (pytorch backend)", "MACs",
                "modules of the classes it knows, with biases, activations and pooling; plus patched functionals "
                "and tensor ops, counted in the total only", modules=PTFLOPS_MODULES, functions=PTFLOPS_FUNCTIONS,

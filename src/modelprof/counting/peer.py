@@ -6,7 +6,8 @@ tables put to work in one counting session.
   (``as_autograd``) has the forward run with autograd on (:func:`~modelprof.counting.runtime.inference`), so
   composite ops reach the cost mode as their parts and kernels are chosen as its users' runs choose them.
 * Module rules run when a module of a listed class returns, charged to that module's row, unless a module around
-  it is counted already.
+  it is counted already. A module that two parents hold is charged once per parent, as these tools add their
+  per-module counts up over the tree.
 * Function rules replace the functions they name (``torch.nn.functional.relu``, ``torch.Tensor.matmul``) for the
   count, as the peer patches them, and charge the running module (or the ``(functions)`` row).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -103,6 +105,9 @@ class PeerCounter:
         self.batch = max(batch, 1) if convention.per_sample else 1
         self.rules = module_rules(convention)
         self.failed: dict[str, int] = {}
+        # how many times each module is reached walking the tree from the root: a module held by two parents is
+        # summed twice by the tools that add up per-module counts over the tree (thop, ptflops, calflops)
+        self.paths = Counter(id(m) for _, m in tracker.model.named_modules(remove_duplicate=False))
 
     def after_module(self, module: Any, name: str, args: tuple, output: Any) -> None:
         """A module returned: charge its class's rule unless a module around it is counted already."""
@@ -117,7 +122,8 @@ class PeerCounter:
         except Exception:  # the peer's rule does not fit this call (the peer itself fails here)
             self._failed(f"{type(module).__name__} (module rule)")
             return
-        self.charge(name, count // self.batch)
+        paths = self.paths[id(module)]
+        self.charge(name, count * paths * (paths if self.convention.hook_per_path else 1) // self.batch)
 
     @contextlib.contextmanager
     def functions_patched(self) -> Iterator[None]:
@@ -152,7 +158,12 @@ class PeerCounter:
             except Exception:  # the peer's rule does not fit this call (the peer itself fails here)
                 self._failed(f"{path} (function rule)")
                 count = 0
-            self.charge(FUNCTIONS_ROW if apart else self.tracker.current, count)
+            if apart:
+                self.charge(FUNCTIONS_ROW, count)
+            else:
+                row = self.tracker.current
+                module = self.tracker.modules.get(row)
+                self.charge(row, count * (self.paths[id(module)] if module is not None else 1))
             return original(*args, **kwargs)
 
         counted.__wrapped__ = original
