@@ -16,9 +16,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as dist
-
 from modelprof.errors import UsageError
 from modelprof.prepare.base import Run, Transform
 
@@ -54,6 +51,8 @@ class Shard(Transform):
         if run.device == "meta":
             raise UsageError("sharding runs PyTorch's FSDP and DDP, which refuse meta tensors; use --device cpu "
                              "(a fake process group: no second process, no data moved)", option="device")
+        import torch.distributed as dist
+
         p = workload.parallel
         started = not dist.is_initialized()
         if started:
@@ -75,6 +74,9 @@ class Shard(Transform):
 def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook whose annotations are strings)
     """DDP's default communication hook (divide by the world size, all-reduce the bucket, a ``dist.GradBucket``),
     waited for at once: a fake process group's work carries no result for DDP's asynchronous hook to hand back."""
+    import torch
+    import torch.distributed as dist
+
     tensor = bucket.buffer()
     tensor.div_(dist.get_world_size())
     dist.all_reduce(tensor)
