@@ -3,14 +3,14 @@
     python benchmarks/conventions.py [--family torchvision|timm|transformers|recurrent ...] [--only NAME ...]
                                      [--tool NAME ...] [-o docs/conventions-sweep.md]
 
-For every model of ``benchmarks/coverage.py`` (built from code, random weights, eval mode) and every tool, it runs
-the tool as its README says (thop.profile, fvcore's FlopCountAnalysis, ptflops' get_model_complexity_info with its
-default pytorch backend, calflops' calculate_flops, and PyTorch's FlopCounterMode around a forward with autograd
-on) on a copy of the model, then ``modelprof.count_costs(..., convention=tool)`` on another copy (a model that
-caches tensors in its first forward, as timm's ConViT does, starts fresh for each, as from the command line), and
-compares the totals exactly (integers; thop's float64 total is exact below 2**53). A model the tool cannot run is listed with the tool's error and
-left out of that tool's share; a model whose inputs a tool cannot take (keyword inputs for thop and fvcore, which
-call ``model(*inputs)``) is given them through a small adapter module, the same for the tool and for modelprof.
+For every model of ``benchmarks/coverage.py`` (built from code, random weights, eval mode) and every tool, it runs the
+tool as its README says (thop.profile, fvcore's FlopCountAnalysis, ptflops' get_model_complexity_info with its default
+pytorch backend, calflops' calculate_flops, and PyTorch's FlopCounterMode around a forward with autograd on) on a copy
+of the model, then ``modelprof.count_costs(..., convention=tool)`` on another copy (a model that caches tensors in its
+first forward, as timm's ConViT does, starts fresh for each, as from the command line), and compares the totals exactly
+(integers; thop's float64 total is exact below 2**53). A model the tool cannot run is listed with the tool's error and
+left out of that tool's share; a model whose inputs a tool cannot take (keyword inputs for thop and fvcore, which call
+``model(*inputs)``) is given them through a small adapter module, the same for the tool and for modelprof.
 """
 
 from __future__ import annotations
