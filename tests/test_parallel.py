@@ -15,7 +15,7 @@ from torch import nn
 
 from modelprof import count_costs
 from modelprof.errors import UsageError
-from modelprof.workload import Parallel, Training, Workload
+from modelprof.workload import Forward, Parallel, Training, Workload
 
 
 class Block(nn.Module):
@@ -116,7 +116,7 @@ def test_cli(run, tmp_path) -> None:
     code, out, err = run(*base, "--gpus", "4", "--fsdp", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["parallel"] == {"gpus": 4, "data": "fsdp", "rank": 0}
+    assert data["parallel"] == {"gpus": 4, "data": "fsdp", "rank": 0, "tp": 1, "describe": "fsdp"}
     assert sum(c["bytes"] for c in data["comm"] if c["kind"] == "all_gather") == 6 * BLOCK_BYTES
     code, out, err = run(*base, "--gpus", "4", "--fsdp")
     assert code == 0 and "Rank 0 of 4 (fsdp)" in out and "reduce_scatter" in out, err
@@ -131,6 +131,115 @@ def test_cli(run, tmp_path) -> None:
         assert code == 2 and "not built yet" in err, err
 
 
+class Mlp(nn.Module):
+    """A Megatron MLP: fc1 Linear(16, 32) column-wise, fc2 Linear(32, 16) row-wise under TP, no biases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32, bias=False)
+        self.fc2 = nn.Linear(32, 16, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class MlpNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(Mlp(), Mlp())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+PLAN = {"blocks.*.fc1": "colwise", "blocks.*.fc2": "rowwise"}
+
+
+def tp_step(tp: int = 2, gpus: int = 2, data: str | None = None, rank: int = 0, train: bool = True):
+    workload = Workload(Training() if train else Forward(), parallel=Parallel(gpus, data, rank, tp, PLAN))
+    return count_costs(MlpNet(), (X,), workload=workload)
+
+
+@pytest.mark.parametrize(("rank", "train"), [(0, True), (1, True), (0, False)])
+def test_tp_divides_each_sharded_matmul(rank: int, train: bool) -> None:
+    report = tp_step(rank=rank, train=train)
+    rows = {r.name: r for r in report.layers}
+    # Flops of a Linear are N·Cin·Cout (COUNTING.md); a rank holds half of each weight's columns or rows:
+    # fc1 8·16·32 / 2 = 2,048 and fc2 8·32·16 / 2 = 2,048, in each block
+    for block in ("blocks.0", "blocks.1"):
+        assert rows[f"{block}.fc1"].flops == rows[f"{block}.fc2"].flops == 8 * 16 * 32 // 2
+    # the row-wise output's partial sums are all-reduced in the forward, one (8, 16) float32 buffer (512 bytes) per
+    # block, and the column-wise input's gradient in the backward, for the second block only: the first block's
+    # input is the data, whose gradient autograd does not compute
+    backward = {("all_reduce", "backward"): (1, 512)} if train else {}
+    assert comm(report) == {("all_reduce", "forward"): (2, 2 * 512), **backward}
+    if not train:  # inference mode: DTensor's sharding propagation runs matmul on meta tensors, not counted
+        return
+    # each rank holds half of the 4 weights of 512 elements: 4 · 256 · 4 bytes
+    assert (report.memory.parameters, report.memory.gradients) == (4 * 256 * 4, 4 * 256 * 4)
+    assert report.parallel.tp == 2 and report.parallel.data is None and report.parallel.describe == "tp 2"
+
+
+def test_tp_inside_fsdp_shards_over_both() -> None:
+    """4 ranks as 2 data-parallel groups of 2 tensor-parallel ranks: FSDP2 shards each TP shard again over the
+    data-parallel pair, so a rank holds a quarter of every weight (4 · 128 elements), and all-gathers its block's TP
+    shard (2 weights · 256 elements · 4 bytes = 2,048 bytes) in the forward."""
+    report = tp_step(gpus=4, data="fsdp")
+    assert report.memory.parameters == 4 * 128 * 4
+    gathered = [c for c in report.comm if c.kind == "all_gather" and c.phase == "forward" and c.row != "(root)"]
+    assert sum(c.count for c in gathered) == 2 and sum(c.bytes for c in gathered) == 2 * 2048
+    assert report.parallel.describe == "fsdp 2 × tp 2"
+
+
+def test_tp_refusals() -> None:
+    for parallel, message in ((Parallel(6, "fsdp", tp=4), "not a multiple of --tp 4"),
+                              (Parallel(4, None, tp=2), "2 data-parallel groups of --tp 2"),
+                              (Parallel(4, "ddp", tp=2), "--tp with --ddp is not built"),
+                              (Parallel(2, None, tp=2, tp_plan={"fc": "diagonal"}), "unknown style diagonal"),
+                              (Parallel(2, "fsdp", tp_plan=PLAN), "--tp-plan needs --tp")):
+        with pytest.raises(UsageError, match=message):
+            Workload(Training(), parallel=parallel)
+    for model, plan, message in ((Net(), (), "has no tensor-parallel plan"),
+                                 (MlpNet(), {"blocks.*.fc3": "colwise"}, "names no module"),
+                                 (MlpNet(), {"blocks.*": "colwise"}, "is a Mlp"),
+                                 (MlpNet(), PLAN, "--tp 3 does not divide the 32 rows of blocks.0.fc1")):
+        tp = 3 if "--tp 3" in message else 2
+        with pytest.raises(UsageError, match=message):
+            count_costs(model, (X,), workload=Workload(parallel=Parallel(tp, None, tp=tp, tp_plan=plan)))
+    assert not dist.is_initialized()
+
+
+def test_tp_cli_on_a_transformers_config(run, tmp_path) -> None:
+    """tiny-llama's own plan (transformers' ``_tp_plan``): q/k/v/gate/up column-wise, o/down row-wise, the input
+    embeddings over the vocabulary, the head column-wise and gathered; the norms whole."""
+    code, out, err = run("stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--gpus", "2",
+                         "--tp", "2", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    # sharded: embeddings 1000·64 + head 1000·64 + per layer q 64·64, k and v 32·64, o 64·64, gate/up/down 172·64
+    # (2 layers) = 218,624 elements, half on each rank; whole: 5 norms of 64; 4 bytes each
+    sharded = 2 * 1000 * 64 + 2 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 172 * 64)
+    assert data["total"]["params"] == sharded + 5 * 64 == 218_944
+    assert data["memory"]["parameters"] == (sharded // 2 + 5 * 64) * 4
+    # the forward all-reduces the partial sums of the embeddings and of each o_proj and down_proj: 5 (64, 64) float32
+    forward = [c for c in data["comm"] if c["phase"] == "forward"]
+    assert {c["kind"] for c in forward} == {"all_reduce", "all_gather"}
+    reduced = [c for c in forward if c["kind"] == "all_reduce"]
+    assert sum(c["count"] for c in reduced) == 5 and sum(c["bytes"] for c in reduced) == 5 * 64 * 64 * 4
+    assert data["unsupported"] == {}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--gpus", "2",
+                         "--tp", "2", "--tp-plan", str(plan))
+    assert code == 0 and "Rank 0 of 2 (tp 2)" in out, err
+    plan.write_text("[1, 2]")
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--gpus", "2", "--tp", "2",
+                         "--tp-plan", str(plan))
+    assert code == 2 and "expected a JSON object" in err and out == "", err
+    code, out, err = run("stats", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--tp", "2")
+    assert code == 2 and "no tensor-parallel plan" in err, err
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The reference: a real 2-rank gloo job, sharded as a user shards it, under CommDebugMode
 # ---------------------------------------------------------------------------------------------------------------
@@ -142,8 +251,14 @@ def _real_rank(rank: int, world: int, layout: str, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        model = Net()
-        if layout == "ddp":
+        model = MlpNet() if layout == "tp" else Net()
+        if layout == "tp":
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+            styles = {"blocks.*.fc1": ColwiseParallel(), "blocks.*.fc2": RowwiseParallel()}
+            parallelize_module(model, init_device_mesh("cpu", (world,)), styles)
+        elif layout == "ddp":
             model = nn.parallel.DistributedDataParallel(model)
         else:
             from torch.distributed.fsdp import fully_shard
@@ -160,14 +275,18 @@ def _real_rank(rank: int, world: int, layout: str, folder: str) -> None:
             json.dump(counts, f)
     finally:
         dist.destroy_process_group()
+    # Leave without destructors: freeing DDP's Reducer drops the last reference to the gloo process group, whose
+    # destructor joins gloo's worker thread while holding the GIL, and that thread, freeing a finished all-reduce,
+    # waits for the GIL to drop the Python state it captured (CommDebugMode): a deadlock in about 1 run of 6
+    os._exit(0)
 
 
-@pytest.mark.parametrize("layout", ["fsdp", "ddp"])
+@pytest.mark.parametrize("layout", ["fsdp", "ddp", "tp"])
 def test_collectives_equal_commdebugmode_on_a_real_gloo_run(layout: str, tmp_path) -> None:
     mp.start_processes(_real_rank, args=(2, layout, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     real = json.loads((tmp_path / "rank0.json").read_text())
-    ours = comm(step(layout, gpus=2))
+    ours = comm(tp_step() if layout == "tp" else step(layout, gpus=2))
     counted = {kind: sum(n for (k, _), (n, _b) in ours.items() if k == kind) for kind, _ in ours}
     names = {"all_gather": "c10d._allgather_base_", "reduce_scatter": "c10d._reduce_scatter_base_",
-             "all_reduce": "c10d.allreduce_"}
+             "all_reduce": "c10d_functional.all_reduce" if layout == "tp" else "c10d.allreduce_"}
     assert {names[k]: n for k, n in counted.items()} == real

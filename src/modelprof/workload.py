@@ -109,23 +109,47 @@ class DataParallel(StrEnum):
     ZERO2 = "zero2"
 
 
+#: The tensor-parallel styles a plan may name (torch's ``ColwiseParallel``/``RowwiseParallel``; transformers' names
+#: for a vocabulary-sharded embedding and for a column-wise layer whose output is gathered whole).
+TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
+
+
 @dataclass(frozen=True)
 class Parallel:
     """The job a step runs in (torchtitan's ``ParallelismConfig``): ``gpus`` ranks, the data-parallel layout
-    (None: one device, nothing sharded), and the ``rank`` whose share is counted (rank 0 by default)."""
+    (None: nothing sharded over data), the tensor-parallel degree ``tp`` (groups of ``tp`` ranks share each sharded
+    weight; ``gpus // tp`` data-parallel groups), the TP plan (module-name pattern -> style; empty: the model's own)
+    and the ``rank`` whose share is counted (rank 0 by default; rank r is data-parallel rank ``r // tp``,
+    tensor-parallel rank ``r % tp``)."""
 
     gpus: int = 1
     data: DataParallel | None = None
     rank: int = 0
+    tp: int = 1
+    tp_plan: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.data is not None:
             object.__setattr__(self, "data", DataParallel(self.data))
+        plan = self.tp_plan.items() if isinstance(self.tp_plan, dict) else self.tp_plan
+        object.__setattr__(self, "tp_plan", tuple((str(k), str(v)) for k, v in plan))
 
     @property
     def sharded(self) -> bool:
         """True when the step runs as one rank of a job."""
-        return self.data is not None
+        return self.data is not None or self.tp > 1
+
+    @property
+    def dp(self) -> int:
+        """The data-parallel degree: how many groups of ``tp`` ranks."""
+        return self.gpus // self.tp
+
+    def describe(self) -> str:
+        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``."""
+        data = self.data.value if self.data else None
+        if self.tp == 1:
+            return data or "one rank"
+        return f"{data} {self.dp} × tp {self.tp}" if data else f"tp {self.tp}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -210,20 +211,38 @@ _PARALLEL_OPTIONS = (
     click.option("--zero", type=click.Choice(["2", "3"]), help="ZeRO stage: 3 is --fsdp; 2 keeps the gathered "
                  "parameters from the forward through the backward."),
     click.option("--ddp", is_flag=True, help="DDP: the model replicated, gradients all-reduced."),
+    click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Tensor-parallel degree: each sharded layer split over TP ranks (the model's own plan, or "
+                 "--tp-plan); --gpus / TP data-parallel groups."),
+    click.option("--tp-plan", "tp_plan", type=click.Path(dir_okay=False), metavar="FILE",
+                 help="With --tp: a JSON object of module-name patterns ('layers.*.mlp.up_proj') -> colwise | "
+                 "rowwise, for a model without a plan of its own."),
     click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
                  help="With --gpus: the rank whose share is counted."),
 )
 
 
 def parallel_from_options(gpus: int = 1, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
-                          rank: int = 0) -> Parallel:
-    """The job the parallel options describe; two layouts at once are refused."""
+                          rank: int = 0, tp: int = 1, tp_plan: str | None = None) -> Parallel:
+    """The job the parallel options describe; two layouts at once are refused, and a plan file is read here."""
     chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} are two data-parallel layouts; choose one (--zero 3 is --fsdp)")
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
         DataParallel.DDP if ddp else None
-    return Parallel(gpus, data, rank)
+    return Parallel(gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else ())
+
+
+def read_tp_plan(path: str) -> tuple[tuple[str, str], ...]:
+    """A ``--tp-plan`` file: a JSON object of module-name pattern -> style."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--tp-plan {path}: cannot read it as JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(plan, dict) or not plan or not all(isinstance(v, str) for v in plan.values()):
+        raise UsageError(f"--tp-plan {path}: expected a JSON object of module-name pattern -> style, such as "
+                         '{"layers.*.fc1": "colwise", "layers.*.fc2": "rowwise"}')
+    return tuple(plan.items())
 
 
 def _generation_options(help_text: str, min_new: int) -> tuple:
@@ -278,7 +297,8 @@ def model_command(generate: str | None = None, min_new: int = 1
             out = output_options(fmt, output)
             names = ("train", "optimizer", "loss", "dtype", "amp", "channels_last", "generate", "prompt_len",
                      "new_tokens", "checkpoint")
-            parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank")})
+            parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank",
+                                                                                  "tp", "tp_plan")})
             workload = workload_from_options(**{k: options.pop(k) for k in names if k in options}, parallel=parallel)
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):

@@ -118,6 +118,8 @@ FREE_OPS: frozenset[Any] = frozenset(
     # the optimizers' record_function ranges: profiler bookkeeping, no tensor work
     + [getattr(torch.ops.profiler, n) for n in ("_record_function_enter", "_record_function_enter_new",
                                                 "_record_function_exit") if hasattr(torch.ops.profiler, n)]
+    # a functional collective's wait moves and computes nothing
+    + [getattr(torch.ops._c10d_functional, n) for n in ("wait_tensor",) if hasattr(torch.ops._c10d_functional, n)]
 )
 
 
@@ -893,15 +895,26 @@ def _first_argument_moved(args: tuple, kwargs: dict, out: Any) -> Cost:
     return Cost(0, 0, moved, moved)
 
 
-def register_fsdp_formulas() -> None:
-    """FSDP2's own copy ops (``torch.ops.fsdp``, defined when FSDP is imported): all_gather_copy_in copies the
-    shards into the all-gather's input, split_with_sizes_copy the gathered buffer out to the parameters, chunk_cat
-    the gradients into the reduce-scatter's input; each moves its first argument's bytes, with no arithmetic."""
-    namespace = getattr(torch.ops, "fsdp", None)
-    for name in ("all_gather_copy_in", "split_with_sizes_copy", "chunk_cat"):
+def _nothing(args: tuple, kwargs: dict, out: Any) -> Cost:
+    return Cost(0, 0, 0, 0)
+
+
+def register_distributed_formulas() -> None:
+    """The ops that exist once FSDP2 and DTensor are imported. FSDP2's own copy ops (``torch.ops.fsdp``):
+    all_gather_copy_in copies the shards into the all-gather's input, split_with_sizes_copy the gathered buffer out
+    to the parameters, chunk_cat the gradients into the reduce-scatter's input; each moves its first argument's
+    bytes, with no arithmetic. DTensor's ``_c10d_functional._wrap_tensor_autograd`` wraps a collective's result for
+    autograd and costs nothing."""
+    import torch.distributed._functional_collectives  # noqa: F401  (defines _wrap_tensor_autograd)
+    import torch.distributed.fsdp  # noqa: F401  (defines torch.ops.fsdp)
+
+    for namespace, name, formula in (("fsdp", "all_gather_copy_in", _first_argument_moved),
+                                     ("fsdp", "split_with_sizes_copy", _first_argument_moved),
+                                     ("fsdp", "chunk_cat", _first_argument_moved),
+                                     ("_c10d_functional", "_wrap_tensor_autograd", _nothing)):
         try:
-            packet = getattr(namespace, name)
+            packet = getattr(getattr(torch.ops, namespace), name)
         except (AttributeError, RuntimeError):
             continue
-        FORMULAS.setdefault(packet, _first_argument_moved)
+        FORMULAS.setdefault(packet, formula)
 

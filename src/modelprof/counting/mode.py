@@ -81,14 +81,16 @@ def _is_fake(tensor: torch.Tensor) -> bool:
 
 
 def _wrapped_kind(args: tuple, kwargs: dict) -> str | None:
-    """``dtensor`` when an argument is a DTensor (a wrapper around this rank's shard), ``fake`` when one is a fake
-    tensor (in a sharded run, only DTensor's sharding propagation makes those), else None."""
+    """``dtensor`` when an argument is a DTensor (a wrapper around this rank's shard), ``propagation`` when one is a
+    fake or a meta tensor, else None. In a sharded run (which needs real tensors: FSDP and DTensor refuse meta ones)
+    only DTensor's sharding propagation makes those, working out an output's layout, on fake tensors, or, for a
+    composite op it decomposes (``matmul`` in inference mode), on meta tensors, as often as it explores."""
     kind = None
     for value in tree_flatten((args, kwargs))[0]:
         if hasattr(value, "_local_tensor"):
             return "dtensor"
-        if isinstance(value, torch.Tensor) and _is_fake(value):
-            kind = "fake"
+        if isinstance(value, torch.Tensor) and (value.is_meta or _is_fake(value)):
+            kind = "propagation"
     return kind
 
 
@@ -151,7 +153,7 @@ class CostMode(TorchDispatchMode):
         #: (collective kind, phase, row) -> [calls, bytes]: every collective the run makes
         self.comm: dict[tuple[str, Phase, str], list[int]] = {}
         #: the model holds DTensors (a sharded model): their ops are left to DTensor, which runs them on shards, and
-        #: the fake tensors DTensor works out shardings on are not counted
+        #: the fake and meta tensors DTensor works out shardings on are not counted
         self.wrappers = any(hasattr(p, "_local_tensor") for p in tracker.parameters.values())
 
     @classmethod
@@ -167,7 +169,7 @@ class CostMode(TorchDispatchMode):
             kind = _wrapped_kind(args, kwargs)
             if kind == "dtensor":  # DTensor's own dispatch runs it as ops on the local shards, which come back here
                 return NotImplemented  # and are counted at the shards' sizes
-            if kind == "fake":  # DTensor working out an output's sharding on fake tensors: no work of the step
+            if kind == "propagation":  # DTensor working out an output's sharding: no work of the step
                 return func(*args, **kwargs)
         out = self._count(func, args, kwargs)
         if self.memory is not None:

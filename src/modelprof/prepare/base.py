@@ -47,7 +47,8 @@ class Run:
             from modelprof.reports.stats import ParallelLayout
 
             p = self.parallel
-            report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value, p.rank))
+            report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value if p.data else None, p.rank, p.tp,
+                                                             p.describe()))
         if self.autocast_dtype is None:
             return report
         return replace(report, device=self.device,

@@ -1,8 +1,11 @@
-"""``--gpus N --fsdp | --zero 2 | --ddp``: the step as one rank of a data-parallel job, sharded by PyTorch itself.
+"""``--gpus N --fsdp | --zero 2 | --ddp [--tp T]``: the step as one rank of a job, sharded by PyTorch itself.
 
-The model is sharded with PyTorch's own engine, FSDP2's ``fully_shard`` (one unit per repeated block, then the
-root) or the composable DDP ``replicate``, on a process group of the ``fake`` backend: ``gpus`` ranks simulated in
-this one process, whose collectives complete at once and move no data. So the run is rank ``rank``'s step exactly as
+The model is sharded with PyTorch's own engine on a process group of the ``fake`` backend (``gpus`` ranks simulated
+in this one process, whose collectives complete at once and move no data), as torchtitan's ``parallelize`` does it:
+first tensor parallelism, DTensor's ``parallelize_module`` with the model's own plan (a transformers config's
+``base_model_tp_plan``, with the model's ``_tp_plan`` for its head) or the one given, over the ``tp`` dimension of
+a (data, tensor) device mesh; then data parallelism over the other dimension, FSDP2's ``fully_shard`` (one unit
+per repeated block, then the root) or the composable DDP ``replicate``. So the run is rank ``rank``'s step exactly as
 PyTorch would run it in a real job: its shards, the all-gathered parameters in flight, the gradients reduced and
 scattered; the counting session sees every op and every collective. Nothing about the model is changed that is not
 put back: a model modelprof did not build itself is copied first (sharding rewrites a model in place).
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -20,28 +24,42 @@ from modelprof.errors import UsageError
 from modelprof.prepare.base import Run, Transform
 
 if TYPE_CHECKING:
-    from modelprof.workload import Workload
+    from modelprof.workload import Parallel, Workload
 
 
 class Shard(Transform):
     """One rank of a data-parallel job: FSDP2 (ZeRO-3), FSDP2 without resharding after the forward (ZeRO-2), or
     DDP, on a fake process group of ``gpus`` ranks."""
 
-    option = "--fsdp/--zero/--ddp"
+    option = "--gpus/--tp/--fsdp/--zero/--ddp"
 
     def wanted(self, workload: Workload) -> bool:
         return workload.parallel.sharded
 
     def refusal(self, workload: Workload) -> str | None:
+        from modelprof.workload import TP_STYLES
+
         p = workload.parallel
-        if p.gpus < 1:
-            return "--gpus: a job has at least one rank"
+        if p.gpus < 1 or p.tp < 1:
+            return "--gpus and --tp: a job has at least one rank"
         if not 0 <= p.rank < p.gpus:
             return f"--rank {p.rank} is not a rank of a {p.gpus}-rank job (0 to {p.gpus - 1})"
-        if p.gpus > 1 and not p.sharded:
-            return "--gpus N runs one rank of a job; say how it shards: --fsdp, --zero 2 or --ddp"
+        if p.gpus % p.tp:
+            return (f"--gpus {p.gpus} is not a multiple of --tp {p.tp}: the job is groups of {p.tp} "
+                    "tensor-parallel ranks")
+        if p.dp > 1 and p.data is None:
+            groups = f" ({p.dp} data-parallel groups of --tp {p.tp})" if p.tp > 1 else ""
+            return f"--gpus {p.gpus} runs one rank of a job{groups}; say how it shards: --fsdp, --zero 2 or --ddp"
+        if p.tp > 1 and p.data == "ddp":
+            return "--tp with --ddp is not built; use --fsdp (FSDP2 over the data-parallel groups)"
+        bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES})
+        if bad:
+            return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES)}"
+        if p.tp_plan and p.tp == 1:
+            return "--tp-plan needs --tp N (N > 1)"
         if p.sharded and workload.generation is not None:
-            return "--fsdp/--zero/--ddp shard a forward or a training step, not a generation; drop --generate"
+            return ("--gpus/--tp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
+                    "drop --generate")
         if p.data is not None and p.data.value != "fsdp" and workload.training is None:
             return f"--{'ddp' if p.data.value == 'ddp' else 'zero 2'} shards a training step; add --train"
         return None
@@ -49,8 +67,8 @@ class Shard(Transform):
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
         if run.device == "meta":
-            raise UsageError("sharding runs PyTorch's FSDP and DDP, which refuse meta tensors; use --device cpu "
-                             "(a fake process group: no second process, no data moved)", option="device")
+            raise UsageError("sharding runs PyTorch's FSDP, DDP and DTensor, which refuse meta tensors; use --device "
+                             "cpu (a fake process group: no second process, no data moved)", option="device")
         import torch.distributed as dist
 
         p = workload.parallel
@@ -64,7 +82,7 @@ class Shard(Transform):
                              f"--gpus {p.gpus} --rank {p.rank} needs its own")
         try:
             model = run.model if run.owned else copy.deepcopy(run.model)
-            shard(model, p.data.value)
+            shard(model, p, run.device)
             yield replace(run, model=model, parallel=p)
         finally:
             if started:
@@ -85,11 +103,25 @@ def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook
     return future
 
 
-def shard(model, how: str) -> None:
-    """Shard ``model`` in place: ``ddp`` replicates it; ``fsdp``/``zero2`` put each repeated block (the class with
+def shard(model, p: Parallel, device: str) -> None:
+    """Shard ``model`` in place as rank ``p.rank`` of the job ``p``: tensor parallelism over the mesh's ``tp``
+    dimension first, then ``ddp`` replicates it, or ``fsdp``/``zero2`` put each repeated block (the class with
     children that has the most instances, as ``--checkpoint auto`` finds it) in an FSDP2 unit of its own, then the
-    root."""
-    if how == "ddp":
+    root, over the ``dp`` dimension."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from modelprof.counting.formulas import register_distributed_formulas
+
+    register_distributed_formulas()
+    mesh = init_device_mesh(device, (p.dp, p.tp), mesh_dim_names=("dp", "tp"))
+    if p.tp > 1:
+        from torch.distributed.tensor.parallel import parallelize_module
+
+        parallelize_module(model, mesh["tp"], tp_styles(model, p))
+        _warm_dtensor(device)
+    if p.data is None:
+        return
+    if p.data == "ddp":
         from torch.distributed._composable.replicate import replicate
 
         replicate(model)
@@ -100,15 +132,92 @@ def shard(model, how: str) -> None:
         return
     from torch.distributed.fsdp import fully_shard
 
-    from modelprof.counting.formulas import register_fsdp_formulas
     from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
 
-    register_fsdp_formulas()
-    reshard = how == "fsdp"
+    reshard = p.data == "fsdp"
     try:
         blocks = checkpointed_modules(model, (AUTO,))
     except UsageError:  # no repeated block: the model is one unit
         blocks = []
     for block in blocks:
-        fully_shard(block, reshard_after_forward=reshard)
-    fully_shard(model, reshard_after_forward=reshard)
+        fully_shard(block, mesh=mesh["dp"], reshard_after_forward=reshard)
+    fully_shard(model, mesh=mesh["dp"], reshard_after_forward=reshard)
+
+
+def _warm_dtensor(device: str) -> None:
+    """Make now what DTensor makes at its first decomposed op: a one-rank mesh for working out layouts, whose
+    coordinates it computes with two small tensor ops (``(mesh == rank).nonzero()``), bookkeeping the count would
+    charge to a layer. A private attribute: where a release lacks it, those two ops are counted, and nothing else
+    changes."""
+    from torch.distributed.tensor import DTensor
+
+    with contextlib.suppress(AttributeError):
+        DTensor._op_dispatcher.sharding_propagator.decomp_strategy._get_fake_mesh(device)
+
+
+def own_tp_plan(model) -> dict[str, str]:
+    """The model's own tensor-parallel plan, module-name pattern -> style: a transformers model holds it whole in
+    ``_tp_plan`` (its config's ``base_model_tp_plan`` under the base model's name, its head's, and the input
+    embeddings'); a model that only has the config's is given that, under the base model's name."""
+    plan = getattr(model, "_tp_plan", None)
+    if isinstance(plan, dict) and plan:
+        return dict(plan)
+    base = getattr(model, "base_model", None)
+    base_plan = getattr(getattr(model, "config", None), "base_model_tp_plan", None) or {}
+    prefix = next((name for name, m in model.named_modules() if m is base), "") if base is not None else ""
+    return {f"{prefix}.{k}" if prefix else k: v for k, v in base_plan.items()}
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """``parallelize_module``'s matching: the same number of dotted parts, each an ``fnmatch`` pattern."""
+    parts, atoms = name.split("."), pattern.split(".")
+    return len(parts) == len(atoms) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, atoms, strict=True))
+
+
+def tp_styles(model, p: Parallel) -> dict:
+    """The plan as torch's ``ParallelStyle`` per pattern, checked against the model: every pattern names linear
+    layers or embeddings whose sharded dimension ``tp`` divides, and ``tp`` divides the attention heads.
+
+    ``colwise`` shards a weight's outputs (``ColwiseParallel``: input replicated, output sharded on its last
+    dimension); ``rowwise`` its inputs (``RowwiseParallel``: the partial outputs all-reduced), or an embedding's
+    vocabulary (transformers' ``embedding_rowwise``); ``colwise_rep``/``colwise_gather_output`` gather the output
+    whole (a language model's head)."""
+    from torch import nn
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    plan = dict(p.tp_plan) or own_tp_plan(model)
+    if not plan:
+        raise UsageError(f"--tp: {type(model).__name__} has no tensor-parallel plan of its own (a transformers "
+                         "config's base_model_tp_plan); give one with --tp-plan FILE (JSON: module-name pattern -> "
+                         "colwise | rowwise)")
+    config = getattr(model, "config", None)
+    for key in ("num_attention_heads", "num_key_value_heads"):
+        heads = getattr(config, key, None)
+        if isinstance(heads, int) and heads % p.tp:
+            raise UsageError(f"--tp {p.tp} does not divide the model's {heads} {key.replace('_', ' ')}; "
+                             "use a --tp that divides it")
+    modules = dict(model.named_modules())
+    styles = {}
+    for pattern, style in plan.items():
+        rowwise = style in ("rowwise", "embedding_rowwise")
+        if not rowwise and style not in ("colwise", "colwise_rep", "colwise_gather_output"):
+            raise UsageError(f"--tp: the plan's style {style!r} for {pattern} is not built; the styles are "
+                             "colwise, rowwise, embedding_rowwise, colwise_rep and colwise_gather_output")
+        named = [(name, m) for name, m in modules.items() if _matches(name, pattern)]
+        if not named:
+            raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
+        for name, module in named:
+            if not isinstance(module, nn.Linear | nn.Embedding):
+                raise UsageError(f"--tp: {name} is a {type(module).__name__}; a plan shards nn.Linear and "
+                                 "nn.Embedding layers")
+            dim = 0 if isinstance(module, nn.Embedding) or not rowwise else 1  # nn.Linear's weight: (out, in)
+            if module.weight.shape[dim] % p.tp:
+                raise UsageError(f"--tp {p.tp} does not divide the {module.weight.shape[dim]} "
+                                 f"{'inputs' if dim else 'rows'} of {name}'s weight; use a --tp that divides it")
+        embedding = all(isinstance(m, nn.Embedding) for _, m in named)
+        styles[pattern] = (RowwiseParallel(input_layouts=Replicate()) if rowwise and embedding
+                           else RowwiseParallel() if rowwise
+                           else ColwiseParallel() if style == "colwise"
+                           else ColwiseParallel(output_layouts=Replicate()))
+    return styles

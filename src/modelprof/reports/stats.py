@@ -178,11 +178,15 @@ class CrossCheck(Saved):
 
 @dataclass(frozen=True)
 class ParallelLayout(Saved):
-    """The job a report is one rank of (``--gpus N --fsdp``): its rows, totals and memory are that rank's share."""
+    """The job a report is one rank of (``--gpus N --fsdp [--tp T]``): its rows, totals and memory are that rank's
+    share. ``data`` is the data-parallel layout (None: tensor parallelism only), ``tp`` the tensor-parallel degree,
+    ``describe`` the layout in words."""
 
     gpus: int
-    data: str
+    data: str | None
     rank: int = 0
+    tp: int = 1
+    describe: str = ""
 
 
 @dataclass(frozen=True)
@@ -357,8 +361,8 @@ def _memory_line(report: Report) -> str:
 def _parallel_blocks(report: Report) -> list:
     """The job line, and the collectives per kind and phase with the rows that ran them."""
     p = report.parallel
-    blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.data}): the rows, totals and memory above are this "
-                         "rank's share")]
+    blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.describe or p.data}): the rows, totals and memory above "
+                         "are this rank's share")]
     groups: dict[tuple[str, str], list[CommCall]] = {}
     for call in report.comm or ():
         groups.setdefault((call.kind, call.phase), []).append(call)
