@@ -46,11 +46,13 @@ def _specs(value: Any) -> Any:
 
 
 def _signature(value: Any) -> Any:
-    """What a formula can see of ``value``, hashable: tensors by shape and dtype, containers as tuples."""
+    """What a formula can see of ``value``, hashable: tensors by shape and dtype, containers as tuples. (Elements
+    of a list or tuple are read in line: an op's arguments are mostly tensors, numbers and lists of numbers.)"""
     if isinstance(value, torch.Tensor):
         return value.shape, value.dtype
     if isinstance(value, list | tuple):
-        return type(value), *map(_signature, value)
+        return type(value), *[(v.shape, v.dtype) if isinstance(v, torch.Tensor)
+                              else _signature(v) if isinstance(v, list | tuple | dict) else v for v in value]
     if isinstance(value, dict):
         return tuple((k, _signature(v)) for k, v in value.items())
     return value

@@ -7,6 +7,7 @@ without it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -141,7 +142,7 @@ def device_of(model: Any, args: tuple, kwargs: dict) -> Any:
     import torch
     from torch.utils._pytree import tree_leaves
 
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):  # the first one only: no list of all
         return tensor.device
     found = [t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     return found[0] if found else torch.device("cpu")
