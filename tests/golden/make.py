@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "generate-long": ("stats", LLAMA, "--generate", "--prompt-len", "32", "--new-tokens", "4"),
     "crosscheck": ("stats", WORKED, "--shape", "3,64,64", "--crosscheck", "thop"),
     "convention": ("stats", WORKED, "--shape", "3,500,500", "--convention", "ptflops"),
+    "parallel": ("stats", LLAMA, "--input", "input_ids=64:int64:1000", "--train", "--gpus", "4", "--tp", "2",
+                 "--fsdp"),
     "sweep": ("stats", WORKED, "--shape", "3,64,64", "--sweep", "batch=1,2,4"),
     "fit": ("fit", LLAMA, "--input", "input_ids=SEQ:int64:1000", "--seq", "64", "--memory", "16MiB"),
     "check": ("check", WORKED, "--shape", "3,500,500", "--max-flops", "19M", "--max-peak-memory", "1MB"),
@@ -43,7 +45,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 #: The kinds whose numbers are counted, not timed: running the command again gives the same JSON.
-EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "sweep", "fit", "check", "compare")
+EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "parallel", "sweep", "fit", "check",
+         "compare")
 
 
 def make(name: str, python: str = sys.executable, folder: Path = HERE) -> None:
