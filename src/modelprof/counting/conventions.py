@@ -394,24 +394,34 @@ def _pt_rnn_ops(m: Any, w_ih: Any, w_hh: Any) -> int:
     return ops + 4 * h + 3 * h + 3 * h
 
 
-def _pt_rnn(m: Any, inputs: tuple, y: Any) -> int:
-    """rnn_flops_counter_hook: every layer's weights, per sample and step (dimension 0 and 1 of the input, as
-    ptflops reads them), doubled when bidirectional."""
+def _rnn_layers(m: Any, inputs: tuple, layer_ops: Any) -> int:
+    """The RNN rule ptflops and calflops share: ``layer_ops`` of every layer's weights plus its biases, per sample
+    and step (dimension 0 and 1 of the input, as they read them), doubled when bidirectional."""
     x = _first(inputs)
     ops = 0
     for i in range(m.num_layers):
-        ops += _pt_rnn_ops(m, getattr(m, f"weight_ih_l{i}"), getattr(m, f"weight_hh_l{i}"))
+        ops += layer_ops(m, getattr(m, f"weight_ih_l{i}"), getattr(m, f"weight_hh_l{i}"))
         if m.bias:
             ops += getattr(m, f"bias_ih_l{i}").shape[0] + getattr(m, f"bias_hh_l{i}").shape[0]
     return ops * x.shape[0] * x.shape[1] * (2 if m.bidirectional else 1)
 
 
-def _pt_rnn_cell(m: Any, inputs: tuple, y: Any) -> int:
-    """rnn_cell_flops_counter_hook."""
-    ops = _pt_rnn_ops(m, m.weight_ih, m.weight_hh)
+def _rnn_cell(m: Any, inputs: tuple, cell_ops: Any) -> int:
+    """The RNN-cell rule ptflops and calflops share: ``cell_ops`` of the weights plus the biases, per sample."""
+    ops = cell_ops(m, m.weight_ih, m.weight_hh)
     if m.bias:
         ops += m.bias_ih.shape[0] + m.bias_hh.shape[0]
     return ops * _first(inputs).shape[0]
+
+
+def _pt_rnn(m: Any, inputs: tuple, y: Any) -> int:
+    """rnn_flops_counter_hook."""
+    return _rnn_layers(m, inputs, _pt_rnn_ops)
+
+
+def _pt_rnn_cell(m: Any, inputs: tuple, y: Any) -> int:
+    """rnn_cell_flops_counter_hook."""
+    return _rnn_cell(m, inputs, _pt_rnn_ops)
 
 
 def _pt_multihead_attention(m: Any, inputs: tuple, y: Any) -> int:
@@ -645,21 +655,12 @@ def _cf_rnn_ops(m: Any, w_ih: Any, w_hh: Any) -> int:
 
 def _cf_rnn(m: Any, inputs: tuple, y: Any) -> int:
     """_rnn_forward_hook: as ptflops' RNN rule, with 2 FLOPs per multiply-add."""
-    x = _first(inputs)
-    ops = 0
-    for i in range(m.num_layers):
-        ops += _cf_rnn_ops(m, getattr(m, f"weight_ih_l{i}"), getattr(m, f"weight_hh_l{i}"))
-        if m.bias:
-            ops += getattr(m, f"bias_ih_l{i}").shape[0] + getattr(m, f"bias_hh_l{i}").shape[0]
-    return ops * x.shape[0] * x.shape[1] * (2 if m.bidirectional else 1)
+    return _rnn_layers(m, inputs, _cf_rnn_ops)
 
 
 def _cf_rnn_cell(m: Any, inputs: tuple, y: Any) -> int:
     """_rnn_cell_forward_hook."""
-    ops = _cf_rnn_ops(m, m.weight_ih, m.weight_hh)
-    if m.bias:
-        ops += m.bias_ih.shape[0] + m.bias_hh.shape[0]
-    return ops * _first(inputs).shape[0]
+    return _rnn_cell(m, inputs, _cf_rnn_ops)
 
 
 CALFLOPS_FUNCTIONS: dict[str, FunctionRule] = {
