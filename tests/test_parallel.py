@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -238,6 +240,14 @@ def test_tp_cli_on_a_transformers_config(run, tmp_path) -> None:
     assert code == 2 and "expected a JSON object" in err and out == "", err
     code, out, err = run("stats", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--tp", "2")
     assert code == 2 and "no tensor-parallel plan" in err, err
+    plan.write_text(json.dumps(PLAN))
+    # a process of its own: PyTorch warns at exit about a collective nobody waited on (the last row-wise layer's
+    # all-reduce, whose result a forward never reads), unless the count waits on it
+    result = subprocess.run([sys.executable, "-m", "modelprof", "stats", "tests.test_parallel:MlpNet", "--shape", "16",
+                             "--gpus", "2", "--tp", "2", "--tp-plan", str(plan), "--format", "json"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert len(json.loads(result.stdout)["comm"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------

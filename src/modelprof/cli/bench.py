@@ -63,8 +63,8 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
     if workload.parallel.sharded:
-        raise UsageError("bench --gpus with --fsdp/--zero/--ddp (real processes, timed) is not built yet; stats and "
-                         "check count one rank's share of the job")
+        raise UsageError("bench --gpus with --fsdp/--zero/--ddp/--tp (real processes, timed) is not built yet; "
+                         "stats and check count one rank's share of the job")
     find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
     _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
     if workload.generation:

@@ -26,7 +26,8 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
     from modelprof.reports.catalog import document
 
     if workload.parallel.sharded:
-        raise UsageError("fit for a sharded job (--gpus with --fsdp/--zero/--ddp) is not built yet: fit runs on the "
-                         "meta device, which FSDP refuses; stats --gpus N --fsdp --train counts one rank's peak")
+        raise UsageError("fit for a sharded job (--gpus with --fsdp/--zero/--ddp/--tp) is not built yet: fit runs "
+                         "on the meta device, which FSDP and DTensor refuse; stats --gpus N --fsdp --train counts one "
+                         "rank's peak")
     memory, label = parse_memory(memory_text)
     emit(document(run_fit(source, workload, memory, batch, seq, label)), out)
