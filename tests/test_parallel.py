@@ -83,6 +83,34 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
+def test_fsdp_forward_peak_equals_fsdpmemtracker() -> None:
+    """PyTorch's FSDPMemTracker around the forward of a running AdamW loop (after one step, so the optimizer state
+    exists), on a fake 2-rank group as modelprof's: the same peak. FSDP2 frees a unit's gathered parameters in place
+    (``storage.resize_(0)``), which the live-memory count follows."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed.fsdp import fully_shard
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+    try:
+        model = Net()
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+        optimizer = torch.optim.AdamW(model.parameters())
+        model(X).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        tracker = FSDPMemTracker(model, optimizer)
+        tracker.track_inputs((X,))
+        with tracker:
+            model(X)
+        reference = next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
+    finally:
+        dist.destroy_process_group()
+    assert step("fsdp", gpus=2).memory.phase_peaks["forward"] == reference
+
+
 def test_a_rank_computes_its_whole_batch() -> None:
     """Data parallelism splits the data, not the work on it: a rank's forward and backward Flops are the
     single-device step's at the same batch; its optimizer updates its shard only."""

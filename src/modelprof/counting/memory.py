@@ -11,9 +11,10 @@ charged once to the row whose forward saved it. Works on the meta device, where 
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -65,10 +66,46 @@ class LiveMemory:
             for value in leaves((output,)):
                 if isinstance(value, torch.Tensor):
                     self._count(value)
+        self._moved()
+
+    def _moved(self) -> None:
         phase = self.tracker.phase
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
             self.phase_peak_at[phase] = self.tracker.current
+
+    @contextlib.contextmanager
+    def resizes_followed(self) -> Iterator[None]:
+        """Follow storages resized in place while entered, as PyTorch's ``MemTracker`` does (``_track_resize``):
+        FSDP2 frees a unit's gathered parameters with ``storage.resize_(0)`` and allocates them again with
+        ``resize_(size)``, keeping the storage object, so no new storage and no freed one would tell."""
+        original = torch.UntypedStorage.resize_
+
+        def resize_(storage: torch.UntypedStorage, size: int) -> Any:
+            out = original(storage, size)
+            self.resized(storage)
+            return out
+
+        torch.UntypedStorage.resize_ = resize_  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.UntypedStorage.resize_ = original  # type: ignore[method-assign]
+
+    def resized(self, storage: torch.UntypedStorage) -> None:
+        """A storage now holds ``storage.nbytes()``: a tracked one changes its size; one made before the run
+        (FSDP2's unsharded parameters, made at set-up and freed at once) counts from when it grows."""
+        key, size = id(storage), storage.nbytes()
+        ref = self._alive.get(key)
+        if ref is not None and ref() is storage:
+            self.live += size - self._sizes[ref][1]
+            self._sizes[ref] = (key, size)
+        elif key not in self._static_ids and size:
+            ref = weakref.ref(storage, self._freed)
+            self._alive[key] = ref
+            self._sizes[ref] = (key, size)
+            self.live += size
+        self._moved()
 
     def _count(self, tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()

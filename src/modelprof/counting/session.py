@@ -67,6 +67,7 @@ class CountingSession:
     def __enter__(self) -> CountingSession:
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.tracker)
+            stack.enter_context(self.memory.resizes_followed())
             stack.enter_context(self._context)
             if self.peer is not None:
                 stack.enter_context(self.peer.functions_patched())
