@@ -83,13 +83,17 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
-def test_fsdp_forward_peak_equals_fsdpmemtracker() -> None:
-    """PyTorch's FSDPMemTracker around the forward of a running AdamW loop (after one step, so the optimizer state
-    exists), on a fake 2-rank group as modelprof's: the same peak. FSDP2 frees a unit's gathered parameters in place
+def test_fsdp_peaks_equal_fsdpmemtracker() -> None:
+    """PyTorch's FSDPMemTracker around the forward, and around a whole AdamW step, of a running loop (after one
+    step, so the optimizer state exists; the output held through the backward, as ``out = model(x)`` holds it), on
+    a fake 2-rank group as modelprof's: the same peaks. FSDP2 frees a unit's gathered parameters in place
     (``storage.resize_(0)``), which the live-memory count follows."""
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
     from torch.distributed.fsdp import fully_shard
     from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    def peak(tracker: FSDPMemTracker) -> int:
+        return next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
 
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
     try:
@@ -101,14 +105,21 @@ def test_fsdp_forward_peak_equals_fsdpmemtracker() -> None:
         model(X).sum().backward()
         optimizer.step()
         optimizer.zero_grad()
-        tracker = FSDPMemTracker(model, optimizer)
-        tracker.track_inputs((X,))
-        with tracker:
+        forward = FSDPMemTracker(model, optimizer)
+        forward.track_inputs((X,))
+        with forward:
             model(X)
-        reference = next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
+        whole = FSDPMemTracker(model, optimizer)
+        whole.track_inputs((X,))
+        with whole:
+            out = model(X)
+            out.sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
     finally:
         dist.destroy_process_group()
-    assert step("fsdp", gpus=2).memory.phase_peaks["forward"] == reference
+    memory = step("fsdp", gpus=2).memory
+    assert (memory.phase_peaks["forward"], memory.peak) == (peak(forward), peak(whole))
 
 
 def test_a_rank_computes_its_whole_batch() -> None:
