@@ -186,6 +186,8 @@ def tp_styles(model, p: Parallel) -> dict:
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
+    from modelprof.workload import TP_STYLES
+
     plan = dict(p.tp_plan) or own_tp_plan(model)
     if not plan:
         raise UsageError(f"--tp: {type(model).__name__} has no tensor-parallel plan of its own (a transformers "
@@ -200,10 +202,10 @@ def tp_styles(model, p: Parallel) -> dict:
     modules = dict(model.named_modules())
     styles = {}
     for pattern, style in plan.items():
-        rowwise = style in ("rowwise", "embedding_rowwise")
-        if not rowwise and style not in ("colwise", "colwise_rep", "colwise_gather_output"):
+        if style not in TP_STYLES:  # the model's own plan (a given one was checked with the workload)
             raise UsageError(f"--tp: the plan's style {style!r} for {pattern} is not built; the styles are "
-                             "colwise, rowwise, embedding_rowwise, colwise_rep and colwise_gather_output")
+                             f"{', '.join(TP_STYLES)}")
+        rowwise = style in ("rowwise", "embedding_rowwise")
         named = [(name, m) for name, m in modules.items() if _matches(name, pattern)]
         if not named:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
