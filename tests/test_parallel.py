@@ -148,8 +148,6 @@ def test_refusals() -> None:
         Workload(Training(), parallel=Parallel(4, "fsdp", rank=4))
     with pytest.raises(UsageError, match="add --train"):
         Workload(parallel=Parallel(4, "ddp"))
-    with pytest.raises(UsageError, match="meta"):
-        count_costs(Net().to("meta"), (X.to("meta"),), workload=Workload(Training(), parallel=Parallel(2, "fsdp")))
 
 
 def test_cli(run, tmp_path) -> None:
@@ -230,6 +228,52 @@ def test_tp_inside_fsdp_shards_over_both() -> None:
     gathered = [c for c in report.comm if c.kind == "all_gather" and c.phase == "forward" and c.row != "(root)"]
     assert sum(c.count for c in gathered) == 2 and sum(c.bytes for c in gathered) == 2 * 2048
     assert report.parallel.describe == "fsdp 2 × tp 2"
+
+
+def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
+    """FSDP × TP (2 × 2 on a fake 4-rank group): PyTorch's FSDPMemTracker around a forward of a running loop gives
+    modelprof's forward peak. A functional collective's ``AsyncCollectiveTensor`` wraps the result and holds no
+    memory of its own, and the tensors DTensor works out layouts on are not the step's."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=4)
+    try:
+        model = MlpNet()
+        mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+        parallelize_module(model, mesh["tp"], {"blocks.*.fc1": ColwiseParallel(), "blocks.*.fc2": RowwiseParallel()})
+        for block in model.blocks:
+            fully_shard(block, mesh=mesh["dp"])
+        fully_shard(model, mesh=mesh["dp"])
+        optimizer = torch.optim.AdamW(model.parameters())
+        model(X).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        tracker = FSDPMemTracker(model, optimizer)
+        tracker.track_inputs((X,))
+        with tracker:
+            model(X).sum()
+    finally:
+        dist.destroy_process_group()
+    reference = next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
+    assert tp_step(gpus=4, data="fsdp").memory.phase_peaks["forward"] == reference
+
+
+@pytest.mark.parametrize(("data", "tp", "train"), [("fsdp", 2, True), ("zero2", 1, True), (None, 2, False)])
+def test_a_meta_model_shards_as_a_real_one(data: str | None, tp: int, train: bool) -> None:
+    """On meta, FSDP and DTensor shard fake CPU tensors in place of the meta ones (no storage anywhere): every count,
+    every collective and every byte of memory is the run on real tensors'."""
+    parallel = Parallel(4 if data else tp, data, 0, tp, PLAN if tp > 1 else ())
+    workload = Workload(Training() if train else Forward(), parallel=parallel)
+    real = count_costs(MlpNet(), (X,), workload=workload)
+    meta = count_costs(MlpNet().to("meta"), (X.to("meta"),), workload=workload)
+    assert meta.device == "meta" and real.device == "cpu"
+    assert (meta.total, meta.comm, meta.memory) == (real.total, real.comm, real.memory)
+    assert [r.values for r in meta.layers] == [r.values for r in real.layers]
+    assert not dist.is_initialized()
 
 
 def test_tp_refusals() -> None:
@@ -339,3 +383,23 @@ def test_collectives_equal_commdebugmode_on_a_real_gloo_run(layout: str, tmp_pat
     names = {"all_gather": "c10d._allgather_base_", "reduce_scatter": "c10d._reduce_scatter_base_",
              "all_reduce": "c10d_functional.all_reduce" if layout == "tp" else "c10d.allreduce_"}
     assert {names[k]: n for k, n in counted.items()} == real
+
+
+def test_model_states_of_a_meta_llama_are_16_bytes_a_held_parameter(run) -> None:
+    """tiny-llama on meta as rank 0 of 8 GPUs, FSDP 4 × TP 2, AdamW: what the rank holds follows from the plan, by
+    hand. FSDP shards dim 0 of each TP shard over 4 ranks, rank 0 taking ceil(rows / 4) rows:
+    q (64, 64) column-wise -> 32 rows -> 8 · 64 = 512; k, v (32, 64) -> 16 rows -> 4 · 64 = 256 each;
+    o (64, 64) row-wise -> (64, 32) -> 16 · 32 = 512; gate, up (172, 64) -> 86 rows -> 22 · 64 = 1,408 each;
+    down (64, 172) -> (64, 86) -> 16 · 86 = 1,376: 5,728 a layer, 11,456 for 2; embeddings and head (1000, 64) over
+    the vocabulary -> 500 rows -> 125 · 64 = 8,000 each. TP-sharded: 27,456. The five norms (64) are left whole
+    by the plan: 16 each, 80. Model states: float32 weights and gradients, 4 bytes each, and two Adam moments, 8
+    bytes, per held element, plus AdamW's 4-byte step count for each of the 21 tensors."""
+    code, out, err = run("stats", "examples/configs/tiny-llama", "--device", "meta", "--input",
+                         "input_ids=64:int64:1000", "--train", "--gpus", "8", "--tp", "2", "--fsdp", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["device"] == "meta"
+    assert (data["parallel"]["held_tp_sharded"], data["parallel"]["held_whole"]) == (27_456, 80)
+    held = 27_456 + 80
+    memory = data["memory"]
+    assert (memory["parameters"], memory["gradients"], memory["optimizer"]) == (4 * held, 4 * held, 8 * held + 4 * 21)

@@ -19,7 +19,7 @@ def count_forward(run: Run, *, model_name: str | None = None, formulas: Mapping[
     given; the model is left as it was."""
     model = run.model
     with session_for(model, run.args, run.kwargs, formulas=formulas, convention=convention,
-                     context=inference(model, run.device == "meta",
+                     context=inference(model, run.device == "meta", sharded=run.parallel is not None,
                                        grad=convention is not None and convention.as_autograd)) as session:
         with run.autocast():
             output = session.forward(run.args, run.kwargs)

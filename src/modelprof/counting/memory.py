@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from modelprof.counting.formulas import leaves
 from modelprof.counting.tracker import ModuleTracker
@@ -34,6 +35,11 @@ def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:
             storage = value.untyped_storage()
             found[id(storage)] = storage
     return found
+
+
+def _inner_tensors(wrapper: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors a wrapper subclass holds (its ``__tensor_flatten__`` attributes that are tensors)."""
+    return [t for name in wrapper.__tensor_flatten__()[0] if isinstance(t := getattr(wrapper, name), torch.Tensor)]
 
 
 def storage_bytes(tensors: Iterable[Any]) -> int:
@@ -108,6 +114,12 @@ class LiveMemory:
         self._moved()
 
     def _count(self, tensor: torch.Tensor) -> None:
+        if type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor):
+            # a wrapper (a functional collective's AsyncCollectiveTensor) holds no memory of its own: its inner
+            # tensors do
+            for inner in _inner_tensors(tensor):
+                self._count(inner)
+            return
         storage = tensor.untyped_storage()
         key = id(storage)
         if key in self._alive or key in self._static_ids:
@@ -125,7 +137,11 @@ class LiveMemory:
             self.live -= size
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The pack hook: charge a saved storage to the running row, once."""
+        """The pack hook: charge a saved storage to the running row, once (a wrapper's inner tensors')."""
+        if type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor):
+            for inner in _inner_tensors(tensor):
+                self.pack(inner)
+            return tensor
         storage = tensor.untyped_storage()
         key = id(storage)
         seen = self._saved.get(key)

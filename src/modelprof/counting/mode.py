@@ -9,10 +9,11 @@ gets a row of its own, so rows always add up to the totals.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -30,6 +31,8 @@ from modelprof.metrics import Phase
 from modelprof.reports.stats import ROOT, CommCall, InputInfo, LayerCost, Report, TotalCost, combine_rows
 
 aten = torch.ops.aten
+_WAIT = getattr(torch.ops._c10d_functional, "wait_tensor", None)
+_UNSET = object()  #: an attribute an instance did not hold itself
 
 
 def _specs(value: Any) -> Any:
@@ -82,16 +85,18 @@ def _is_fake(tensor: torch.Tensor) -> bool:
     return fake is not None and isinstance(tensor, fake.FakeTensor)
 
 
-def _wrapped_kind(args: tuple, kwargs: dict) -> str | None:
+def _wrapped_kind(args: tuple, kwargs: dict, fake_run: bool) -> str | None:
     """``dtensor`` when an argument is a DTensor (a wrapper around this rank's shard), ``propagation`` when one is a
-    fake or a meta tensor, else None. In a sharded run (which needs real tensors: FSDP and DTensor refuse meta ones)
-    only DTensor's sharding propagation makes those, working out an output's layout, on fake tensors, or, for a
-    composite op it decomposes (``matmul`` in inference mode), on meta tensors, as often as it explores."""
+    meta tensor, or a fake one in a run on real tensors, else None. In a sharded run (FSDP and DTensor refuse meta
+    tensors; a ``--device meta`` run shards fake CPU ones, ``fake_run``) only DTensor's sharding propagation makes
+    those, working out an output's layout, on fake tensors (the run's own fake mode in a fake run, whose ops that
+    mode answers before they come here), or, for a composite op it decomposes (``matmul`` in inference mode), on
+    meta tensors, as often as it explores."""
     kind = None
     for value in tree_flatten((args, kwargs))[0]:
         if hasattr(value, "_local_tensor"):
             return "dtensor"
-        if isinstance(value, torch.Tensor) and (value.is_meta or _is_fake(value)):
+        if isinstance(value, torch.Tensor) and (value.is_meta or (not fake_run and _is_fake(value))):
             kind = "propagation"
     return kind
 
@@ -157,6 +162,10 @@ class CostMode(TorchDispatchMode):
         #: the model holds DTensors (a sharded model): their ops are left to DTensor, which runs them on shards, and
         #: the fake and meta tensors DTensor works out shardings on are not counted
         self.wrappers = any(hasattr(p, "_local_tensor") for p in tracker.parameters.values())
+        #: the sharded model's shards are fake tensors (a ``--device meta`` run): ops on fake tensors are its work
+        self.fake_run = self.wrappers and any(_is_fake(getattr(p, "_local_tensor", p))
+                                              for p in tracker.parameters.values())
+        self.propagating = 0  #: how deep in DTensor's sharding propagation the run is (:meth:`propagation_apart`)
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -168,7 +177,9 @@ class CostMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.wrappers:
-            kind = _wrapped_kind(args, kwargs)
+            if self.propagating:  # DTensor working out an output's sharding: no work of the step
+                return func(*args, **kwargs)
+            kind = _wrapped_kind(args, kwargs, self.fake_run)
             if kind == "dtensor":  # DTensor's own dispatch runs it as ops on the local shards, which come back here
                 return NotImplemented  # and are counted at the shards' sizes
             if kind == "propagation":  # DTensor working out an output's sharding: no work of the step
@@ -177,6 +188,42 @@ class CostMode(TorchDispatchMode):
         if self.memory is not None:
             self.memory.track(out)
         return out
+
+    @contextlib.contextmanager
+    def propagation_apart(self) -> Iterator[None]:
+        """While entered (in a sharded run), the ops DTensor's sharding propagator runs to work out an output's
+        layout (on fake tensors of the global shapes, or on meta ones through a decomposition) are run uncounted:
+        its two entry points are wrapped on the one propagator instance and put back on exit. They are private;
+        where a release lacks them, the meta-and-fake rule of :func:`_wrapped_kind` stands alone, which is exact
+        on real tensors but not in a fake (``--device meta``) run."""
+        propagator = None
+        if self.wrappers:
+            from torch.distributed.tensor import DTensor
+
+            propagator = getattr(getattr(DTensor, "_op_dispatcher", None), "sharding_propagator", None)
+        names = [n for n in ("propagate_op_sharding", "propagate_op_sharding_non_cached")
+                 if callable(getattr(propagator, n, None))]
+
+        def apart(method: Any) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                self.propagating += 1
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    self.propagating -= 1
+            return run
+
+        saved = {name: propagator.__dict__.get(name, _UNSET) for name in names}
+        try:
+            for name in names:
+                setattr(propagator, name, apart(getattr(propagator, name)))
+            yield
+        finally:
+            for name, own in saved.items():
+                if own is _UNSET:
+                    delattr(propagator, name)
+                else:
+                    setattr(propagator, name, own)
 
     def _count(self, func: Any, args: tuple, kwargs: dict) -> Any:
         packet = func.overloadpacket
@@ -239,7 +286,10 @@ class CostMode(TorchDispatchMode):
     def _uncounted(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
         """An op with no formula: free, decomposed into ops that have one, or listed as unsupported."""
         if packet in self.free:
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            # ``wait_tensor`` hands back the tensor it waited on; a fake tensor's kernel makes a new one, which
+            # would count its bytes twice in a ``--device meta`` sharded run
+            return args[0] if packet is _WAIT else out
         if _has_decomposition(func):
             with self:
                 result = func.decompose(*args, **kwargs)

@@ -25,10 +25,16 @@ def training_flags_kept(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def eval_inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode under ``torch.inference_mode()`` for the duration; every module's training flag is restored
-    afterwards, whatever happens."""
-    with training_flags_kept(model), torch.inference_mode():
+def eval_inference(model: nn.Module, sharded: bool = False) -> Iterator[None]:
+    """Eval mode under ``torch.inference_mode()`` for the duration (``sharded``: ``torch.no_grad()``); every
+    module's training flag is restored afterwards, whatever happens.
+
+    NB: a sharded model runs under ``no_grad``: in inference mode DTensor is handed composite ops (``matmul``) whole
+    and works out their layouts through their decompositions, raising and catching errors whose reference cycles
+    hold the op's arguments (activations) until the cyclic collector runs, so the live memory would depend on when
+    it does; under ``no_grad`` they are decomposed before DTensor sees them, as in training. The same aten ops
+    run either way."""
+    with training_flags_kept(model), torch.no_grad() if sharded else torch.inference_mode():
         if any(m.training for m in model.modules()):  # a model in eval mode already is left alone
             model.eval()
         yield
@@ -101,8 +107,10 @@ def eval_with_grad(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def inference(model: nn.Module, meta: bool = False, grad: bool = False) -> Iterator[None]:
+def inference(model: nn.Module, meta: bool = False, grad: bool = False, sharded: bool = False) -> Iterator[None]:
     """How modelprof runs a forward pass to count it: eval mode, inference mode (autograd on instead with
-    ``grad``), fused attention off, and on the meta device (``meta``) attention as on CPU."""
-    with eval_with_grad(model) if grad else eval_inference(model), fused_attention_off(), attention_as_on_cpu(meta):
+    ``grad``; ``no_grad`` for a ``sharded`` model), fused attention off, and on the meta device (``meta``)
+    attention as on CPU."""
+    with (eval_with_grad(model) if grad else eval_inference(model, sharded), fused_attention_off(),
+          attention_as_on_cpu(meta)):
         yield

@@ -71,6 +71,7 @@ class CountingSession:
             stack.enter_context(self._context)
             if self.peer is not None:
                 stack.enter_context(self.peer.functions_patched())
+            stack.enter_context(self.mode.propagation_apart())
             stack.enter_context(self.mode)
             self._stack = stack.pop_all()
         return self

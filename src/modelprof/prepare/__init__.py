@@ -8,7 +8,9 @@ itself. :func:`prepared` applies the ones a workload asks for in the order of :d
 2. ``--channels-last``: a memory format of the tensors as cast.
 3. ``--checkpoint``: activation checkpointing wraps the chosen modules' forwards (torchtitan's order puts it after
    tensor parallelism and before compile and FSDP, when those land).
-4. ``--fsdp``/``--zero``/``--ddp``: the model sharded as one rank of a job, after checkpointing (torchtitan's order).
+4. ``--gpus``/``--fsdp``/``--zero``/``--ddp``/``--tp``: the model sharded as one rank of a job, after checkpointing
+   (torchtitan's order); on meta, FSDP and DTensor shard fake CPU tensors in place of the meta ones. With ``--amp``,
+   FSDP's mixed-precision policy gathers the parameters in 16 bits (torchtitan's recipe), and autocast stands aside.
 5. ``--amp`` last: autocast casts per op at run time, and on meta it swaps the final tensors for fake CPU ones.
  Adding a transform is a module here, its test, and one line below.
 """

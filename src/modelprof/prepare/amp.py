@@ -8,9 +8,9 @@ loss under autocast, the backward and the optimizer step outside it.
 
 Autocast acts only on tensors of a device with an autocast dispatch key (CPU, CUDA ...): on the meta device it
 would change nothing. So on meta the model's parameters and buffers, and the inputs, are swapped for fake CPU
-tensors (``FakeTensorMode``: a shape, a dtype and a device, no storage) for the duration, CPU autocast runs on
-them, and the meta tensors are put back afterwards. On CPU and meta the cast lists are CPU autocast's; on CUDA,
-CUDA's (which also keep softmax, layer norm and a few pointwise ops in float32).
+tensors (:func:`~modelprof.prepare.base.on_fake_cpu`: a shape, a dtype and a device, no storage) for the duration,
+CPU autocast runs on them, and the meta tensors are put back afterwards. On CPU and meta the cast lists are CPU
+autocast's; on CUDA, CUDA's (which also keep softmax, layer norm and a few pointwise ops in float32).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from modelprof.prepare.base import Run, Transform, tensors_replaced
+from modelprof.prepare.base import Run, Transform, on_fake_cpu
 
 if TYPE_CHECKING:
     from modelprof.workload import Workload
@@ -58,19 +58,12 @@ class Autocast(Transform):
 
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
+        if run.mixed_precision is not None:  # FSDP's mixed-precision policy casts instead (prepare/parallel.py)
+            yield run
+            return
         dtype = amp_dtype("cpu" if run.device == "meta" else run.device)
-        if run.device != "meta":
+        if run.device != "meta" or run.fake_mode is not None:  # swapped for fake CPU tensors already (sharding)
             yield replace(run, autocast_dtype=dtype)
             return
-        import torch
-        from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-
-        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-        cpu = torch.device("cpu")
-
-        def fake(tensor):
-            return FakeTensor(fake_mode, tensor.detach(), cpu) if tensor.device.type == "meta" else tensor
-
-        # the meta tensors go back afterwards even when modelprof built the model: a meta model stays meta
-        with tensors_replaced(replace(run, owned=False), fake), fake_mode:
-            yield replace(run.with_inputs(fake), autocast_dtype=dtype)
+        with on_fake_cpu(run) as faked, faked.fake_mode:
+            yield replace(faked, autocast_dtype=dtype)

@@ -32,6 +32,11 @@ class Run:
     owned: bool = False
     autocast_dtype: Any = None
     parallel: Any = None  #: the job (a :class:`~modelprof.workload.Parallel`) this run is one rank of, or None
+    #: on meta, the ``FakeTensorMode`` whose fake CPU tensors stand in for the meta ones (:func:`on_fake_cpu`)
+    fake_mode: Any = None
+    #: the 16-bit type FSDP's ``MixedPrecisionPolicy`` gathers parameters in (``--amp`` with ``--fsdp``/``--zero``,
+    #: in place of autocast), or None
+    mixed_precision: Any = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context of the forward and the loss (CPU autocast on meta), or a no-op."""
@@ -47,9 +52,16 @@ class Run:
         if self.parallel is not None:
             from modelprof.reports.stats import ParallelLayout
 
+            from modelprof.prepare.parallel import held_parameters
+
             p = self.parallel
             report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value if p.data else None, p.rank, p.tp,
-                                                             p.describe()))
+                                                             p.describe(), *held_parameters(self.model)))
+        if self.fake_mode is not None:  # fake CPU tensors stood in for meta ones
+            report = replace(report, device=self.device)
+        if self.mixed_precision is not None:
+            return replace(report, device=self.device, dtype=f"{report.dtype}, FSDP mixed precision "
+                                                             f"{str(self.mixed_precision).removeprefix('torch.')}")
         if self.autocast_dtype is None:
             return report
         return replace(report, device=self.device,
@@ -135,6 +147,29 @@ def forwards_replaced(wrappers: Iterable[tuple[Any, Callable[[Any], Any]]]) -> I
                 module.__dict__.pop("forward", None)
             else:
                 module.__dict__["forward"] = own
+
+
+@contextlib.contextmanager
+def on_fake_cpu(run: Run) -> Iterator[Run]:
+    """On meta, the run with its parameters, buffers and inputs swapped for fake CPU tensors (``FakeTensorMode``: a
+    shape, a dtype and a device, no storage), for what the meta device cannot run (autocast, which acts only on
+    devices with an autocast key; FSDP and DTensor, which refuse meta tensors); the meta tensors are put back on exit
+    even when modelprof built the model (a meta model stays meta). The mode, ``run.fake_mode``, is not entered here:
+    the caller enters it where the run runs. Elsewhere, or swapped already, the run as it is."""
+    if run.device != "meta" or run.fake_mode is not None:
+        yield run
+        return
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    cpu = torch.device("cpu")
+
+    def fake(tensor):
+        return FakeTensor(fake_mode, tensor.detach(), cpu) if tensor.device.type == "meta" else tensor
+
+    with tensors_replaced(replace(run, owned=False), fake):
+        yield replace(run.with_inputs(fake), fake_mode=fake_mode)
 
 
 def device_of(model: Any, args: tuple, kwargs: dict) -> Any:

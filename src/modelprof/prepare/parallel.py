@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from modelprof.errors import UsageError
-from modelprof.prepare.base import Run, Transform
+from modelprof.prepare.base import Run, Transform, on_fake_cpu
 
 if TYPE_CHECKING:
     from modelprof.workload import Parallel, Workload
@@ -66,9 +66,6 @@ class Shard(Transform):
 
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
-        if run.device == "meta":
-            raise UsageError("sharding runs PyTorch's FSDP, DDP and DTensor, which refuse meta tensors; use --device "
-                             "cpu (a fake process group: no second process, no data moved)", option="device")
         import torch.distributed as dist
 
         p = workload.parallel
@@ -81,9 +78,20 @@ class Shard(Transform):
             raise UsageError(f"a process group of {dist.get_world_size()} ranks is running here already; "
                              f"--gpus {p.gpus} --rank {p.rank} needs its own")
         try:
+            # on meta: a copy is cheap, and FSDP and DTensor shard fake CPU tensors in its place (no storage); the
+            # mesh and the sharding are made outside the fake mode (a device mesh computes its coordinates from
+            # real tensors), the step runs inside it
             model = run.model if run.owned else copy.deepcopy(run.model)
-            shard(model, p, run.device)
-            yield replace(run, model=model, parallel=p)
+            with on_fake_cpu(replace(run, model=model)) as sharded:
+                device = "cpu" if sharded.fake_mode is not None else run.device
+                mixed = None
+                if workload.precision.amp and p.data is not None and p.data.value != "ddp":
+                    from modelprof.prepare.amp import amp_dtype
+
+                    mixed = amp_dtype(device)
+                shard(model, p, device, mixed)
+                with sharded.fake_mode or contextlib.nullcontext():
+                    yield replace(sharded, parallel=p, mixed_precision=mixed)
         finally:
             if started:
                 dist.destroy_process_group()
@@ -103,11 +111,14 @@ def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook
     return future
 
 
-def shard(model, p: Parallel, device: str) -> None:
+def shard(model, p: Parallel, device: str, mixed_precision=None) -> None:  # noqa: ANN001
     """Shard ``model`` in place as rank ``p.rank`` of the job ``p``: tensor parallelism over the mesh's ``tp``
     dimension first, then ``ddp`` replicates it, or ``fsdp``/``zero2`` put each repeated block (the class with
     children that has the most instances, as ``--checkpoint auto`` finds it) in an FSDP2 unit of its own, then the
-    root, over the ``dp`` dimension."""
+    root, over the ``dp`` dimension. With ``mixed_precision`` (a 16-bit dtype: ``--amp``) the FSDP units gather
+    their parameters in that type and reduce the gradients in float32 (``MixedPrecisionPolicy``), as torchtitan
+    trains with FSDP, instead of autocast: autocast would cache a 16-bit copy of every block's gathered weights
+    until the forward ends."""
     from torch.distributed.device_mesh import init_device_mesh
 
     from modelprof.counting.formulas import register_distributed_formulas
@@ -130,18 +141,36 @@ def shard(model, p: Parallel, device: str) -> None:
         # run it now, so the counted step has only what every step has
         replicate.state(model).lazy_init()
         return
-    from torch.distributed.fsdp import fully_shard
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
 
     reshard = p.data == "fsdp"
+    policy = (MixedPrecisionPolicy(param_dtype=mixed_precision, reduce_dtype=torch.float32)
+              if mixed_precision is not None else MixedPrecisionPolicy())
     try:
         blocks = checkpointed_modules(model, (AUTO,))
     except UsageError:  # no repeated block: the model is one unit
         blocks = []
     for block in blocks:
-        fully_shard(block, mesh=mesh["dp"], reshard_after_forward=reshard)
-    fully_shard(model, mesh=mesh["dp"], reshard_after_forward=reshard)
+        fully_shard(block, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)
+    fully_shard(model, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)
+
+
+def held_parameters(model) -> tuple[int, int]:  # noqa: ANN001
+    """The parameter elements this rank holds (its local shards, FSDP's padding included) of the weights the TP
+    plan shards (a ``Shard`` placement on the mesh's ``tp`` dimension), and of the rest."""
+    sharded = whole = 0
+    for param in model.parameters():
+        local = getattr(param, "_local_tensor", param)
+        mesh, placements = getattr(param, "device_mesh", None), getattr(param, "placements", ())
+        names = (mesh.mesh_dim_names or ()) if mesh is not None else ()
+        if any(name == "tp" and placement.is_shard() for name, placement in zip(names, placements, strict=False)):
+            sharded += local.numel()
+        else:
+            whole += local.numel()
+    return sharded, whole
 
 
 def _warm_dtensor(device: str) -> None:

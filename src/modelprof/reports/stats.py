@@ -180,13 +180,17 @@ class CrossCheck(Saved):
 class ParallelLayout(Saved):
     """The job a report is one rank of (``--gpus N --fsdp [--tp T]``): its rows, totals and memory are that rank's
     share. ``data`` is the data-parallel layout (None: tensor parallelism only), ``tp`` the tensor-parallel degree,
-    ``describe`` the layout in words."""
+    ``describe`` the layout in words; ``held_tp_sharded`` and ``held_whole`` the parameter elements this rank holds
+    of the weights the TP plan shards (divided over every rank of the job) and of those it leaves whole (divided
+    over the data-parallel ranks only), FSDP's padding of a last shard included."""
 
     gpus: int
     data: str | None
     rank: int = 0
     tp: int = 1
     describe: str = ""
+    held_tp_sharded: int = 0
+    held_whole: int = 0
 
 
 @dataclass(frozen=True)
@@ -361,8 +365,13 @@ def _memory_line(report: Report) -> str:
 def _parallel_blocks(report: Report) -> list:
     """The job line, and the collectives per kind and phase with the rows that ran them."""
     p = report.parallel
+    held = ""
+    if p.held_tp_sharded or p.held_whole:
+        held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over all "
+                f"{p.gpus} ranks) and {p.held_whole:,} of those it leaves whole (over the {p.gpus // p.tp} "
+                "data-parallel ranks)" if p.tp > 1 else f"; it holds {p.held_whole:,} parameters")
     blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.describe or p.data}): the rows, totals and memory above "
-                         "are this rank's share")]
+                         f"are this rank's share{held}")]
     groups: dict[tuple[str, str], list[CommCall]] = {}
     for call in report.comm or ():
         groups.setdefault((call.kind, call.phase), []).append(call)
