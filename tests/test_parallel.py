@@ -83,14 +83,20 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
-def test_fsdp_peaks_equal_fsdpmemtracker() -> None:
+@pytest.mark.parametrize("amp", [False, True])
+def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool) -> None:
     """PyTorch's FSDPMemTracker around the forward, and around a whole AdamW step, of a running loop (after one
     step, so the optimizer state exists; the output held through the backward, as ``out = model(x)`` holds it), on
     a fake 2-rank group as modelprof's: the same peaks. FSDP2 frees a unit's gathered parameters in place
-    (``storage.resize_(0)``), which the live-memory count follows."""
+    (``storage.resize_(0)``), which the live-memory count follows. ``amp``: FSDP2's mixed-precision policy, the
+    parameters gathered in bfloat16 and the gradients reduced in float32, as ``--amp`` shards."""
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from modelprof.workload import Precision
+
+    policy = MixedPrecisionPolicy(torch.bfloat16, torch.float32) if amp else MixedPrecisionPolicy()
 
     def peak(tracker: FSDPMemTracker) -> int:
         return next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
@@ -99,8 +105,8 @@ def test_fsdp_peaks_equal_fsdpmemtracker() -> None:
     try:
         model = Net()
         for block in model.blocks:
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
         optimizer = torch.optim.AdamW(model.parameters())
         model(X).sum().backward()
         optimizer.step()
@@ -118,8 +124,14 @@ def test_fsdp_peaks_equal_fsdpmemtracker() -> None:
             optimizer.zero_grad()
     finally:
         dist.destroy_process_group()
-    memory = step("fsdp", gpus=2).memory
-    assert (memory.phase_peaks["forward"], memory.peak) == (peak(forward), peak(whole))
+    report = count_costs(Net(), (X,), workload=Workload(Training(), Precision(amp=amp), parallel=Parallel(2, "fsdp")))
+    memory = report.memory
+    assert memory.phase_peaks["forward"] == peak(forward)
+    if amp:  # NB: 32 bytes short of 10,012 (0.3 %), in the backward under the policy; the goal is 2 %
+        assert abs(memory.peak - peak(whole)) <= 0.005 * peak(whole)
+    else:
+        assert memory.peak == peak(whole)
+    assert report.dtype == ("float32, FSDP mixed precision bfloat16" if amp else "float32")
 
 
 def test_a_rank_computes_its_whole_batch() -> None:
