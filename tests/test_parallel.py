@@ -173,6 +173,12 @@ def test_cli(run, tmp_path) -> None:
     assert sum(c["bytes"] for c in data["comm"] if c["kind"] == "all_gather") == 6 * BLOCK_BYTES
     code, out, err = run(*base, "--gpus", "4", "--fsdp")
     assert code == 0 and "Rank 0 of 4 (fsdp)" in out and "reduce_scatter" in out, err
+    # --max-comm-bytes holds the rank's collectives per step: ZeRO-3 moves 3 · 3 blocks · 1,088 bytes = 9,792
+    check = ["check", "tests.test_parallel:Net", "--shape", "16", "--batch", "8", "--train", "--gpus", "4", "--fsdp"]
+    code, out, err = run(*check, "--max-comm-bytes", str(9 * BLOCK_BYTES), "--format", "json")
+    assert code == 0 and json.loads(out)["limits"][0]["measured"] == 9 * BLOCK_BYTES, err
+    code, out, err = run(*check, "--max-comm-bytes", str(9 * BLOCK_BYTES - 1))
+    assert code == 1 and "FAIL  communication per step" in out, err
     for extra, message in ((["--gpus", "4"], "say how it shards"), (["--fsdp", "--zero", "2"], "choose one"),
                            (["--gpus", "2", "--fsdp", "--rank", "2"], "not a rank")):
         code, out, err = run(*base, *extra)

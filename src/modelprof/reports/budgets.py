@@ -70,11 +70,16 @@ TRAIN_MEMORY = Limit("max_train_memory", "training-step peak memory", units.pars
                      "Limit on the peak memory of one training step (counts a training step): 80GiB.",
                      needs_train=True)
 
+COMM_BYTES = Limit("max_comm_bytes", "communication per step", units.parse_bytes, units.nbytes,
+                   "Limit on the bytes of one rank's collectives per step (the buffers they work on; with --gpus, "
+                   "0 on one device): 10GiB.")
+
 #: Every limit ``check`` knows, by budget key, in the order check reports them.
 LIMITS: dict[str, Limit] = {
     **{f"max_{m.key}": _metric_limit(m) for m in metrics.METRICS if m.budget},
     PEAK_MEMORY.key: PEAK_MEMORY,
     TRAIN_MEMORY.key: TRAIN_MEMORY,
+    COMM_BYTES.key: COMM_BYTES,
     LATENCY.key: LATENCY,
     MFU.key: MFU,
 }
@@ -166,6 +171,7 @@ def check_limits(limits: dict[str, float], report: Report, median_latency_s: flo
     measured[MFU.key] = mfu
     peak = report.memory.peak if report.memory else None
     measured[PEAK_MEMORY.key] = measured[TRAIN_MEMORY.key] = peak
+    measured[COMM_BYTES.key] = sum(c.bytes for c in report.comm or ())
     return tuple(LimitResult(LIMITS[key], measured[key], limits[key]) for key in LIMITS if key in limits)
 
 
