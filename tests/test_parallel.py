@@ -183,11 +183,38 @@ def test_cli(run, tmp_path) -> None:
                            (["--gpus", "2", "--fsdp", "--rank", "2"], "not a rank")):
         code, out, err = run(*base, *extra)
         assert code == 2 and message in err and out == "", err
-    for command in (["bench", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--fsdp"],
-                    ["fit", "tests.test_parallel:Net", "--shape", "16", "--train", "--memory", "1GB", "--gpus", "2",
-                     "--fsdp"]):
-        code, out, err = run(*command)
-        assert code == 2 and "not built yet" in err, err
+    code, out, err = run("bench", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--fsdp")
+    assert code == 2 and "not built yet" in err, err
+
+
+def _peak(gpus: int, batch: int) -> int:
+    x = torch.randn(batch, 16)
+    return count_costs(Net(), (x,), workload=Workload(Training(), parallel=Parallel(gpus, "fsdp"))).memory.peak
+
+
+def test_fit_finds_the_fewest_gpus_and_the_largest_batch_per_gpu(run) -> None:
+    """fit without --gpus: the smallest job (1, 2, 4 ...) whose rank-0 peak at --batch fits, which is between the
+    peaks of a one-rank step counted on its own at 2 and at 4 GPUs; with --gpus 2: the largest batch a GPU fits."""
+    fit = ["fit", "tests.test_parallel:Net", "--shape", "16", "--batch", "8", "--train", "--fsdp"]
+    at2, at4 = _peak(2, 8), _peak(4, 8)
+    assert at4 < at2  # a quarter of every parameter, gradient and moment instead of a half
+    code, out, err = run(*fit, "--memory", str(at4), "--format", "json")
+    assert code == 0, err
+    gpus = json.loads(out)["gpus"]
+    assert (gpus["fewest"], gpus["peak_at_fewest"], gpus["layout"]) == (4, at4, "fsdp")
+    code, out, err = run(*fit, "--memory", str(at4), "--tp", "2")
+    assert code == 2 and "--tp" in err, err  # Net has no TP plan: the first size counted says so
+    code, out, err = run(*fit, "--memory", "100", "--zero", "2")
+    assert code == 2 and "two data-parallel layouts" in err, err  # --zero together with --fsdp
+    code, out, err = run(*fit, "--memory", "100")
+    assert code == 2 and "fits on no job of 1 to 4,096 GPUs (fsdp)" in err, err
+    code, out, err = run("fit", "tests.test_parallel:Net", "--shape", "16", "--train", "--ddp", "--memory", "1GB")
+    assert code == 2 and "--fsdp or --zero 2" in err, err
+    code, out, err = run("fit", "tests.test_parallel:Net", "--shape", "16", "--train", "--fsdp", "--gpus", "2",
+                         "--memory", str(_peak(2, 8)), "--format", "json")
+    assert code == 0, err
+    best = json.loads(out)["fits"][0]["max_batch"]
+    assert _peak(2, best) <= _peak(2, 8) < _peak(2, best + 1)
 
 
 class Mlp(nn.Module):

@@ -204,8 +204,9 @@ CONVENTION_OPTION = click.option(
 
 
 _PARALLEL_OPTIONS = (
-    click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Ranks in the job: count one rank's share of a sharded step (with --fsdp, --zero or --ddp)."),
+    click.option("--gpus", type=click.IntRange(min=1), default=None,
+                 help="Ranks in the job: count one rank's share of a sharded step (with --fsdp, --zero or --ddp); "
+                 "default: --tp (fit: without it, the fewest GPUs that fit)."),
     click.option("--fsdp", is_flag=True, help="FSDP2 (ZeRO-3): parameters, gradients and optimizer state sharded, "
                  "one unit per repeated block."),
     click.option("--zero", type=click.Choice(["2", "3"]), help="ZeRO stage: 3 is --fsdp; 2 keeps the gathered "
@@ -222,15 +223,16 @@ _PARALLEL_OPTIONS = (
 )
 
 
-def parallel_from_options(gpus: int = 1, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
+def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
                           rank: int = 0, tp: int = 1, tp_plan: str | None = None) -> Parallel:
-    """The job the parallel options describe; two layouts at once are refused, and a plan file is read here."""
+    """The job the parallel options describe (``gpus`` None: one tensor-parallel group, ``tp`` ranks); two layouts
+    at once are refused, and a plan file is read here."""
     chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} are two data-parallel layouts; choose one (--zero 3 is --fsdp)")
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
         DataParallel.DDP if ddp else None
-    return Parallel(gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else ())
+    return Parallel(tp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else ())
 
 
 def read_tp_plan(path: str) -> tuple[tuple[str, str], ...]:

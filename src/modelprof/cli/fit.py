@@ -21,13 +21,20 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
         seq: int | None) -> None:
     """The largest batch of TARGET whose peak memory fits --memory, predicted from shape-only (meta) runs at batch
     2, 4 and 8 (memory = fixed + per-sample x batch, phase by phase), then checked at the answer. Nothing is
-    allocated. With a named input size (SEQ) or --generate, also the longest sequence at --batch."""
+    allocated. With a named input size (SEQ) or --generate, also the longest sequence at --batch.
+
+    Sharded (--gpus N with --fsdp/--zero/--ddp/--tp): the largest batch per GPU of that job, rank 0's share. With
+    --fsdp or --zero 2 and no --gpus: the fewest GPUs (the TP degree times 1, 2, 4 ... 4096) on which --batch per
+    GPU fits."""
     from modelprof.planning.fit import parse_memory, run_fit
     from modelprof.reports.catalog import document
 
-    if workload.parallel.sharded:
-        raise UsageError("fit for a sharded job (--gpus with --fsdp/--zero/--ddp/--tp) is not built yet: fit runs "
-                         "on the meta device, which FSDP and DTensor refuse; stats --gpus N --fsdp --train counts one "
-                         "rank's peak")
+    p = workload.parallel
+    fewest = p.data is not None and click.get_current_context().params.get("gpus") is None
+    if fewest and seq is not None:
+        raise UsageError("fit --fsdp/--zero without --gpus finds the fewest GPUs at --batch (and the input as "
+                         "given); drop --seq, or give --gpus N for the largest batch per GPU")
+    if p.sharded and workload.generation is not None:
+        raise UsageError("fit shards a forward or a training step; drop --generate")
     memory, label = parse_memory(memory_text)
-    emit(document(run_fit(source, workload, memory, batch, seq, label)), out)
+    emit(document(run_fit(source, workload, memory, batch, seq, label, fewest)), out)

@@ -17,7 +17,7 @@ from modelprof import units
 from modelprof.counting.stats import count_source
 from modelprof.errors import UsageError
 from modelprof.loading.source import Device, ModelSource
-from modelprof.reports.fit import Fit, FitLine, FitPoint, FitReport
+from modelprof.reports.fit import Fit, FitLine, FitPoint, FitReport, GpuFit, GpuPoint
 from modelprof.workload import FORWARD, Workload
 
 #: Memory of common accelerators, in bytes (the device's memory; the runtime itself takes some of it).
@@ -151,6 +151,44 @@ def fit_length(source: ModelSource, memory: int, name: str, workload: Workload =
     return _fit(memory, workload, memory_source, name.lower(), fit_size(measure, memory, LENGTHS, name))
 
 
+#: The largest job the fewest-GPUs search tries.
+MAX_GPUS = 4096
+
+
+def fewest_gpus(source: ModelSource, workload: Workload, memory: int, batch: int = 1, memory_source: str = ""
+                ) -> GpuFit:
+    """The fewest GPUs of ``workload``'s sharded layout (FSDP or ZeRO-2, with its TP degree) on which ``batch`` per
+    GPU fits ``memory``: rank 0's peak (the largest shards: FSDP pads the last) at the TP degree times 1, 2, 4 ...
+    up to :data:`MAX_GPUS`, counted on meta from the smallest up, the first that fits."""
+    p = workload.parallel
+    if p.data is None or p.data.value == "ddp":
+        raise UsageError("fit finds the fewest GPUs for a layout that shards the model (--fsdp or --zero 2); DDP "
+                         "and TP alone hold the same on every job size beyond the TP degree: give --gpus N")
+    meta = replace(source, device=Device.META)
+    model = meta.build_model()
+    sizes = [p.tp * 2**k for k in range(13) if p.tp * 2**k <= MAX_GPUS]
+    peaks: dict[int, int] = {}
+
+    def peak(gpus: int) -> int:
+        if gpus not in peaks:
+            job = replace(workload, parallel=replace(p, gpus=gpus, rank=0))
+            peaks[gpus] = max(phase_peaks(meta, job, batch, model).values())
+        return peaks[gpus]
+
+    layout = replace(p, gpus=sizes[-1]).describe().replace(f" {sizes[-1] // p.tp}", "")
+    # upward, not a bisection: a GPU's share need not fall as the job grows (FSDP pads every tensor to a multiple
+    # of the data-parallel size, which outgrows a small model's tensors)
+    fewest = next((n for n in sizes if peak(n) <= memory), None)
+    if fewest is None:
+        least = min(peaks, key=lambda n: peaks[n])
+        raise UsageError(f"batch {batch} a GPU fits on no job of {sizes[0]:,} to {sizes[-1]:,} GPUs ({layout}): "
+                         f"the least a GPU needs is {peaks[least]:,} bytes, on {least:,}, more than the {memory:,} "
+                         "given")
+    return GpuFit(memory=memory, batch=batch, train=workload.training is not None, layout=layout,
+                  peaks=tuple(GpuPoint(n, v) for n, v in sorted(peaks.items())), fewest=fewest,
+                  peak_at_fewest=peaks[fewest], memory_source=memory_source)
+
+
 def parse_memory(text: str) -> tuple[int, str]:
     """``--memory``: a size (``80GiB``, ``24GB``) or a known device (``H100``) -> (bytes, where it comes from)."""
     known = device_memory(text)
@@ -164,10 +202,13 @@ def parse_memory(text: str) -> tuple[int, str]:
 
 
 def run_fit(source: ModelSource, workload: Workload, memory: int, batch: int = 1, seq: int | None = None,
-            memory_source: str = "") -> FitReport:
+            memory_source: str = "", fewest: bool = False) -> FitReport:
     """What ``modelprof fit`` answers: the largest batch; with a named input size (SEQ), the longest one at
     ``batch`` (and the largest batch at ``seq`` when given); for a generation, the largest batch and the longest
-    prompt at ``batch``."""
+    prompt at ``batch``; a sharded job's sizes are per GPU. With ``fewest`` (a sharded job of open size), the fewest
+    GPUs on which ``batch`` per GPU fits instead."""
+    if fewest:
+        return FitReport(source.target, (), fewest_gpus(source, workload, memory, batch, memory_source))
     return FitReport(source.target, tuple(_fits(source, workload, memory, batch, seq, memory_source)))
 
 

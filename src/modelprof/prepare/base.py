@@ -50,9 +50,8 @@ class Run:
         """``report`` with the device it was asked for, its dtype naming the autocast type, and the job it is one
         rank of."""
         if self.parallel is not None:
-            from modelprof.reports.stats import ParallelLayout
-
             from modelprof.prepare.parallel import held_parameters
+            from modelprof.reports.stats import ParallelLayout
 
             p = self.parallel
             report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value if p.data else None, p.rank, p.tp,

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from modelprof import units
 from modelprof.reports.document import Cell, Column, Document, Note, Table
-from modelprof.reports.serial import Saved, key
+from modelprof.reports.serial import Saved, key, omit_none
 
 
 class FitPoint(NamedTuple):
@@ -54,14 +54,39 @@ class Fit(Saved):
         return {"max_batch": self.max_batch} if self.dim == "batch" else {}
 
 
+class GpuPoint(NamedTuple):
+    """A job size counted and one GPU's peak there."""
+
+    gpus: int
+    peak: int
+
+
+@dataclass(frozen=True)
+class GpuFit(Saved):
+    """The fewest GPUs of a sharded job on which ``batch`` per GPU fits ``memory``: rank 0's peak (it holds the
+    largest shards) counted on meta at job sizes of ``layout`` (the TP degree times a power of two, up to 4,096),
+    from the smallest up; ``fewest`` is the first that fits."""
+
+    memory: int
+    batch: int
+    train: bool
+    layout: str
+    peaks: tuple[GpuPoint, ...]
+    fewest: int
+    peak_at_fewest: int
+    memory_source: str = ""
+
+
 @dataclass(frozen=True)
 class FitReport(Saved):
-    """Everything ``modelprof fit`` answered for one model: one fit, or a batch and a length."""
+    """Everything ``modelprof fit`` answered for one model: one fit, or a batch and a length; or, for a sharded
+    job of open size, the fewest GPUs (``gpus``)."""
 
     KIND: ClassVar[str] = "fit"
 
     model: str
     fits: tuple[Fit, ...]
+    gpus: GpuFit | None = field(default=None, metadata=omit_none())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -85,5 +110,16 @@ def fit_document(fits: FitReport) -> Document:
             Note(f"Memory model ({step}, the highest of each phase's line, counted on the meta device): {phases}"),
             Note(f"Largest {report.dim} that fits {units.nbytes(report.memory)}{where}: {report.max_batch:,}, "
                  f"peak {units.nbytes(report.peak_at_max)}"),
+        ]
+    if fits.gpus is not None:
+        g = fits.gpus
+        columns = (Column("GPUs", True), Column("Peak memory per GPU", True))
+        rows = tuple((Cell(f"{n:,}", n), Cell(units.nbytes(p), p)) for n, p in g.peaks)
+        where = f" ({g.memory_source})" if g.memory_source else ""
+        blocks += [
+            Table(columns, rows, title=f"Fewest GPUs ({g.layout})"),
+            Note(f"Fewest GPUs on which batch {g.batch} per GPU fits {units.nbytes(g.memory)}{where} "
+                 f"({'a training step' if g.train else 'a forward'}, rank 0's peak counted on the meta device): "
+                 f"{g.fewest:,}, peak {units.nbytes(g.peak_at_fewest)}"),
         ]
     return Document(FitReport.KIND, fits.model, tuple(blocks), fits.to_dict())
