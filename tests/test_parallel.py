@@ -4,6 +4,7 @@ PyTorch's ``CommDebugMode``."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -83,18 +84,20 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
-@pytest.mark.parametrize("amp", [False, True])
-def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool) -> None:
+@pytest.mark.parametrize(("amp", "checkpointed"), [(False, False), (True, False), (False, True), (True, True)])
+def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
     """PyTorch's FSDPMemTracker around the forward, and around a whole AdamW step, of a running loop (after one
     step, so the optimizer state exists; the output held through the backward, as ``out = model(x)`` holds it), on
     a fake 2-rank group as modelprof's: the same peaks. FSDP2 frees a unit's gathered parameters in place
     (``storage.resize_(0)``), which the live-memory count follows. ``amp``: FSDP2's mixed-precision policy, the
-    parameters gathered in bfloat16 and the gradients reduced in float32, as ``--amp`` shards."""
+    parameters gathered in bfloat16 and the gradients reduced in float32, as ``--amp`` shards; ``checkpointed``:
+    each block's forward through non-reentrant ``torch.utils.checkpoint``, inside its FSDP unit."""
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.testing._internal.distributed.fake_pg import FakeStore
+    from torch.utils.checkpoint import checkpoint
 
-    from modelprof.workload import Precision
+    from modelprof.workload import Checkpointing, Precision
 
     policy = MixedPrecisionPolicy(torch.bfloat16, torch.float32) if amp else MixedPrecisionPolicy()
 
@@ -105,6 +108,8 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool) -> None:
     try:
         model = Net()
         for block in model.blocks:
+            if checkpointed:
+                block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
             fully_shard(block, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
         optimizer = torch.optim.AdamW(model.parameters())
@@ -124,10 +129,13 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool) -> None:
             optimizer.zero_grad()
     finally:
         dist.destroy_process_group()
-    report = count_costs(Net(), (X,), workload=Workload(Training(), Precision(amp=amp), parallel=Parallel(2, "fsdp")))
+    workload = Workload(Training(), Precision(amp=amp), Checkpointing(("Block",) if checkpointed else ()),
+                        parallel=Parallel(2, "fsdp"))
+    report = count_costs(Net(), (X,), workload=workload)
     memory = report.memory
     assert memory.phase_peaks["forward"] == peak(forward)
-    if amp:  # NB: 32 bytes short of 10,012 (0.3 %), in the backward under the policy; the goal is 2 %
+    if amp:  # NB: 32 bytes short of 10,012 (0.3 %); the tracker gives 9,980, as counted, when no forward-only
+        # call ran before the step it watches (as here, for the forward's peak): a state the policy keeps
         assert abs(memory.peak - peak(whole)) <= 0.005 * peak(whole)
     else:
         assert memory.peak == peak(whole)

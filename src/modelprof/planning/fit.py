@@ -8,6 +8,7 @@ per phase, ``peak(b) = fixed + per_sample · b``; the answer is counted once mor
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -45,6 +46,8 @@ def phase_peaks(source: ModelSource, workload: Workload, batch: int, model: nn.M
     """The exact peak of live tensor memory in each phase of ``workload`` (forward; backward and optimizer for a
     training step; decode for a generation, the KV cache included) at ``batch``, on ``source``'s device (fit passes
     a meta source); ``model`` is ``source``'s, built already."""
+    if model is not None and workload.parallel.sharded:  # sharding rewrites the model it is given: count a copy
+        model = copy.deepcopy(model)  # (cheap on meta: no storage)
     return count_source(source, workload, batch, model).memory.phase_peaks
 
 

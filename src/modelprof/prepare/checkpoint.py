@@ -10,6 +10,8 @@ is gone (or what it was) on exit.
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -63,15 +65,22 @@ class Checkpoint(Transform):
 
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
-        from torch.utils.checkpoint import checkpoint
-
-        def wrap(forward: Any) -> Any:
-            def checkpointed(*args: Any, **kwargs: Any) -> Any:
-                return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-
-            checkpointed.__wrapped__ = forward  # inspect.signature still reads the module's own
-            return checkpointed
-
         modules = checkpointed_modules(run.model, workload.checkpoint.modules)
-        with forwards_replaced((module, wrap) for module in modules):
+        with forwards_replaced((module, functools.partial(_checkpointed, module)) for module in modules):
             yield run
+
+
+def _checkpointed(module: Any, forward: Any) -> Any:
+    """``module``'s ``forward`` through ``torch.utils.checkpoint`` (non-reentrant). Where the forward is its class's,
+    the wrapper is a method bound to the module, so a copy of the model (sharding copies a model it does not own)
+    checkpoints the copy's own forward, not the original's."""
+    from torch.utils.checkpoint import checkpoint
+
+    own = "forward" in vars(module)  # an instance attribute of its own: wrap that one as it is
+    run = forward if own else type(module).forward
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+    checkpointed.__wrapped__ = run  # inspect.signature still reads the module's own
+    return checkpointed if own else types.MethodType(checkpointed, module)

@@ -81,8 +81,7 @@ class Shard(Transform):
             # on meta: a copy is cheap, and FSDP and DTensor shard fake CPU tensors in its place (no storage); the
             # mesh and the sharding are made outside the fake mode (a device mesh computes its coordinates from
             # real tensors), the step runs inside it
-            # a copy also of a meta model modelprof built (cheap: no storage), which fit counts again and again
-            model = run.model if run.owned and run.device != "meta" else copy.deepcopy(run.model)
+            model = run.model if run.owned else copy.deepcopy(run.model)
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
                 mixed = None

@@ -367,9 +367,11 @@ def _parallel_blocks(report: Report) -> list:
     p = report.parallel
     held = ""
     if p.held_tp_sharded or p.held_whole:
+        dp = p.gpus // p.tp
+        whole = f"over the {dp} data-parallel ranks" if dp > 1 else "the same on every rank"
         held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over all "
-                f"{p.gpus} ranks) and {p.held_whole:,} of those it leaves whole (over the {p.gpus // p.tp} "
-                "data-parallel ranks)" if p.tp > 1 else f"; it holds {p.held_whole:,} parameters")
+                f"{p.gpus} ranks) and {p.held_whole:,} of those it leaves whole ({whole})" if p.tp > 1
+                else f"; it holds {p.held_whole:,} parameters")
     blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.describe or p.data}): the rows, totals and memory above "
                          f"are this rank's share{held}")]
     groups: dict[tuple[str, str], list[CommCall]] = {}
