@@ -84,15 +84,37 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
+def fsdpmemtracker_peaks(model: nn.Module) -> tuple[int, int]:
+    """PyTorch's FSDPMemTracker on the sharded ``model``: its peak around a forward, and around a whole AdamW step,
+    of a running loop (after one step, so the optimizer state exists; the output held through the backward, as
+    ``out = model(x)`` holds it)."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(X).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    forward = FSDPMemTracker(model, optimizer)
+    forward.track_inputs((X,))
+    with forward:
+        model(X)
+    whole = FSDPMemTracker(model, optimizer)
+    whole.track_inputs((X,))
+    with whole:
+        out = model(X)
+        out.sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return tuple(next(iter(t.get_tracker_snapshot("peak").values()))["Total"] for t in (forward, whole))
+
+
 @pytest.mark.parametrize(("amp", "checkpointed"), [(False, False), (True, False), (False, True), (True, True)])
 def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
-    """PyTorch's FSDPMemTracker around the forward, and around a whole AdamW step, of a running loop (after one
-    step, so the optimizer state exists; the output held through the backward, as ``out = model(x)`` holds it), on
-    a fake 2-rank group as modelprof's: the same peaks. FSDP2 frees a unit's gathered parameters in place
-    (``storage.resize_(0)``), which the live-memory count follows. ``amp``: FSDP2's mixed-precision policy, the
-    parameters gathered in bfloat16 and the gradients reduced in float32, as ``--amp`` shards; ``checkpointed``:
-    each block's forward through non-reentrant ``torch.utils.checkpoint``, inside its FSDP unit."""
-    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    """FSDPMemTracker's peaks (:func:`fsdpmemtracker_peaks`) on a fake 2-rank group as modelprof's: the same. FSDP2
+    frees a unit's gathered parameters in place (``storage.resize_(0)``), which the live-memory count follows.
+    ``amp``: FSDP2's mixed-precision policy, the parameters gathered in bfloat16 and the gradients reduced in
+    float32, as ``--amp`` shards; ``checkpointed``: each block's forward through non-reentrant
+    ``torch.utils.checkpoint``, inside its FSDP unit."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.testing._internal.distributed.fake_pg import FakeStore
     from torch.utils.checkpoint import checkpoint
@@ -100,10 +122,6 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
     from modelprof.workload import Checkpointing, Precision
 
     policy = MixedPrecisionPolicy(torch.bfloat16, torch.float32) if amp else MixedPrecisionPolicy()
-
-    def peak(tracker: FSDPMemTracker) -> int:
-        return next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
-
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
     try:
         model = Net()
@@ -112,33 +130,19 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
                 block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
             fully_shard(block, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
-        optimizer = torch.optim.AdamW(model.parameters())
-        model(X).sum().backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        forward = FSDPMemTracker(model, optimizer)
-        forward.track_inputs((X,))
-        with forward:
-            model(X)
-        whole = FSDPMemTracker(model, optimizer)
-        whole.track_inputs((X,))
-        with whole:
-            out = model(X)
-            out.sum().backward()
-            optimizer.step()
-            optimizer.zero_grad()
+        forward, whole = fsdpmemtracker_peaks(model)
     finally:
         dist.destroy_process_group()
     workload = Workload(Training(), Precision(amp=amp), Checkpointing(("Block",) if checkpointed else ()),
                         parallel=Parallel(2, "fsdp"))
     report = count_costs(Net(), (X,), workload=workload)
     memory = report.memory
-    assert memory.phase_peaks["forward"] == peak(forward)
+    assert memory.phase_peaks["forward"] == forward
     if amp:  # NB: 32 bytes short of 10,012 (0.3 %); the tracker gives 9,980, as counted, when no forward-only
         # call ran before the step it watches (as here, for the forward's peak): a state the policy keeps
-        assert abs(memory.peak - peak(whole)) <= 0.005 * peak(whole)
+        assert abs(memory.peak - whole) <= 0.005 * whole
     else:
-        assert memory.peak == peak(whole)
+        assert memory.peak == whole
     assert report.dtype == ("float32, FSDP mixed precision bfloat16" if amp else "float32")
 
 
@@ -286,10 +290,10 @@ def test_tp_inside_fsdp_shards_over_both() -> None:
 
 
 def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
-    """FSDP × TP (2 × 2 on a fake 4-rank group): PyTorch's FSDPMemTracker around a forward of a running loop gives
-    modelprof's forward peak. A functional collective's ``AsyncCollectiveTensor`` wraps the result and holds no
-    memory of its own, and the tensors DTensor works out layouts on are not the step's."""
-    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    """FSDP × TP (2 × 2 on a fake 4-rank group): FSDPMemTracker's forward peak (:func:`fsdpmemtracker_peaks`) is
+    modelprof's. A functional collective's ``AsyncCollectiveTensor`` wraps the result and holds no memory of its own,
+    and the tensors DTensor works out layouts on are not the step's. (The whole step's is 1,536 bytes, 9 %, below
+    the tracker's: not yet explained.)"""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
@@ -303,18 +307,10 @@ def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
         for block in model.blocks:
             fully_shard(block, mesh=mesh["dp"])
         fully_shard(model, mesh=mesh["dp"])
-        optimizer = torch.optim.AdamW(model.parameters())
-        model(X).sum().backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        tracker = FSDPMemTracker(model, optimizer)
-        tracker.track_inputs((X,))
-        with tracker:
-            model(X).sum()
+        forward, _whole = fsdpmemtracker_peaks(model)
     finally:
         dist.destroy_process_group()
-    reference = next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"]
-    assert tp_step(gpus=4, data="fsdp").memory.phase_peaks["forward"] == reference
+    assert tp_step(gpus=4, data="fsdp").memory.phase_peaks["forward"] == forward
 
 
 @pytest.mark.parametrize(("data", "tp", "train"), [("fsdp", 2, True), ("zero2", 1, True), (None, 2, False)])
