@@ -454,3 +454,38 @@ def test_model_states_of_a_meta_llama_are_16_bytes_a_held_parameter(run) -> None
     held = 27_456 + 80
     memory = data["memory"]
     assert (memory["parameters"], memory["gradients"], memory["optimizer"]) == (4 * held, 4 * held, 8 * held + 4 * 21)
+
+
+class BreaksOnRank1(Net):
+    """Net, whose forward fails in the process of rank 1 of a real job (``bench --gpus``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.environ.get("RANK") == "1":
+            raise RuntimeError("rank 1 broke")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("layout", ["--fsdp", "--ddp"])
+def test_bench_times_every_rank_of_a_real_job(layout: str) -> None:
+    """``bench --gpus 2``: two gloo processes run the sharded step, as many calls each (collectives need it)."""
+    done = subprocess.run([sys.executable, "-m", "modelprof", "bench", "tests.test_parallel:Net", "--shape", "16",
+                           "--batch", "8", "--train", "--gpus", "2", layout, "--reps", "5", "--warmup", "1",
+                           "--warmup-time", "0", "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [len(r["samples_s"]) for r in report["ranks"]] == [5, 5]
+    assert report["sweep"][0] == report["ranks"][0] and report["environment"]["backend"] == "gloo"
+    assert report["parallel"]["gpus"] == 2 and report["parallel"]["data"] == layout.removeprefix("--")
+
+
+def test_bench_names_the_rank_that_failed_and_leaves_nothing_running(run) -> None:
+    """Rank 1 fails while rank 0 waits for it in a collective: the job ends at once with rank 1's error."""
+    before = subprocess.run(["pgrep", "-f", "modelprof.timing.rank"], capture_output=True, text=True).stdout
+    code, out, err = run("bench", "tests.test_parallel:BreaksOnRank1", "--shape", "16", "--batch", "8", "--train",
+                         "--gpus", "2", "--fsdp", "--reps", "3")
+    assert code == 1 and "rank 1 of 2 failed" in err and "rank 1 broke" in err and out == "", err
+    after = subprocess.run(["pgrep", "-f", "modelprof.timing.rank"], capture_output=True, text=True).stdout
+    assert after == before
+    code, out, err = run("bench", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--fsdp",
+                         "--find-batch")
+    assert code == 2 and "drop --find-batch" in err, err

@@ -62,11 +62,11 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     Each call is timed alone (CUDA events on a GPU, time.perf_counter on a CPU) after a warm-up, in eval mode
     under torch.inference_mode(); every raw sample is kept in the JSON output.
     """
-    if workload.parallel.sharded:
-        raise UsageError("bench --gpus with --fsdp/--zero/--ddp/--tp (real processes, timed) is not built yet; "
-                         "stats and check count one rank's share of the job")
     find_batch, max_batch, memory_limit = options["find_batch"], options["max_batch"], options["memory_limit"]
     _check_bench_options(source, find_batch, memory_limit, options["compile_model"])
+    if workload.parallel.sharded:
+        _bench_ranks(source, workload, out, batch, warmup, warmup_time, duration, reps, sweep_text, options)
+        return
     if workload.generation:
         _bench_generation(source, workload, out, batch, reps, options)
         return
@@ -96,6 +96,26 @@ def bench(source: ModelSource, workload: Workload, out: OutputOptions, batch: in
     emit(document(report), out)
     if plot:
         save_plot(report, plot)
+
+
+def _bench_ranks(source: ModelSource, workload: Workload, out: OutputOptions, batch: int, warmup: int,
+                 warmup_time: float, duration: float, reps: int | None, sweep_text: str | None,
+                 options: dict[str, Any]) -> None:
+    """``bench --gpus N``: every rank of the job a real process, each timed (:mod:`modelprof.timing.ranks`)."""
+    other = [name for name, on in (("--find-batch", options["find_batch"]), ("--layers", options["layers"]),
+                                   ("--compile", options["compile_model"]), ("--sweep", sweep_text),
+                                   ("--generate", workload.generation), ("--memory-limit", options["memory_limit"]))
+             if on]
+    if other:
+        raise UsageError(f"bench --gpus times one batch of the job on every rank; drop {', '.join(other)}")
+    from modelprof.reports.catalog import document
+    from modelprof.timing.bench import bench_report
+    from modelprof.timing.measure import TimingSettings
+    from modelprof.timing.ranks import run_ranks
+
+    settings = TimingSettings(warmup_calls=warmup, warmup_seconds=warmup_time, duration=duration, reps=reps)
+    report = run_ranks(source, workload, settings, batch, options["threads"], bench_report(source, workload, batch))
+    emit(document(report), out)
 
 
 def _memory_limit(source: ModelSource, find_batch: bool, max_batch: int | None, memory_limit: int | None

@@ -133,10 +133,12 @@ def shard(model, p: Parallel, device: str, mixed_precision=None) -> None:  # noq
     if p.data is None:
         return
     if p.data == "ddp":
+        import torch.distributed as dist
         from torch.distributed._composable.replicate import replicate
 
         replicate(model)
-        model.register_comm_hook(None, _all_reduce_now)
+        if dist.get_backend() == "fake":  # a real job (bench --gpus) keeps DDP's own asynchronous hook
+            model.register_comm_hook(None, _all_reduce_now)
         # DDP's set-up (checking shapes across ranks, broadcasting rank 0's weights) runs at the first forward;
         # run it now, so the counted step has only what every step has
         replicate.state(model).lazy_init()

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from modelprof import units
 from modelprof.reports.document import Cell, Column, Document, Note, Table, ms_cell, rate_cell
 from modelprof.reports.serial import Saved, flat, key, omit_none
-from modelprof.reports.stats import InputInfo
+from modelprof.reports.stats import InputInfo, ParallelLayout
 from modelprof.reports.sweep import growth_exponent, growth_label
 from modelprof.timing import roofline
 from modelprof.timing.roofline import Peaks
@@ -234,6 +234,9 @@ class BenchReport(Saved):
     failed: tuple[int, ...] = field(default=(), metadata=key("failed_batches"))
     layers: LayerProfile | None = None
     generation: GenerationTiming | None = None
+    #: ``bench --gpus N``: every rank's result, rank by rank (``sweep`` holds rank 0's), and the job
+    ranks: tuple[BatchResult, ...] | None = field(default=None, metadata=omit_none())
+    parallel: ParallelLayout | None = field(default=None, metadata=omit_none())
 
 
 #: The best-throughput batch is the smallest reaching this share of the best throughput seen.
@@ -282,12 +285,31 @@ def bench_document(report: BenchReport) -> Document:
         rows = tuple((Cell(str(r.point), r.point), *row) for r, row in zip(report.sweep, rows, strict=True))
     title = f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"
     notes = tuple(Note(line) for line in _bench_summary(report) + _throughput_chart(report))
-    blocks = (Table(columns, rows), *notes) if report.sweep else notes[:1]
+    if report.ranks:  # a job's ranks get a table of their own (rank 0's result is the sweep's one row)
+        blocks = notes
+    else:
+        blocks = (Table(columns, rows), *notes) if report.sweep else notes[:1]
     if report.layers is not None:
         blocks += _layer_blocks(report.layers)
     if report.generation is not None:
         blocks += _generation_blocks(report.generation)
+    if report.ranks:
+        blocks += _rank_blocks(report)
     return Document(report.KIND, title, blocks, report.to_dict())
+
+
+def _rank_blocks(report: BenchReport) -> tuple:
+    """``bench --gpus N``: one row per rank, and the job."""
+    columns = (Column("Rank", True), *(Column(title, numeric=title != "Stable") for title, _ in _BENCH_COLUMNS[1:]))
+    rows = tuple((Cell(str(rank), rank), *(cell(r) for _, cell in _BENCH_COLUMNS[1:]))
+                 for rank, r in enumerate(report.ranks))
+    p, env = report.parallel, report.environment
+    slowest = max(report.ranks, key=lambda r: r.latency.median)
+    where = "peak resident memory of each rank's process" if report.device == "cpu" else "max_memory_allocated"
+    return (Table(columns, rows, title=f"Every rank of the job ({p.describe if p else len(report.ranks)})"),
+            Note(f"{len(report.ranks)} processes, {env.get('backend')}, {env.get('threads')} threads each; a step "
+                 f"is as slow as its slowest rank: median {slowest.latency.median * 1e3:.3f} ms; peak memory: "
+                 f"{where}"))
 
 
 def _generation_blocks(timing: GenerationTiming) -> tuple:

@@ -66,18 +66,12 @@ def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptio
         torch.set_num_threads(options.threads)
     in_child = options.find_batch and options.memory_limit is not None
     model = None if in_child else source.build_model()
-    dtype = workload.precision.dtype_name
     compile_seconds = None
     if options.compile_model:
         model, compile_seconds = _compiled(model, source, options.batch, workload)
-    env = environment(source.device.value, workload.precision, options.compile_model)
-    if workload.training is not None:
-        env.update(train=True, optimizer=workload.training.optimizer.value)
-    if workload.checkpoint.modules:
-        env.update(checkpoint=list(workload.checkpoint.modules))
+    report = bench_report(source, workload, options.batch if not options.find_batch else 1, options.compile_model,
+                          compile_seconds)
     args, kwargs = source.build_inputs(options.batch if not options.find_batch else 1)
-    report = BenchReport(model=source.target, inputs=_inputs(args, kwargs, workload), device=source.device.value,
-                         dtype=dtype, environment=env, sweep=(), compile_seconds=compile_seconds)
     if options.find_batch:
         return _search(source, settings, options, model, report, progress, workload)
     batch = options.batch
@@ -89,6 +83,21 @@ def run_bench(source: ModelSource, settings: TimingSettings, options: BenchOptio
     except Exception as exc:
         raise _failure(exc, batch) from exc
     return replace(report, sweep=(result,), layers=layers)
+
+
+def bench_report(source: ModelSource, workload: Workload, batch: int, compiled: bool = False,
+                 compile_seconds: float | None = None) -> BenchReport:
+    """The report a timing fills: the model, its inputs at ``batch``, the device, the precision and the
+    environment (the workload's training step and checkpointing), nothing measured yet."""
+    env = environment(source.device.value, workload.precision, compiled)
+    if workload.training is not None:
+        env.update(train=True, optimizer=workload.training.optimizer.value)
+    if workload.checkpoint.modules:
+        env.update(checkpoint=list(workload.checkpoint.modules))
+    args, kwargs = source.build_inputs(batch)
+    return BenchReport(model=source.target, inputs=_inputs(args, kwargs, workload), device=source.device.value,
+                       dtype=workload.precision.dtype_name, environment=env, sweep=(),
+                       compile_seconds=compile_seconds)
 
 
 def run_generate_bench(source: ModelSource, workload: Workload, batch: int, runs: int = 3,

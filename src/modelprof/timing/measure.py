@@ -134,7 +134,8 @@ def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings,
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         started, calls = time.perf_counter(), 0
-        while calls < settings.warmup_calls or time.perf_counter() - started < settings.warmup_seconds:
+        while not _all_done(calls >= settings.warmup_calls
+                            and time.perf_counter() - started >= settings.warmup_seconds):
             call()
             calls += 1
         if cuda:
@@ -148,11 +149,26 @@ def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings,
             done = share_done(samples, time.perf_counter() - begun, settings)
             if progress:
                 progress(done)
-            if done >= 1.0:
+            if _all_done(done >= 1.0):
                 break
         pipelined = _pipelined_throughput(call, batch, len(samples)) if cuda else None
         peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
     return samples, pipelined, peak
+
+
+def _all_done(done: bool) -> bool:
+    """``done``, or in a job of several processes (``bench --gpus``), True once every rank is done: each rank runs
+    as many calls as the others, as its collectives need (a flag all-reduced after each call, outside the timed
+    part)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() == "fake":
+        return done
+    nccl = dist.get_backend() == "nccl"
+    flag = torch.tensor([0 if done else 1], device=torch.device("cuda", torch.cuda.current_device()) if nccl
+                        else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) == 0
 
 
 def share_done(samples: list[float], elapsed: float, settings: TimingSettings) -> float:
