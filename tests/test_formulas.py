@@ -304,3 +304,13 @@ def test_in_place_bitwise_ops_and_random_fills_are_counted():
     assert not report.unsupported
     assert report.total.flops == 6
     assert report.total.mem_write == 6 + 80
+
+
+def test_foreach_copy():
+    # torch._foreach_copy_ of a (4, 8) and a (2,) float32 pair: read 32·4 + 2·4 = 136 bytes, write the same
+    def copy(a, b, c, d):
+        torch._foreach_copy_([a, b], [c, d])
+        return a
+
+    row = only_row(Fn(copy), torch.zeros(4, 8), torch.zeros(2), torch.ones(4, 8), torch.ones(2))
+    assert (row.flops, row.madd, row.mem_read, row.mem_write) == (0, 0, 136, 136)

@@ -144,6 +144,7 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
     else:
         assert memory.peak == whole
     assert report.dtype == ("float32, FSDP mixed precision bfloat16" if amp else "float32")
+    assert not report.unsupported  # FSDP2's mixed-precision copies (_foreach_copy_) are counted too
 
 
 def test_a_rank_computes_its_whole_batch() -> None:

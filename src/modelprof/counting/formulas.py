@@ -656,6 +656,13 @@ def data_movement_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     return io_cost(args, out, kwargs)
 
 
+@register_formula(*_ops("_foreach_copy_", "_foreach_copy"))
+def foreach_copy_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """``_foreach_copy_(self, src)``: each tensor of ``src`` copied into its place in ``self`` (FSDP2 copies a
+    mixed-precision unit's shards so): no arithmetic; MemRead = the sources; MemWrite = the destinations."""
+    return Cost(0, 0, sum(x.nbytes for x in specs_in(args[1])), sum(x.nbytes for x in specs_in(args[0])))
+
+
 @register_formula(*_ops("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"))
 def dropout_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """Dropout: in eval mode (how modelprof profiles) it is the identity and costs nothing;
