@@ -102,11 +102,19 @@ class DataParallel(StrEnum):
     """How the data-parallel ranks hold the model: ``ddp`` replicates it and all-reduces the gradients; ``fsdp``
     (ZeRO-3) shards parameters, gradients and optimizer state, all-gathering each block's parameters in the forward
     and again in the backward; ``zero2`` shards gradients and optimizer state and keeps the gathered parameters from
-    the forward through the backward (FSDP2 with ``reshard_after_forward=False``)."""
+    the forward through the backward (FSDP2 with ``reshard_after_forward=False``); ``zero1`` is DDP whose optimizer
+    state is sharded (PyTorch's ``ZeroRedundancyOptimizer``: each rank steps the parameters it owns and broadcasts
+    them)."""
 
     DDP = "ddp"
     FSDP = "fsdp"
     ZERO2 = "zero2"
+    ZERO1 = "zero1"
+
+    @property
+    def replicated(self) -> bool:
+        """True for the layouts that keep the whole model on every rank (DDP, ZeRO-1)."""
+        return self in (DataParallel.DDP, DataParallel.ZERO1)
 
 
 #: The tensor-parallel styles a plan may name (torch's ``ColwiseParallel``/``RowwiseParallel``; transformers' names

@@ -209,7 +209,8 @@ _PARALLEL_OPTIONS = (
                  "default: --tp (fit: without it, the fewest GPUs that fit)."),
     click.option("--fsdp", is_flag=True, help="FSDP2 (ZeRO-3): parameters, gradients and optimizer state sharded, "
                  "one unit per repeated block."),
-    click.option("--zero", type=click.Choice(["2", "3"]), help="ZeRO stage: 3 is --fsdp; 2 keeps the gathered "
+    click.option("--zero", type=click.Choice(["1", "2", "3"]), help="ZeRO stage: 3 is --fsdp; 1 is DDP with the "
+                 "optimizer state sharded (ZeroRedundancyOptimizer); 2 keeps the gathered "
                  "parameters from the forward through the backward."),
     click.option("--ddp", is_flag=True, help="DDP: the model replicated, gradients all-reduced."),
     click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
@@ -231,7 +232,7 @@ def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} are two data-parallel layouts; choose one (--zero 3 is --fsdp)")
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
-        DataParallel.DDP if ddp else None
+        DataParallel.ZERO1 if zero == "1" else DataParallel.DDP if ddp else None
     return Parallel(tp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else ())
 
 

@@ -36,18 +36,25 @@ LOSS = "(loss)"
 OPTIMIZER = "(optimizer)"
 
 
-def build_optimizer(optimizer: Optimizer | str, params: list[nn.Parameter], foreach: bool | None = False
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(optimizer: Optimizer | str, params: list[nn.Parameter], foreach: bool | None = False,
+                    sharded: bool = False) -> torch.optim.Optimizer:
     """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
-    every op is counted; timing passes None, PyTorch's default."""
+    every op is counted; timing passes None, PyTorch's default. ``sharded`` (ZeRO-1): PyTorch's
+    ``ZeroRedundancyOptimizer`` around it, over the running process group."""
     optimizer = Optimizer(optimizer)
-    if optimizer is Optimizer.SGD:
-        return torch.optim.SGD(params, lr=0.0, foreach=foreach)
-    if optimizer is Optimizer.MOMENTUM:
-        return torch.optim.SGD(params, lr=0.0, momentum=0.9, foreach=foreach)
-    if optimizer is Optimizer.ADAM:
-        return torch.optim.Adam(params, lr=0.0, foreach=foreach)
-    return torch.optim.AdamW(params, lr=0.0, foreach=foreach)
+    kind, options = {Optimizer.SGD: (torch.optim.SGD, {}), Optimizer.MOMENTUM: (torch.optim.SGD, {"momentum": 0.9}),
+                     Optimizer.ADAM: (torch.optim.Adam, {})}.get(optimizer, (torch.optim.AdamW, {}))
+    if sharded:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        return ZeroRedundancyOptimizer(params, optimizer_class=kind, lr=0.0, foreach=foreach, **options)
+    return kind(params, lr=0.0, foreach=foreach, **options)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of the optimizer's state (a ZeroRedundancyOptimizer's: this rank's local optimizer's)."""
+    local = getattr(optimizer, "optim", optimizer)
+    return storage_bytes(t for values in local.state.values() for t in values.values())
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -121,13 +128,17 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
             _backward(value)
         gradients = storage_bytes(p.grad for p in params if p.grad is not None)
         with session.phase(Phase.OPTIMIZER, OPTIMIZER):
-            optimizer = build_optimizer(step.optimizer, params)
+            optimizer = build_optimizer(step.optimizer, params, sharded=_zero1(run))
             optimizer.step()
-            state = storage_bytes(t for values in optimizer.state.values() for t in values.values())
+            state = optimizer_state(optimizer)
             optimizer.zero_grad(set_to_none=True)
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
     report = session.report((args, kwargs, output), model_name, extra=saved, gradients=gradients, optimizer=state)
     return run.label(report)
+
+
+def _zero1(run: Run) -> bool:
+    return run.parallel is not None and run.parallel.data == "zero1"
 
 
 @contextlib.contextmanager

@@ -164,8 +164,8 @@ def fewest_gpus(source: ModelSource, workload: Workload, memory: int, batch: int
     GPU fits ``memory``: rank 0's peak (the largest shards: FSDP pads the last) at the TP degree times 1, 2, 4 ...
     up to :data:`MAX_GPUS`, counted on meta from the smallest up, the first that fits."""
     p = workload.parallel
-    if p.data is None or p.data.value == "ddp":
-        raise UsageError("fit finds the fewest GPUs for a layout that shards the model (--fsdp or --zero 2); DDP "
+    if p.data is None or p.data == "ddp":
+        raise UsageError("fit finds the fewest GPUs for a layout that shards the model (--fsdp or --zero 1|2); DDP "
                          "and TP alone hold the same on every job size beyond the TP degree: give --gpus N")
     meta = replace(source, device=Device.META)
     model = meta.build_model()

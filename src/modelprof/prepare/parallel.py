@@ -50,8 +50,9 @@ class Shard(Transform):
         if p.dp > 1 and p.data is None:
             groups = f" ({p.dp} data-parallel groups of --tp {p.tp})" if p.tp > 1 else ""
             return f"--gpus {p.gpus} runs one rank of a job{groups}; say how it shards: --fsdp, --zero 2 or --ddp"
-        if p.tp > 1 and p.data == "ddp":
-            return "--tp with --ddp is not built; use --fsdp (FSDP2 over the data-parallel groups)"
+        if p.tp > 1 and p.data is not None and p.data.replicated:
+            return (f"--tp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp (FSDP2 over the "
+                    "data-parallel groups)")
         bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES})
         if bad:
             return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES)}"
@@ -61,7 +62,8 @@ class Shard(Transform):
             return ("--gpus/--tp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
                     "drop --generate")
         if p.data is not None and p.data.value != "fsdp" and workload.training is None:
-            return f"--{'ddp' if p.data.value == 'ddp' else 'zero 2'} shards a training step; add --train"
+            names = {"ddp": "--ddp", "zero2": "--zero 2", "zero1": "--zero 1"}
+            return f"{names[p.data.value]} shards a training step; add --train"
         return None
 
     @contextlib.contextmanager
@@ -85,7 +87,7 @@ class Shard(Transform):
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
                 mixed = None
-                if workload.precision.amp and p.data is not None and p.data.value != "ddp":
+                if workload.precision.amp and p.data is not None and not p.data.replicated:
                     from modelprof.prepare.amp import amp_dtype
 
                     mixed = amp_dtype(device)
@@ -132,7 +134,7 @@ def shard(model, p: Parallel, device: str, mixed_precision=None) -> None:  # noq
         _warm_dtensor(device)
     if p.data is None:
         return
-    if p.data == "ddp":
+    if p.data.replicated:  # DDP, and ZeRO-1 (DDP with a sharded optimizer: counting/train.py)
         import torch.distributed as dist
         from torch.distributed._composable.replicate import replicate
 

@@ -195,7 +195,8 @@ def _how_to_run(run: Run, workload: Workload) -> tuple[contextlib.AbstractContex
         return eval_inference(model), forward
     from modelprof.counting.train import build_optimizer, default_loss, trainable_parameters, training
 
-    optimizer = build_optimizer(workload.training.optimizer, trainable_parameters(model), foreach=None)
+    optimizer = build_optimizer(workload.training.optimizer, trainable_parameters(model), foreach=None,
+                                sharded=workload.parallel.data == "zero1")
 
     def step() -> None:
         with run.autocast():
