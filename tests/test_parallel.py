@@ -97,24 +97,24 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
-def fsdpmemtracker_peaks(model: nn.Module) -> tuple[int, int]:
-    """PyTorch's FSDPMemTracker on the sharded ``model``: its peak around a forward, and around a whole AdamW step,
-    of a running loop (after one step, so the optimizer state exists; the output held through the backward, as
-    ``out = model(x)`` holds it)."""
+def fsdpmemtracker_peaks(model: nn.Module, x: torch.Tensor = X) -> tuple[int, int]:
+    """PyTorch's FSDPMemTracker on the sharded ``model`` called on ``x``: its peak around a forward, and around a
+    whole AdamW step, of a running loop (after one step, so the optimizer state exists; the output held through the
+    backward, as ``out = model(x)`` holds it)."""
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 
     optimizer = torch.optim.AdamW(model.parameters())
-    model(X).sum().backward()
+    model(x).sum().backward()
     optimizer.step()
     optimizer.zero_grad()
     forward = FSDPMemTracker(model, optimizer)
-    forward.track_inputs((X,))
+    forward.track_inputs((x,))
     with forward:
-        model(X)
+        model(x)
     whole = FSDPMemTracker(model, optimizer)
-    whole.track_inputs((X,))
+    whole.track_inputs((x,))
     with whole:
-        out = model(X)
+        out = model(x)
         out.sum().backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -158,6 +158,79 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
         assert memory.peak == whole
     assert report.dtype == ("float32, FSDP mixed precision bfloat16" if amp else "float32")
     assert not report.unsupported  # FSDP2's mixed-precision copies (_foreach_copy_) are counted too
+
+
+class ConvBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Cnn(nn.Module):
+    """A stem, three convolution blocks with batch norm (the FSDP units), a pooled linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(ConvBlock(), ConvBlock(), ConvBlock())
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class Logits(nn.Module):
+    """A transformers causal LM whose output is its logits (so the loss, their sum, is the same for both)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=ids).logits
+
+
+def _tiny_llama() -> nn.Module:
+    import sys
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=1000, use_cache=False)
+    return Logits(transformers.LlamaForCausalLM(config))
+
+
+@pytest.mark.parametrize(("kind", "world"), [("cnn", 2), ("cnn", 4), ("decoder", 4)])
+def test_fsdp_peaks_equal_fsdpmemtracker_on_a_cnn_and_a_decoder(kind: str, world: int) -> None:
+    """A CNN with batch norm (training-mode statistics) on 2 and 4 ranks, and a transformers Llama decoder (its
+    decoder layers the units) on 4: FSDPMemTracker's forward and step peaks are modelprof's, byte for byte."""
+    import copy
+
+    from torch.distributed.fsdp import fully_shard
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    torch.manual_seed(0)
+    base = Cnn() if kind == "cnn" else _tiny_llama()
+    x = torch.randn(4, 3, 16, 16) if kind == "cnn" else torch.randint(0, 1000, (1, 64))
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=world)
+    try:
+        model = copy.deepcopy(base)
+        for unit in model.blocks if kind == "cnn" else model.lm.model.layers:
+            fully_shard(unit)
+        fully_shard(model)
+        forward, whole = fsdpmemtracker_peaks(model, x)
+    finally:
+        dist.destroy_process_group()
+    report = count_costs(copy.deepcopy(base), (x,), workload=Workload(Training(), parallel=Parallel(world, "fsdp")))
+    assert (report.memory.phase_peaks["forward"], report.memory.peak) == (forward, whole)
+    assert not report.unsupported
 
 
 def test_a_rank_computes_its_whole_batch() -> None:
