@@ -566,6 +566,8 @@ def test_bench_times_every_rank_of_a_real_job(layout: str) -> None:
     assert [len(r["samples_s"]) for r in report["ranks"]] == [5, 5]
     assert report["sweep"][0] == report["ranks"][0] and report["environment"]["backend"] == "gloo"
     assert report["parallel"]["gpus"] == 2 and report["parallel"]["data"] == layout.removeprefix("--")
+    # each rank's collectives ran on gloo's threads in the profiled call: FSDP gathers and scatters, DDP all-reduces
+    assert all(r["collectives_s"] > 0 for r in report["ranks"])
 
 
 def test_bench_names_the_rank_that_failed_and_leaves_nothing_running(run) -> None:

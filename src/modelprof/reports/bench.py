@@ -118,6 +118,9 @@ class BatchResult(Saved):
     peak_memory: int
     pipelined_throughput: float | None = None
     point: int | None = field(default=None, metadata=omit_none())  #: a swept input size (``--sweep seq=...``)
+    #: ``bench --gpus``: seconds the rank's collectives ran in one more, profiled call (gloo's worker threads on
+    #: CPU, NCCL's kernels on CUDA; they may overlap the computation)
+    collectives: float | None = field(default=None, metadata=omit_none("collectives_s"))
 
 
 @dataclass(frozen=True)
@@ -300,8 +303,10 @@ def bench_document(report: BenchReport) -> Document:
 
 def _rank_blocks(report: BenchReport) -> tuple:
     """``bench --gpus N``: one row per rank, and the job."""
-    columns = (Column("Rank", True), *(Column(title, numeric=title != "Stable") for title, _ in _BENCH_COLUMNS[1:]))
-    rows = tuple((Cell(str(rank), rank), *(cell(r) for _, cell in _BENCH_COLUMNS[1:]))
+    columns = (Column("Rank", True), *(Column(title, numeric=title != "Stable") for title, _ in _BENCH_COLUMNS[1:]),
+               Column("Collectives [ms]", True))
+    rows = tuple((Cell(str(rank), rank), *(cell(r) for _, cell in _BENCH_COLUMNS[1:]),
+                  ms_cell(r.collectives) if r.collectives is not None else Cell("—"))
                  for rank, r in enumerate(report.ranks))
     p, env = report.parallel, report.environment
     slowest = max(report.ranks, key=lambda r: r.latency.median)
@@ -309,7 +314,8 @@ def _rank_blocks(report: BenchReport) -> tuple:
     return (Table(columns, rows, title=f"Every rank of the job ({p.describe if p else len(report.ranks)})"),
             Note(f"{len(report.ranks)} processes, {env.get('backend')}, {env.get('threads')} threads each; a step "
                  f"is as slow as its slowest rank: median {slowest.latency.median * 1e3:.3f} ms; peak memory: "
-                 f"{where}"))
+                 f"{where}; collectives: their time in one more call, profiled (on the backend's threads, "
+                 "overlapping the computation where they are asynchronous)"))
 
 
 def _generation_blocks(timing: GenerationTiming) -> tuple:

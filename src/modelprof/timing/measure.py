@@ -105,7 +105,7 @@ class CudaClock:
 
 def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: torch.device | str,
             settings: TimingSettings = TimingSettings(), progress: Progress | None = None,
-            workload: Workload = FORWARD) -> BatchResult:
+            workload: Workload = FORWARD, collectives: bool = False) -> BatchResult:
     """Warm up, then time ``workload`` on ``model(*args, **kwargs)`` call by call: a forward in eval mode under
     ``torch.inference_mode()``, or a training step. The workload's precision is applied to the model in place (as
     :func:`modelprof.prepare.prepared` does for a model modelprof owns: timing keeps no second copy of it).
@@ -116,11 +116,40 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     ``time.perf_counter`` readings and peak memory is the process's peak resident memory.
     """
     device = torch.device(device)
+    comm = None
     with prepared(model, args, kwargs, workload, owned=True) as run:
         samples, pipelined, peak = _timed(run, batch, device, settings, workload, progress)
+        if collectives:
+            comm = _collective_seconds(run, workload, device)
     stats = LatencyStats.from_samples(samples)
     return BatchResult(batch=batch, latency=stats, throughput=batch / stats.mean, peak_memory=peak,
-                       pipelined_throughput=pipelined)
+                       pipelined_throughput=pipelined, collectives=comm)
+
+
+#: Profiler events of a process group's backend: the collectives as they ran (gloo's worker threads, NCCL kernels).
+_BACKEND_EVENTS = ("gloo:", "nccl")
+
+
+def _collective_seconds(run: Run, workload: Workload, device: torch.device) -> float:
+    """Seconds the backend spent in collectives during one more call, under ``torch.profiler``: gloo's events on
+    CPU, kernels whose name says NCCL on CUDA (each rank makes this call, so the collectives still pair up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    context, call = _how_to_run(run, workload)
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with context, profile(activities=activities) as prof:
+        call()
+        if cuda:
+            torch.cuda.synchronize(device)
+    total_us = 0.0
+    for event in prof.events():
+        name = event.name.lower()
+        if cuda and "nccl" in name and event.device_type == torch.autograd.DeviceType.CUDA:
+            total_us += event.device_time
+        elif not cuda and name.startswith(_BACKEND_EVENTS):
+            total_us += event.cpu_time
+    return total_us / 1e6
 
 
 def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings, workload: Workload,

@@ -144,7 +144,7 @@ def rank_in_child(request: dict) -> dict:
         args, kwargs = source.build_inputs(request["batch"])
         device = f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu"
         result = measure(model, args, kwargs, request["batch"], device, TimingSettings(**request["settings"]),
-                         workload=workload)
+                         workload=workload, collectives=True)
     except Exception as exc:
         if is_out_of_memory(exc):
             return {"oom": True}
