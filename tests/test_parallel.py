@@ -440,7 +440,9 @@ def test_tp_cli_on_a_transformers_config(run, tmp_path) -> None:
     # sharded: embeddings 1000·64 + head 1000·64 + per layer q 64·64, k and v 32·64, o 64·64, gate/up/down 172·64
     # (2 layers) = 218,624 elements, half on each rank; whole: 5 norms of 64; 4 bytes each
     sharded = 2 * 1000 * 64 + 2 * (64 * 64 * 2 + 32 * 64 * 2 + 3 * 172 * 64)
-    assert data["total"]["params"] == sharded + 5 * 64 == 218_944
+    assert sharded + 5 * 64 == 218_944  # the whole model
+    # a rank's rows and totals are its share: half of each sharded weight, the norms whole
+    assert data["total"]["params"] == sharded // 2 + 5 * 64
     assert data["memory"]["parameters"] == (sharded // 2 + 5 * 64) * 4
     # the forward all-reduces the partial sums of the embeddings and of each o_proj and down_proj: 5 (64, 64) float32
     forward = [c for c in data["comm"] if c["phase"] == "forward"]

@@ -311,8 +311,9 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     for name in owners.values():
         order.setdefault(name)
     params_by_row: Counter = Counter()
+    held = {pid: _held(p) for pid, p in unique.items()}
     for pid, name in owners.items():
-        params_by_row[name] += unique[pid].numel()
+        params_by_row[name] += held[pid]
 
     extra = extra or {}
     for name in extra:
@@ -324,8 +325,8 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     total = TotalCost(
         name="total", type=class_name(model), input_shape=tensor_shapes(args, kwargs),
         output_shape=tensor_shapes(output),
-        values={**combine_rows(rows), "params": sum(p.numel() for p in unique.values())}, calls=1,
-        trainable_params=sum(p.numel() for p in unique.values() if p.requires_grad),
+        values={**combine_rows(rows), "params": sum(held.values())}, calls=1,
+        trainable_params=sum(held[pid] for pid, p in unique.items() if p.requires_grad),
     )
     device, dtype = _device_and_dtype(list(unique.values()), args, kwargs)
     comm = tuple(CommCall(kind, count, nbytes, str(phase), row)
@@ -333,6 +334,12 @@ def build_report(model: nn.Module, tracker: ModuleTracker, mode: CostMode, call:
     return Report(model=model_name or class_name(model), inputs=describe_inputs(args, kwargs), device=device,
                   dtype=dtype, layers=rows, total=total, unsupported=dict(sorted(mode.unsupported.items())),
                   modules=tracker.infos(), phases=tuple(str(p) for p in mode.phases), comm=comm)
+
+
+def _held(parameter: torch.Tensor) -> int:
+    """The elements of ``parameter`` this process holds: a sharded one's (a DTensor's) local shard, FSDP's padding
+    included, so a rank's rows and totals count its share."""
+    return getattr(parameter, "_local_tensor", parameter).numel()
 
 
 def _row(tracker: ModuleTracker, mode: CostMode, columns: list[tuple[str, Phase, int]], name: str,
