@@ -35,18 +35,20 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                  "--fsdp"),
     "sweep": ("stats", WORKED, "--shape", "3,64,64", "--sweep", "batch=1,2,4"),
     "fit": ("fit", LLAMA, "--input", "input_ids=SEQ:int64:1000", "--seq", "64", "--memory", "16MiB"),
+    "fit-gpus": ("fit", LLAMA, "--input", "input_ids=512:int64:1000", "--train", "--fsdp", "--memory", "11MiB"),
     "check": ("check", WORKED, "--shape", "3,500,500", "--max-flops", "19M", "--max-peak-memory", "1MB"),
     "compare": ("compare", "tests/golden/generate.json", "tests/golden/generate-long.json"),
     "bench": ("bench", WORKED, "--shape", "3,32,32", "--batch", "2", *FAST),
     "bench-layers": ("bench", WORKED, "--shape", "3,64,64", "--layers", "--peak-flops", "100G",
                      "--peak-bandwidth", "10GB", *FAST),
     "bench-generate": ("bench", LLAMA, "--generate", "--prompt-len", "8", "--new-tokens", "3", "--reps", "2"),
+    "bench-gpus": ("bench", WORKED, "--shape", "3,32,32", "--batch", "2", "--train", "--gpus", "2", "--fsdp", *FAST),
     "calibrate": ("calibrate", "--seconds", "0.05"),
 }
 
 #: The kinds whose numbers are counted, not timed: running the command again gives the same JSON.
-EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "parallel", "sweep", "fit", "check",
-         "compare")
+EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "parallel", "sweep", "fit",
+         "fit-gpus", "check", "compare")
 
 
 def make(name: str, python: str = sys.executable, folder: Path = HERE) -> None:

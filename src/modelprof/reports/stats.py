@@ -182,15 +182,15 @@ class ParallelLayout(Saved):
     share. ``data`` is the data-parallel layout (None: tensor parallelism only), ``tp`` the tensor-parallel degree,
     ``describe`` the layout in words; ``held_tp_sharded`` and ``held_whole`` the parameter elements this rank holds
     of the weights the TP plan shards (divided over every rank of the job) and of those it leaves whole (divided
-    over the data-parallel ranks only), FSDP's padding of a last shard included."""
+    over the data-parallel ranks only), FSDP's padding of a last shard included (None where not counted: a bench)."""
 
     gpus: int
     data: str | None
     rank: int = 0
     tp: int = 1
     describe: str = ""
-    held_tp_sharded: int = 0
-    held_whole: int = 0
+    held_tp_sharded: int | None = field(default=None, metadata=omit_none())
+    held_whole: int | None = field(default=None, metadata=omit_none())
 
 
 @dataclass(frozen=True)
