@@ -583,3 +583,51 @@ def test_bench_names_the_rank_that_failed_and_leaves_nothing_running(run) -> Non
     code, out, err = run("bench", "tests.test_parallel:Net", "--shape", "16", "--gpus", "2", "--fsdp",
                          "--find-batch")
     assert code == 2 and "drop --find-batch" in err, err
+
+
+def test_pipeline_stages_compute_their_blocks_of_the_whole_batch(run) -> None:
+    """tiny-llama (2 decoder layers) cut into 2 stages by PyTorch's pipelining, GPipe over 2 microbatches of a batch
+    of 4: each stage runs its own layer on the whole batch, so every linear row of a stage equals the same row of
+    the unsplit model's step (a Linear is N·Cin·Cout, linear in the batch), and a stage holds its layer's weights
+    only. Between the stages, by hand: the backward sends, per microbatch, the gradient of the hidden states
+    (2, 64, 64) float32 = 32 KiB and of rotary's cos and sin (1, 64, 16) float32 = 4 KiB each: 2 · 40 KiB in 6
+    sends, which stage 0 receives."""
+    base = ["stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--batch", "4", "--train",
+            "--format", "json"]
+    code, out, err = run(*base)
+    assert code == 0, err
+    whole = {r["name"]: r for r in json.loads(out)["layers"]}
+    stages = []
+    for rank in (0, 1):
+        code, out, err = run(*base, "--pp", "2", "--rank", str(rank))
+        assert code == 0, err
+        stages.append(json.loads(out))
+    rows = [{r["name"]: r for r in stage["layers"]} for stage in stages]
+    assert "model.layers.0.mlp.down_proj" in rows[0] and "model.layers.0.mlp.down_proj" not in rows[1]
+    assert "model.layers.1.mlp.down_proj" in rows[1] and "lm_head" in rows[1] and "lm_head" not in rows[0]
+    for stage in rows:
+        for name, row in stage.items():
+            if row["type"] == "Linear":
+                assert (row["flops"], row["bwd_flops"], row["params"]) == \
+                    (whole[name]["flops"], whole[name]["bwd_flops"], whole[name]["params"]), name
+    comm = [{(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in stage["comm"]} for stage in stages]
+    assert comm[1][("send", "backward")] == comm[0][("recv", "backward")] == (6, 2 * (32 + 4 + 4) * 1024)
+    assert stages[0]["parallel"]["describe"] == "pp 2, 2 microbatches"
+    assert all(not stage["unsupported"] for stage in stages)
+
+
+def test_pipeline_refusals(run) -> None:
+    base = ["stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train"]
+    for extra, message in ((["--pp", "3"], "--pp 3 is more than the model's 2 LlamaDecoderLayer blocks"),
+                           (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
+                           (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
+                           (["--pp", "2", "--fsdp", "--gpus", "4"], "is not built yet"),
+                           (["--microbatches", "2"], "needs --pp")):
+        code, out, err = run(*base, *extra)
+        assert code == 2 and message in err and out == "", (extra, err)
+    code, out, err = run("stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--pp", "2")
+    assert code == 2 and "add --train" in err, err
+    for command in ("bench", "fit"):
+        code, out, err = run(command, "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train",
+                             "--pp", "2", *(["--memory", "1GB"] if command == "fit" else []))
+        assert code == 2 and "--pp" in err and "not built yet" in err, err

@@ -128,13 +128,16 @@ class Parallel:
     (None: nothing sharded over data), the tensor-parallel degree ``tp`` (groups of ``tp`` ranks share each sharded
     weight; ``gpus // tp`` data-parallel groups), the TP plan (module-name pattern -> style; empty: the model's own)
     and the ``rank`` whose share is counted (rank 0 by default; rank r is data-parallel rank ``r // tp``,
-    tensor-parallel rank ``r % tp``)."""
+    tensor-parallel rank ``r % tp``); ``pp`` pipeline stages, each a contiguous run of the model's repeated blocks,
+    fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone)."""
 
     gpus: int = 1
     data: DataParallel | None = None
     rank: int = 0
     tp: int = 1
     tp_plan: tuple[tuple[str, str], ...] = ()
+    pp: int = 1
+    microbatches: int = 0
 
     def __post_init__(self) -> None:
         if self.data is not None:
@@ -145,16 +148,23 @@ class Parallel:
     @property
     def sharded(self) -> bool:
         """True when the step runs as one rank of a job."""
-        return self.data is not None or self.tp > 1
+        return self.data is not None or self.tp > 1 or self.pp > 1
 
     @property
     def dp(self) -> int:
-        """The data-parallel degree: how many groups of ``tp`` ranks."""
-        return self.gpus // self.tp
+        """The data-parallel degree: how many groups of ``tp`` × ``pp`` ranks."""
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def chunks(self) -> int:
+        """The microbatches a pipelined step is split into (as many as stages unless given)."""
+        return self.microbatches or self.pp
 
     def describe(self) -> str:
-        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``."""
+        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``."""
         data = self.data.value if self.data else None
+        if self.pp > 1:
+            return f"pp {self.pp}, {self.chunks} microbatches"
         if self.tp == 1:
             return data or "one rank"
         return f"{data} {self.dp} × tp {self.tp}" if data else f"tp {self.tp}"

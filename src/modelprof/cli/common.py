@@ -221,11 +221,17 @@ _PARALLEL_OPTIONS = (
                  "rowwise, for a model without a plan of its own."),
     click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
                  help="With --gpus: the rank whose share is counted."),
+    click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Pipeline stages (with --train): the model cut between its repeated blocks by PyTorch's "
+                 "pipelining, each rank one stage, run by the GPipe schedule."),
+    click.option("--microbatches", type=click.IntRange(min=1), default=None,
+                 help="With --pp: microbatches a step (default: --pp); the batch must be a multiple."),
 )
 
 
 def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
-                          rank: int = 0, tp: int = 1, tp_plan: str | None = None) -> Parallel:
+                          rank: int = 0, tp: int = 1, tp_plan: str | None = None, pp: int = 1,
+                          microbatches: int | None = None) -> Parallel:
     """The job the parallel options describe (``gpus`` None: one tensor-parallel group, ``tp`` ranks); two layouts
     at once are refused, and a plan file is read here."""
     chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
@@ -233,7 +239,8 @@ def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str
         raise UsageError(f"{' and '.join(chosen)} are two data-parallel layouts; choose one (--zero 3 is --fsdp)")
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
         DataParallel.ZERO1 if zero == "1" else DataParallel.DDP if ddp else None
-    return Parallel(tp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else ())
+    return Parallel(tp * pp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else (), pp,
+                    microbatches or 0)
 
 
 def read_tp_plan(path: str) -> tuple[tuple[str, str], ...]:
@@ -301,7 +308,8 @@ def model_command(generate: str | None = None, min_new: int = 1
             names = ("train", "optimizer", "loss", "dtype", "amp", "channels_last", "generate", "prompt_len",
                      "new_tokens", "checkpoint")
             parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank",
-                                                                                  "tp", "tp_plan")})
+                                                                                  "tp", "tp_plan", "pp",
+                                                                                  "microbatches")})
             workload = workload_from_options(**{k: options.pop(k) for k in names if k in options}, parallel=parallel)
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):

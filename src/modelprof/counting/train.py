@@ -117,15 +117,18 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
                      formulas=formulas, context=context, rows=rows) as session:
         tracker, memory = session.tracker, session.memory
-        with run.autocast():
-            with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
-                output = session.forward(args, kwargs)
-            with session.phase(Phase.FORWARD, LOSS):
-                value = _loss(loss, output, args)
-        tracker.tag(value, LOSS)
-        tracker.backward_default = LOSS
-        with session.phase(Phase.BACKWARD):
-            _backward(value)
+        if run.pipeline is not None:
+            output = _pipelined_step(session, run, loss)
+        else:
+            with run.autocast():
+                with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+                    output = session.forward(args, kwargs)
+                with session.phase(Phase.FORWARD, LOSS):
+                    value = _loss(loss, output, args)
+            tracker.tag(value, LOSS)
+            tracker.backward_default = LOSS
+            with session.phase(Phase.BACKWARD):
+                _backward(value)
         gradients = storage_bytes(p.grad for p in params if p.grad is not None)
         with session.phase(Phase.OPTIMIZER, OPTIMIZER):
             optimizer = build_optimizer(step.optimizer, params, sharded=_zero1(run))
@@ -135,6 +138,43 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
     report = session.report((args, kwargs, output), model_name, extra=saved, gradients=gradients, optimizer=state)
     return run.label(report)
+
+
+def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> Any:
+    """One pipelined step of this rank's stage, as PyTorch's GPipe schedule runs it: the forward of every
+    microbatch (received from the stage before, sent to the one after; the loss on the last stage), then the
+    backward of every microbatch. The backward phase starts at the stage's first backward step (its gradient
+    receive, or its first backward chunk on the last stage) and stays on: GPipe runs no forward after it."""
+    from torch.distributed.pipelining import ScheduleGPipe
+
+    stage, p = run.pipeline, run.parallel
+    tracker = session.tracker
+
+    def loss_fn(output: Any, target: Any) -> Any:
+        with session.phase(Phase.FORWARD, LOSS):
+            return _loss(loss, output, ())
+
+    def backward_from_here(method: Any) -> Any:
+        def run_it(*args: Any, **kwargs: Any) -> Any:
+            tracker.phase = Phase.BACKWARD
+            return method(*args, **kwargs)
+        return run_it
+
+    for name in ("get_bwd_recv_ops", "backward_one_chunk"):
+        setattr(stage, name, backward_from_here(getattr(stage, name)))
+    schedule = ScheduleGPipe(stage, p.chunks, loss_fn=loss_fn)
+    with session.phase(Phase.FORWARD), run.autocast(), \
+            torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
+        try:
+            if stage.is_first:
+                return schedule.step(*run.args, **run.kwargs)
+            if stage.is_last:
+                return schedule.step(target=torch.zeros(p.chunks), losses=[])
+            return schedule.step()
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"the pipelined step failed on stage {p.rank}: {one_line(exc)}") from exc
 
 
 def _zero1(run: Run) -> bool:

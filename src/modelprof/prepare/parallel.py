@@ -37,34 +37,15 @@ class Shard(Transform):
         return workload.parallel.sharded
 
     def refusal(self, workload: Workload) -> str | None:
-        from modelprof.workload import TP_STYLES
-
         p = workload.parallel
-        if p.gpus < 1 or p.tp < 1:
-            return "--gpus and --tp: a job has at least one rank"
+        if p.gpus < 1 or p.tp < 1 or p.pp < 1 or p.microbatches < 0:
+            return "--gpus, --tp, --pp and --microbatches: a job has at least one rank, a stage, a microbatch"
         if not 0 <= p.rank < p.gpus:
             return f"--rank {p.rank} is not a rank of a {p.gpus}-rank job (0 to {p.gpus - 1})"
-        if p.gpus % p.tp:
-            return (f"--gpus {p.gpus} is not a multiple of --tp {p.tp}: the job is groups of {p.tp} "
-                    "tensor-parallel ranks")
-        if p.dp > 1 and p.data is None:
-            groups = f" ({p.dp} data-parallel groups of --tp {p.tp})" if p.tp > 1 else ""
-            return f"--gpus {p.gpus} runs one rank of a job{groups}; say how it shards: --fsdp, --zero 2 or --ddp"
-        if p.tp > 1 and p.data is not None and p.data.replicated:
-            return (f"--tp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp (FSDP2 over the "
-                    "data-parallel groups)")
-        bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES})
-        if bad:
-            return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES)}"
-        if p.tp_plan and p.tp == 1:
-            return "--tp-plan needs --tp N (N > 1)"
         if p.sharded and workload.generation is not None:
-            return ("--gpus/--tp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
+            return ("--gpus/--tp/--pp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
                     "drop --generate")
-        if p.data is not None and p.data.value != "fsdp" and workload.training is None:
-            names = {"ddp": "--ddp", "zero2": "--zero 2", "zero1": "--zero 1"}
-            return f"{names[p.data.value]} shards a training step; add --train"
-        return None
+        return _pipeline_refusal(workload) if p.pp > 1 else _layout_refusal(workload)
 
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
@@ -84,6 +65,9 @@ class Shard(Transform):
             # mesh and the sharding are made outside the fake mode (a device mesh computes its coordinates from
             # real tensors), the step runs inside it
             model = run.model if run.owned else copy.deepcopy(run.model)
+            if p.pp > 1:
+                yield _pipelined(replace(run, model=model), p)
+                return
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
                 mixed = None
@@ -97,6 +81,96 @@ class Shard(Transform):
         finally:
             if started:
                 dist.destroy_process_group()
+
+
+def _pipelined(run: Run, p: Parallel) -> Run:
+    """Rank ``p.rank``'s stage of the model cut into ``p.pp`` stages by PyTorch's own pipelining: the model traced
+    (``torch.distributed.pipelining.pipeline``, torch.export) at one microbatch and split before evenly spaced
+    repeated blocks; the stage keeps the model's module names. Its inputs are the data on the first stage only (the
+    others receive activations)."""
+    import torch
+    from torch.distributed.pipelining import SplitPoint, pipeline
+    from torch.utils._pytree import tree_leaves, tree_map_only
+
+    from modelprof.errors import ModelError, one_line
+    from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
+
+    if run.device == "meta":
+        raise UsageError("--pp on --device meta is not built yet (torch.export traces the stages); use --device cpu",
+                         option="device")
+    model = run.model
+    try:
+        blocks = checkpointed_modules(model, (AUTO,))
+    except UsageError:
+        raise UsageError("--pp cuts the model between repeated blocks, and it has none") from None
+    if p.pp > len(blocks):
+        raise UsageError(f"--pp {p.pp} is more than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; a "
+                         "stage holds at least one")
+    names = {id(module): name for name, module in model.named_modules()}
+    spec = {names[id(blocks[round(i * len(blocks) / p.pp)])]: SplitPoint.BEGINNING for i in range(1, p.pp)}
+    inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
+    batch = len(inputs[0]) if inputs else 0
+    if not batch or batch % p.chunks:
+        raise UsageError(f"--microbatches {p.chunks}: the batch ({batch}) is not a multiple of it; give --batch N "
+                         "with N a multiple")
+
+    def microbatch(tensor):
+        return tensor[: batch // p.chunks] if tensor.dim() and len(tensor) == batch else tensor
+
+    mb_args, mb_kwargs = tree_map_only(torch.Tensor, microbatch, (run.args, run.kwargs))
+    config = getattr(model, "config", None)
+    if getattr(config, "use_cache", False):  # a training step keeps no KV cache (and export cannot return one)
+        config.use_cache = False
+    try:
+        pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
+    except Exception as exc:  # the model's own code cannot be traced as one graph
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
+                         f"{one_line(cause)}") from exc
+    stage = pipe.build_stage(p.rank, torch.device(run.device))
+    first = p.rank == 0
+    return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
+                   kwargs=run.kwargs if first else {})
+
+
+def _layout_refusal(workload: Workload) -> str | None:
+    """What a data- and tensor-parallel layout cannot do, or None."""
+    from modelprof.workload import TP_STYLES
+
+    p = workload.parallel
+    if p.microbatches:
+        return "--microbatches splits a pipelined step; it needs --pp N (N > 1)"
+    if p.gpus % p.tp:
+        return (f"--gpus {p.gpus} is not a multiple of --tp {p.tp}: the job is groups of {p.tp} "
+                "tensor-parallel ranks")
+    if p.dp > 1 and p.data is None:
+        groups = f" ({p.dp} data-parallel groups of --tp {p.tp})" if p.tp > 1 else ""
+        return f"--gpus {p.gpus} runs one rank of a job{groups}; say how it shards: --fsdp, --zero 2 or --ddp"
+    if p.tp > 1 and p.data is not None and p.data.replicated:
+        return (f"--tp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp (FSDP2 over the "
+                "data-parallel groups)")
+    bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES})
+    if bad:
+        return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES)}"
+    if p.tp_plan and p.tp == 1:
+        return "--tp-plan needs --tp N (N > 1)"
+    if p.data is not None and p.data.value != "fsdp" and workload.training is None:
+        names = {"ddp": "--ddp", "zero2": "--zero 2", "zero1": "--zero 1"}
+        return f"{names[p.data.value]} shards a training step; add --train"
+    return None
+
+
+def _pipeline_refusal(workload: Workload) -> str | None:
+    """What a pipelined step (``--pp``) cannot do yet, or None."""
+    p = workload.parallel
+    if p.gpus % p.pp:
+        return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
+    if p.tp > 1 or p.data is not None or p.gpus != p.pp:
+        return ("--pp with --tp or a data-parallel layout (or more GPUs than stages) is not built yet; "
+                f"count the pipeline alone: --pp {p.pp} --gpus {p.pp}")
+    if workload.training is None:
+        return "--pp runs a pipelined training step (PyTorch's GPipe schedule); add --train"
+    return None
 
 
 def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook whose annotations are strings)
