@@ -206,7 +206,7 @@ CONVENTION_OPTION = click.option(
 _PARALLEL_OPTIONS = (
     click.option("--gpus", type=click.IntRange(min=1), default=None,
                  help="Ranks in the job: count one rank's share of a sharded step (with --fsdp, --zero or --ddp); "
-                 "default: --tp (fit: without it, the fewest GPUs that fit)."),
+                 "default: --tp × --pp (fit: without it, the fewest GPUs that fit)."),
     click.option("--fsdp", is_flag=True, help="FSDP2 (ZeRO-3): parameters, gradients and optimizer state sharded, "
                  "one unit per repeated block."),
     click.option("--zero", type=click.Choice(["1", "2", "3"]), help="ZeRO stage: 3 is --fsdp; 1 is DDP with the "
