@@ -28,11 +28,11 @@ from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
 from modelprof.counting.memory import LiveMemory
 from modelprof.counting.tracker import ModuleTracker, class_name, tensor_shapes
 from modelprof.metrics import Phase
+from modelprof.prepare.base import attributes_wrapped
 from modelprof.reports.stats import ROOT, CommCall, InputInfo, LayerCost, Report, TotalCost, combine_rows
 
 aten = torch.ops.aten
 _WAIT = getattr(torch.ops._c10d_functional, "wait_tensor", None)
-_UNSET = object()  #: an attribute an instance did not hold itself
 
 
 def _specs(value: Any) -> Any:
@@ -213,17 +213,8 @@ class CostMode(TorchDispatchMode):
                     self.propagating -= 1
             return run
 
-        saved = {name: propagator.__dict__.get(name, _UNSET) for name in names}
-        try:
-            for name in names:
-                setattr(propagator, name, apart(getattr(propagator, name)))
+        with attributes_wrapped((propagator, name, apart) for name in names):
             yield
-        finally:
-            for name, own in saved.items():
-                if own is _UNSET:
-                    delattr(propagator, name)
-                else:
-                    setattr(propagator, name, own)
 
     def _count(self, func: Any, args: tuple, kwargs: dict) -> Any:
         packet = func.overloadpacket

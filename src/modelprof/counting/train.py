@@ -29,6 +29,7 @@ from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
 from modelprof.prepare import Run, prepared
+from modelprof.prepare.base import attributes_wrapped
 from modelprof.reports.stats import Report
 from modelprof.workload import Optimizer, Precision, Training, Workload
 
@@ -160,10 +161,9 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
             return method(*args, **kwargs)
         return run_it
 
-    for name in ("get_bwd_recv_ops", "backward_one_chunk"):
-        setattr(stage, name, backward_from_here(getattr(stage, name)))
     schedule = ScheduleGPipe(stage, p.chunks, loss_fn=loss_fn)
-    with session.phase(Phase.FORWARD), run.autocast(), \
+    backward_steps = ((stage, name, backward_from_here) for name in ("get_bwd_recv_ops", "backward_one_chunk"))
+    with session.phase(Phase.FORWARD), run.autocast(), attributes_wrapped(backward_steps), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
             if stage.is_first:

@@ -128,26 +128,33 @@ def tensors_replaced(run: Run, make: Callable[[Any], Any]) -> Iterator[None]:
             table[name] = original
 
 
-_NONE = object()  #: a module had no ``forward`` of its own
+_NONE = object()  #: an object had no instance attribute of that name of its own
 
 
 @contextlib.contextmanager
-def forwards_replaced(wrappers: Iterable[tuple[Any, Callable[[Any], Any]]]) -> Iterator[None]:
-    """For each ``(module, wrap)``, the module's ``forward`` replaced by ``wrap(module.forward)``, an instance
-    attribute, so the module keeps its class and name and calls keep ``nn.Module``'s fast path; on exit the
-    attribute is gone again, or is what it was (a ``forward`` the instance had of its own)."""
-    patched: list[tuple[Any, Any]] = []
+def attributes_wrapped(wrappers: Iterable[tuple[Any, str, Callable[[Any], Any]]]) -> Iterator[None]:
+    """For each ``(obj, name, wrap)``, ``obj.name`` replaced by ``wrap(obj.name)``, an instance attribute (the
+    object keeps its class); on exit the attribute is gone again, or is what it was (one the instance had of its
+    own)."""
+    patched: list[tuple[Any, str, Any]] = []
     try:
-        for module, wrap in wrappers:
-            patched.append((module, module.__dict__.get("forward", _NONE)))
-            module.__dict__["forward"] = wrap(module.forward)
+        for obj, name, wrap in wrappers:
+            patched.append((obj, name, obj.__dict__.get(name, _NONE)))
+            obj.__dict__[name] = wrap(getattr(obj, name))
         yield
     finally:
-        for module, own in reversed(patched):
+        for obj, name, own in reversed(patched):
             if own is _NONE:
-                module.__dict__.pop("forward", None)
+                obj.__dict__.pop(name, None)
             else:
-                module.__dict__["forward"] = own
+                obj.__dict__[name] = own
+
+
+def forwards_replaced(wrappers: Iterable[tuple[Any, Callable[[Any], Any]]]) -> contextlib.AbstractContextManager:
+    """For each ``(module, wrap)``, the module's ``forward`` replaced by ``wrap(module.forward)``
+    (:func:`attributes_wrapped`), so the module keeps its class and name and calls keep ``nn.Module``'s fast
+    path."""
+    return attributes_wrapped((module, "forward", wrap) for module, wrap in wrappers)
 
 
 @contextlib.contextmanager
