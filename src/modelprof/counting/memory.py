@@ -31,15 +31,25 @@ def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:
     found: dict[int, torch.UntypedStorage] = {}
     for value in values:
         if isinstance(value, torch.Tensor):
-            value = getattr(value, "_local_tensor", value)  # a DTensor holds this rank's shard
-            storage = value.untyped_storage()
-            found[id(storage)] = storage
+            for tensor in _holders(value):
+                storage = tensor.untyped_storage()
+                found[id(storage)] = storage
     return found
 
 
-def _inner_tensors(wrapper: torch.Tensor) -> list[torch.Tensor]:
-    """The tensors a wrapper subclass holds (its ``__tensor_flatten__`` attributes that are tensors)."""
-    return [t for name in wrapper.__tensor_flatten__()[0] if isinstance(t := getattr(wrapper, name), torch.Tensor)]
+def _is_wrapper(tensor: torch.Tensor) -> bool:
+    """A tensor subclass that wraps others and holds no memory of its own (a DTensor around this rank's shard, a
+    functional collective's ``AsyncCollectiveTensor``); the plain-tensor test first, as most tensors are."""
+    return type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor)
+
+
+def _holders(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors that hold ``tensor``'s memory: itself, or a wrapper's inner tensors (its ``__tensor_flatten__``
+    attributes that are tensors), unwrapped in turn."""
+    if not _is_wrapper(tensor):
+        return [tensor]
+    inner = (getattr(tensor, name) for name in tensor.__tensor_flatten__()[0])
+    return [held for t in inner if isinstance(t, torch.Tensor) for held in _holders(t)]
 
 
 def storage_bytes(tensors: Iterable[Any]) -> int:
@@ -114,11 +124,9 @@ class LiveMemory:
         self._moved()
 
     def _count(self, tensor: torch.Tensor) -> None:
-        if type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor):
-            # a wrapper (a functional collective's AsyncCollectiveTensor) holds no memory of its own: its inner
-            # tensors do
-            for inner in _inner_tensors(tensor):
-                self._count(inner)
+        if _is_wrapper(tensor):
+            for held in _holders(tensor):
+                self._count(held)
             return
         storage = tensor.untyped_storage()
         key = id(storage)
@@ -138,9 +146,9 @@ class LiveMemory:
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         """The pack hook: charge a saved storage to the running row, once (a wrapper's inner tensors')."""
-        if type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor):
-            for inner in _inner_tensors(tensor):
-                self.pack(inner)
+        if _is_wrapper(tensor):
+            for held in _holders(tensor):
+                self.pack(held)
             return tensor
         storage = tensor.untyped_storage()
         key = id(storage)
