@@ -189,7 +189,7 @@ def fewest_gpus(source: ModelSource, workload: Workload, memory: int, batch: int
                          "given")
     return GpuFit(memory=memory, batch=batch, train=workload.training is not None, layout=layout,
                   peaks=tuple(GpuPoint(n, v) for n, v in sorted(peaks.items())), fewest=fewest,
-                  peak_at_fewest=peaks[fewest], memory_source=memory_source)
+                  memory_source=memory_source)
 
 
 def parse_memory(text: str) -> tuple[int, str]:

@@ -289,15 +289,13 @@ def bench_document(report: BenchReport) -> Document:
     title = f"{report.model}  ({units.inputs(report.inputs)}; {report.device})"
     notes = tuple(Note(line) for line in _bench_summary(report) + _throughput_chart(report))
     if report.ranks:  # a job's ranks get a table of their own (rank 0's result is the sweep's one row)
-        blocks = notes
+        blocks = (*notes, *_rank_blocks(report))
     else:
         blocks = (Table(columns, rows), *notes) if report.sweep else notes[:1]
     if report.layers is not None:
         blocks += _layer_blocks(report.layers)
     if report.generation is not None:
         blocks += _generation_blocks(report.generation)
-    if report.ranks:
-        blocks += _rank_blocks(report)
     return Document(report.KIND, title, blocks, report.to_dict())
 
 

@@ -73,8 +73,15 @@ class GpuFit(Saved):
     layout: str
     peaks: tuple[GpuPoint, ...]
     fewest: int
-    peak_at_fewest: int
     memory_source: str = ""
+
+    @property
+    def peak_at_fewest(self) -> int:
+        """One GPU's peak on the fewest GPUs (counted: it is among ``peaks``)."""
+        return dict(self.peaks)[self.fewest]
+
+    def json_derived(self, parent: Any = None) -> dict[str, Any]:
+        return {"peak_at_fewest": self.peak_at_fewest}
 
 
 @dataclass(frozen=True)
