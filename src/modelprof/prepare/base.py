@@ -60,13 +60,11 @@ class Run:
                                                              p.describe(), *held_parameters(self.model)))
         if self.fake_mode is not None:  # fake CPU tensors stood in for meta ones
             report = replace(report, device=self.device)
-        if self.mixed_precision is not None:
-            return replace(report, device=self.device, dtype=f"{report.dtype}, FSDP mixed precision "
-                                                             f"{str(self.mixed_precision).removeprefix('torch.')}")
-        if self.autocast_dtype is None:
+        how, dtype = (("FSDP mixed precision", self.mixed_precision) if self.mixed_precision is not None
+                      else ("autocast", self.autocast_dtype))
+        if dtype is None:
             return report
-        return replace(report, device=self.device,
-                       dtype=f"{report.dtype}, autocast {str(self.autocast_dtype).removeprefix('torch.')}")
+        return replace(report, dtype=f"{report.dtype}, {how} {str(dtype).removeprefix('torch.')}")
 
     def with_inputs(self, make: Callable[[Any], Any]) -> Run:
         """This run with ``make`` applied to every tensor input."""
