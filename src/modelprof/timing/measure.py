@@ -116,11 +116,8 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
     ``time.perf_counter`` readings and peak memory is the process's peak resident memory.
     """
     device = torch.device(device)
-    comm = None
     with prepared(model, args, kwargs, workload, owned=True) as run:
-        samples, pipelined, peak = _timed(run, batch, device, settings, workload, progress)
-        if collectives:
-            comm = _collective_seconds(run, workload, device)
+        samples, pipelined, peak, comm = _timed(run, batch, device, settings, workload, progress, collectives)
     stats = LatencyStats.from_samples(samples)
     return BatchResult(batch=batch, latency=stats, throughput=batch / stats.mean, peak_memory=peak,
                        pipelined_throughput=pipelined, collectives=comm)
@@ -130,15 +127,14 @@ def measure(model: nn.Module, args: tuple, kwargs: dict, batch: int, device: tor
 _BACKEND_EVENTS = ("gloo:", "nccl")
 
 
-def _collective_seconds(run: Run, workload: Workload, device: torch.device) -> float:
-    """Seconds the backend spent in collectives during one more call, under ``torch.profiler``: gloo's events on
-    CPU, kernels whose name says NCCL on CUDA (each rank makes this call, so the collectives still pair up)."""
+def _collective_seconds(call: Callable[[], object], device: torch.device) -> float:
+    """Seconds the backend spent in collectives during one more ``call``, under ``torch.profiler``: gloo's events
+    on CPU, kernels whose name says NCCL on CUDA (each rank makes this call, so the collectives still pair up)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
-    context, call = _how_to_run(run, workload)
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    with context, profile(activities=activities) as prof:
+    with profile(activities=activities) as prof:
         call()
         if cuda:
             torch.cuda.synchronize(device)
@@ -153,8 +149,9 @@ def _collective_seconds(run: Run, workload: Workload, device: torch.device) -> f
 
 
 def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings, workload: Workload,
-           progress: Progress | None) -> tuple[list[float], float | None, int]:
-    """The raw samples, the pipelined throughput (CUDA) and the peak memory of one measurement."""
+           progress: Progress | None, collectives: bool = False) -> tuple[list[float], float | None, int, float | None]:
+    """The raw samples, the pipelined throughput (CUDA), the peak memory of one measurement and, with
+    ``collectives``, the seconds of one more call spent in collectives (after the peak is read)."""
     cuda = device.type == "cuda"
     clock = CudaClock() if cuda else CpuClock()
     context, call = _how_to_run(run, workload)
@@ -182,7 +179,8 @@ def _timed(run: Run, batch: int, device: torch.device, settings: TimingSettings,
                 break
         pipelined = _pipelined_throughput(call, batch, len(samples)) if cuda else None
         peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
-    return samples, pipelined, peak
+        comm = _collective_seconds(call, device) if collectives else None
+    return samples, pipelined, peak, comm
 
 
 def _all_done(done: bool) -> bool:
