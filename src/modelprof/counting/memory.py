@@ -37,10 +37,14 @@ def _storages(values: Iterable[Any]) -> dict[int, torch.UntypedStorage]:
     return found
 
 
+#: the tensor classes that hold their own memory, told apart at once from wrapper subclasses (most tensors are these)
+_PLAIN = frozenset({torch.Tensor, torch.nn.Parameter, getattr(torch.nn, "Buffer", torch.Tensor)})
+
+
 def _is_wrapper(tensor: torch.Tensor) -> bool:
     """A tensor subclass that wraps others and holds no memory of its own (a DTensor around this rank's shard, a
     functional collective's ``AsyncCollectiveTensor``); the plain-tensor test first, as most tensors are."""
-    return type(tensor) is not torch.Tensor and is_traceable_wrapper_subclass(tensor)
+    return type(tensor) not in _PLAIN and is_traceable_wrapper_subclass(tensor)
 
 
 def _holders(tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -71,21 +75,25 @@ class LiveMemory:
         self.live = 0
         self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
         self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
+        self._moved_in: Phase | None = None  #: the phase of the last peak check
         self.saved: Counter = Counter()
         self._saved: dict[int, weakref.ref] = {}
 
     def track(self, output: Any) -> None:
         """Count the storages ``output`` created (once each, until freed) and move the peak."""
+        live = self.live
         if isinstance(output, torch.Tensor):
             self._count(output)
         else:
             for value in leaves((output,)):
                 if isinstance(value, torch.Tensor):
                     self._count(value)
-        self._moved()
+        # only new storage can move the peak within a phase (not a view, an in-place op or a free one)
+        if self.live > live or self.tracker.phase is not self._moved_in:
+            self._moved()
 
     def _moved(self) -> None:
-        phase = self.tracker.phase
+        phase = self._moved_in = self.tracker.phase
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
             self.phase_peak_at[phase] = self.tracker.current

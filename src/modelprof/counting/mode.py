@@ -48,14 +48,22 @@ def _specs(value: Any) -> Any:
     return value
 
 
-def _signature(value: Any) -> Any:
-    """What a formula can see of ``value``, hashable: tensors by shape and dtype, containers as tuples. (Elements
-    of a list or tuple are read in line: an op's arguments are mostly tensors, numbers and lists of numbers.)"""
-    if isinstance(value, torch.Tensor):
+#: the argument types a formula sees as they are, told apart first: most of an op's arguments are numbers
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+
+
+def _signature(value: Any, tensor: type = torch.Tensor, sequence: tuple = (list, tuple), plain: frozenset = _PLAIN
+               ) -> Any:
+    """What a formula can see of ``value``, hashable: tensors by shape and dtype, lists and tuples (the named tuples
+    of ``torch.return_types`` too) by their type and elements, dicts by their items. (Tests in the order of how
+    often they hold: it runs on every argument of every op.)"""
+    cls = type(value)
+    if cls in plain:
+        return value
+    if isinstance(value, tensor):
         return value.shape, value.dtype
-    if isinstance(value, list | tuple):
-        return type(value), *[(v.shape, v.dtype) if isinstance(v, torch.Tensor)
-                              else _signature(v) if isinstance(v, list | tuple | dict) else v for v in value]
+    if isinstance(value, sequence):
+        return cls, *map(_signature, value)
     if isinstance(value, dict):
         return tuple((k, _signature(v)) for k, v in value.items())
     return value
@@ -184,7 +192,20 @@ class CostMode(TorchDispatchMode):
                 return NotImplemented  # and are counted at the shards' sizes
             if kind == "propagation":  # DTensor working out an output's sharding: no work of the step
                 return func(*args, **kwargs)
-        out = self._count(func, args, kwargs)
+        packet = func.overloadpacket
+        formula = self.formulas.get(packet)
+        if formula is not None:
+            out = self._charged(func, packet, formula, args, kwargs)
+        elif packet in self.free:
+            out = func(*args, **kwargs)
+            # ``wait_tensor`` hands back the tensor it waited on; a fake tensor's kernel makes a new one, which
+            # would count its bytes twice in a ``--device meta`` sharded run
+            if packet is _WAIT:
+                out = args[0]
+        elif packet in COLLECTIVES:
+            out = self._collective(func, packet, args, kwargs)
+        else:
+            out = self._uncounted(func, packet, args, kwargs)
         if self.memory is not None:
             self.memory.track(out)
         return out
@@ -216,16 +237,11 @@ class CostMode(TorchDispatchMode):
         with attributes_wrapped((propagator, name, apart) for name in names):
             yield
 
-    def _count(self, func: Any, args: tuple, kwargs: dict) -> Any:
-        packet = func.overloadpacket
-        formula = self.formulas.get(packet)
-        if formula is None:
-            if packet in COLLECTIVES:
-                return self._collective(func, packet, args, kwargs)
-            return self._uncounted(func, packet, args, kwargs)
+    def _charged(self, func: Any, packet: Any, formula: Formula, args: tuple, kwargs: dict) -> Any:
+        """Run an op that has a formula and charge its cost to the running row in the running phase."""
         out = _run(func, args, kwargs)
         try:  # a formula sees shapes, dtypes and plain values only, so an op seen before costs what it did
-            signature = (formula, func, _signature(args), _signature(kwargs), _signature(out))
+            signature = (formula, func, _signature(args), _signature(kwargs) if kwargs else None, _signature(out))
             sums = _COSTS.get(signature)
         except TypeError:  # something unhashable among the arguments
             signature, sums = None, None
@@ -235,11 +251,7 @@ class CostMode(TorchDispatchMode):
                 if len(_COSTS) >= _COSTS_KEPT:
                     _COSTS.clear()
                 _COSTS[signature] = sums
-        key = (self.tracker.current, self.tracker.phase)
-        record = self.records.get(key)
-        if record is None:
-            record = self.records[key] = Record()
-        record.add(sums, packet.__name__)
+        self._add(self.tracker.current, sums, packet.__name__)
         return out
 
     def _collective(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
@@ -261,11 +273,15 @@ class CostMode(TorchDispatchMode):
     def charge(self, row: str, flops: int, label: str) -> None:
         """Add ``flops`` to ``row`` in the current phase, as one call of ``label`` (a peer's module or function
         rule, which no aten op carries)."""
+        self._add(row, tuple(flops if source == "flops" else 0 for source in SOURCES), label)
+
+    def _add(self, row: str, sums: tuple[int, ...], op: str) -> None:
+        """Add one op's quantities to ``row`` in the current phase."""
         key = (row, self.tracker.phase)
         record = self.records.get(key)
         if record is None:
             record = self.records[key] = Record()
-        record.add(tuple(flops if source == "flops" else 0 for source in SOURCES), label)
+        record.add(sums, op)
 
     @staticmethod
     def _cost(func: Any, formula: Formula, args: tuple, kwargs: dict, out: Any) -> Any:
@@ -275,12 +291,7 @@ class CostMode(TorchDispatchMode):
             raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
 
     def _uncounted(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
-        """An op with no formula: free, decomposed into ops that have one, or listed as unsupported."""
-        if packet in self.free:
-            out = func(*args, **kwargs)
-            # ``wait_tensor`` hands back the tensor it waited on; a fake tensor's kernel makes a new one, which
-            # would count its bytes twice in a ``--device meta`` sharded run
-            return args[0] if packet is _WAIT else out
+        """An op with no formula and not free: decomposed into ops that have one, or listed as unsupported."""
         if _has_decomposition(func):
             with self:
                 result = func.decompose(*args, **kwargs)
