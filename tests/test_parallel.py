@@ -612,8 +612,41 @@ def test_pipeline_stages_compute_their_blocks_of_the_whole_batch(run) -> None:
                     (whole[name]["flops"], whole[name]["bwd_flops"], whole[name]["params"]), name
     comm = [{(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in stage["comm"]} for stage in stages]
     assert comm[1][("send", "backward")] == comm[0][("recv", "backward")] == (6, 2 * (32 + 4 + 4) * 1024)
-    assert stages[0]["parallel"]["describe"] == "pp 2, 2 microbatches"
+    assert stages[0]["parallel"]["describe"] == "pp 2, 2 microbatches, GPipe"
     assert all(not stage["unsupported"] for stage in stages)
+
+
+def test_pipeline_1f1b_holds_fewer_microbatches_for_the_same_work(run) -> None:
+    """MlpNet's two Mlp blocks on 2 stages, 4 microbatches of 2 from a batch of 8; stage 0 holds blocks.0. Per
+    microbatch, by hand: the ReLU saves its output, (2, 32) float32 = 256 B (fc1's input is the stage's input chunk,
+    fc2's is the ReLU output), so 4 · 256 = 1,024 B saved in either order, charged to blocks.0 (the ReLU is a
+    function in its forward), and the stage's (2, 16) output, 128 B, is kept to the end of the step for its result.
+    GPipe runs F0 F1 F2 F3 B0 B1 B2 B3; 1F1B on stage 0 (warm-up: 2 stages - stage 0 = 2 forwards) F0 F1 B0 F2 B1
+    F3 B2 B3. The backward's peak is at B1, the first backward that accumulates into existing gradients (a
+    temporary per weight gradient): GPipe holds microbatches 1-3's ReLU outputs and 4 stage outputs there, 1F1B
+    holds 1-2's and 3 (F3 has not run): 256 + 128 = 384 B less. The work is the same: every row's Flops, and every
+    send and receive in the phase of the chunk it belongs to (1F1B fires a forward send together with a backward
+    receive)."""
+    base = ["stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp", "2",
+            "--microbatches", "4", "--format", "json"]
+    reports = {}
+    for schedule in ("gpipe", "1f1b"):
+        code, out, err = run(*base, "--schedule", schedule)
+        assert code == 0, err
+        reports[schedule] = json.loads(out)
+    gpipe, one = reports["gpipe"], reports["1f1b"]
+    assert one["parallel"]["describe"] == "pp 2, 4 microbatches, 1F1B"
+    assert gpipe["memory"]["saved"] == one["memory"]["saved"] == 4 * 2 * 32 * 4
+    assert [r["saved"] for r in one["layers"] if r["name"] == "blocks.0"] == [1024]
+    backward = {name: r["memory"]["phase_peaks"]["backward"] for name, r in reports.items()}
+    assert backward["gpipe"] - backward["1f1b"] == 256 + 128
+    assert [(r["name"], r["flops"], r["bwd_flops"]) for r in gpipe["layers"]] == \
+        [(r["name"], r["flops"], r["bwd_flops"]) for r in one["layers"]]
+    assert gpipe["comm"] == one["comm"]
+    # the gradients of the hidden states come back in the backward: 4 microbatches · (2, 16) float32
+    assert {(c["kind"], c["phase"]): c["bytes"] for c in one["comm"]}[("recv", "backward")] == 4 * 2 * 16 * 4
+    code, out, err = run(*base[:-6], "--pp", "2", "--microbatches", "1", "--schedule", "1f1b")
+    assert code == 2 and "--schedule 1f1b needs at least as many microbatches as stages" in err, err
 
 
 def test_pipeline_refusals(run) -> None:
@@ -622,7 +655,8 @@ def test_pipeline_refusals(run) -> None:
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
                            (["--pp", "2", "--fsdp", "--gpus", "4"], "is not built yet"),
-                           (["--microbatches", "2"], "needs --pp")):
+                           (["--microbatches", "2"], "needs --pp"),
+                           (["--schedule", "1f1b"], "--schedule is for a pipelined step; it needs --pp")):
         code, out, err = run(*base, *extra)
         assert code == 2 and message in err and out == "", (extra, err)
     code, out, err = run("stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--pp", "2")

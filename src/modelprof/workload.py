@@ -122,6 +122,10 @@ class DataParallel(StrEnum):
 TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
 
 
+#: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).
+SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B"}
+
+
 @dataclass(frozen=True)
 class Parallel:
     """The job a step runs in (torchtitan's ``ParallelismConfig``): ``gpus`` ranks, the data-parallel layout
@@ -129,7 +133,10 @@ class Parallel:
     weight; ``gpus // tp`` data-parallel groups), the TP plan (module-name pattern -> style; empty: the model's own)
     and the ``rank`` whose share is counted (rank 0 by default; rank r is data-parallel rank ``r // tp``,
     tensor-parallel rank ``r % tp``); ``pp`` pipeline stages, each a contiguous run of the model's repeated blocks,
-    fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone)."""
+    fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone) in the
+    order of ``schedule``: GPipe (every forward, then every backward) or 1F1B (after a warm-up of as many forwards as
+    stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
+    activations)."""
 
     gpus: int = 1
     data: DataParallel | None = None
@@ -138,6 +145,7 @@ class Parallel:
     tp_plan: tuple[tuple[str, str], ...] = ()
     pp: int = 1
     microbatches: int = 0
+    schedule: str = "gpipe"  #: the pipeline schedule: ``gpipe`` or ``1f1b`` (:data:`SCHEDULES`)
 
     def __post_init__(self) -> None:
         if self.data is not None:
@@ -164,7 +172,7 @@ class Parallel:
         """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``."""
         data = self.data.value if self.data else None
         if self.pp > 1:
-            return f"pp {self.pp}, {self.chunks} microbatches"
+            return f"pp {self.pp}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
         if self.tp == 1:
             return data or "one rank"
         return f"{data} {self.dp} × tp {self.tp}" if data else f"tp {self.tp}"

@@ -174,6 +174,9 @@ class CostMode(TorchDispatchMode):
         self.fake_run = self.wrappers and any(_is_fake(getattr(p, "_local_tensor", p))
                                               for p in tracker.parameters.values())
         self.propagating = 0  #: how deep in DTensor's sharding propagation the run is (:meth:`propagation_apart`)
+        #: id of a pipeline send's or receive's tensor -> the phase it belongs to, when that is not the running one
+        #: (1F1B fires a forward send with a backward receive); each is used once
+        self.p2p_phases: dict[int, Phase] = {}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -264,7 +267,10 @@ class CostMode(TorchDispatchMode):
             for tensor in out if isinstance(out, list | tuple) else (out,):
                 torch.ops._c10d_functional.wait_tensor(tensor)
         kind, rule = COLLECTIVES[packet]
-        key = (kind, self.tracker.phase, self.tracker.current)
+        phase = self.tracker.phase
+        if self.p2p_phases and args and isinstance(args[0], list) and args[0]:  # c10d send/recv_: (tensors, ...)
+            phase = self.p2p_phases.pop(id(args[0][0]), phase)
+        key = (kind, phase, self.tracker.current)
         entry = self.comm.setdefault(key, [0, 0])
         entry[0] += 1
         entry[1] += collective_bytes(rule, _specs(args), _specs(out))

@@ -14,6 +14,7 @@ learning rate of 0, which runs every op of a real step but leaves the parameters
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -142,28 +143,27 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
 
 
 def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> Any:
-    """One pipelined step of this rank's stage, as PyTorch's GPipe schedule runs it: the forward of every
-    microbatch (received from the stage before, sent to the one after; the loss on the last stage), then the
-    backward of every microbatch. The backward phase starts at the stage's first backward step (its gradient
-    receive, or its first backward chunk on the last stage) and stays on: GPipe runs no forward after it."""
-    from torch.distributed.pipelining import ScheduleGPipe
+    """One pipelined step of this rank's stage, as PyTorch's schedule (``--schedule``: GPipe or 1F1B) runs it: the
+    forward of each microbatch (received from the stage before, sent to the one after; the loss on the last stage)
+    and its backward, in the schedule's order. The phase is the kind of the chunk that runs (the gradients' scaling
+    after the last backward chunk is backward work); a send or receive belongs to the kind of chunk it feeds or
+    follows, though 1F1B fires a forward send together with a backward receive (``CostMode.p2p_phases``)."""
+    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
 
     stage, p = run.pipeline, run.parallel
-    tracker = session.tracker
+    tracker, phases = session.tracker, session.mode.p2p_phases
 
     def loss_fn(output: Any, target: Any) -> Any:
         with session.phase(Phase.FORWARD, LOSS):
             return _loss(loss, output, ())
 
-    def backward_from_here(method: Any) -> Any:
-        def run_it(*args: Any, **kwargs: Any) -> Any:
-            tracker.phase = Phase.BACKWARD
-            return method(*args, **kwargs)
-        return run_it
-
-    schedule = ScheduleGPipe(stage, p.chunks, loss_fn=loss_fn)
-    backward_steps = ((stage, name, backward_from_here) for name in ("get_bwd_recv_ops", "backward_one_chunk"))
-    with session.phase(Phase.FORWARD), run.autocast(), attributes_wrapped(backward_steps), \
+    chunk, p2p = functools.partial(_chunk_in, tracker), functools.partial(_p2p_in, phases)
+    steps = (("forward_one_chunk", chunk(Phase.FORWARD)), ("backward_one_chunk", chunk(Phase.BACKWARD)),
+             ("get_fwd_recv_ops", p2p(Phase.FORWARD)), ("get_fwd_send_ops", p2p(Phase.FORWARD)),
+             ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
+    schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stage, p.chunks, loss_fn=loss_fn)
+    with session.phase(Phase.FORWARD), run.autocast(), \
+            attributes_wrapped((stage, name, wrap) for name, wrap in steps), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
             if stage.is_first:
@@ -175,6 +175,29 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
             raise
         except Exception as exc:
             raise ModelError(f"the pipelined step failed on stage {p.rank}: {one_line(exc)}") from exc
+        finally:
+            phases.clear()
+
+
+def _chunk_in(tracker: Any, phase: Phase) -> Callable[[Any], Any]:
+    """A wrapper for a stage's chunk method: the phase is ``phase`` from the chunk on."""
+    def wrap(method: Any) -> Any:
+        def run_it(*args: Any, **kwargs: Any) -> Any:
+            tracker.phase = phase
+            return method(*args, **kwargs)
+        return run_it
+    return wrap
+
+
+def _p2p_in(phases: dict[int, Phase], phase: Phase) -> Callable[[Any], Any]:
+    """A wrapper for a stage's send- or receive-op method: each op's tensor is marked as ``phase``'s."""
+    def wrap(method: Any) -> Any:
+        def ops(*args: Any, **kwargs: Any) -> Any:
+            found = method(*args, **kwargs)
+            phases.update((id(op.tensor), phase) for op in found)
+            return found
+        return ops
+    return wrap
 
 
 def _zero1(run: Run) -> bool:

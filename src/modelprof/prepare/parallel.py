@@ -138,8 +138,8 @@ def _layout_refusal(workload: Workload) -> str | None:
     from modelprof.workload import TP_STYLES
 
     p = workload.parallel
-    if p.microbatches:
-        return "--microbatches splits a pipelined step; it needs --pp N (N > 1)"
+    if p.microbatches or p.schedule != "gpipe":
+        return f"--{'microbatches' if p.microbatches else 'schedule'} is for a pipelined step; it needs --pp N (N > 1)"
     if p.gpus % p.tp:
         return (f"--gpus {p.gpus} is not a multiple of --tp {p.tp}: the job is groups of {p.tp} "
                 "tensor-parallel ranks")
@@ -169,7 +169,10 @@ def _pipeline_refusal(workload: Workload) -> str | None:
         return ("--pp with --tp or a data-parallel layout (or more GPUs than stages) is not built yet; "
                 f"count the pipeline alone: --pp {p.pp} --gpus {p.pp}")
     if workload.training is None:
-        return "--pp runs a pipelined training step (PyTorch's GPipe schedule); add --train"
+        return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
+    if p.schedule == "1f1b" and p.chunks < p.pp:
+        return (f"--schedule 1f1b needs at least as many microbatches as stages: --microbatches {p.pp} or more "
+                f"(given {p.chunks})")
     return None
 
 
