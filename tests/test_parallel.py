@@ -97,10 +97,17 @@ def test_zero2_gathers_once_and_ddp_all_reduces_once() -> None:
     assert (ddp.memory.parameters, ddp.memory.gradients) == (3 * BLOCK_BYTES, 3 * BLOCK_BYTES)
 
 
-def fsdpmemtracker_peaks(model: nn.Module, x: torch.Tensor = X) -> tuple[int, int]:
+#: FSDPMemTracker's categories -> modelprof's parts of the peak
+FSDPMEMTRACKER_PARTS = {"Sharded Param": "parameters", "Unsharded Param": "gathered parameters", "Buffer": "buffers",
+                        "Sharded Grad": "gradients", "Unsharded Grad": "gradients", "Activation": "activations",
+                        "Temp": "temporary", "All Gather": "communication buffers",
+                        "Reduce Scatter": "communication buffers", "OptState": "optimizer state", "Inputs": "inputs"}
+
+
+def fsdpmemtracker_peaks(model: nn.Module, x: torch.Tensor = X) -> tuple[int, int, dict[str, int]]:
     """PyTorch's FSDPMemTracker on the sharded ``model`` called on ``x``: its peak around a forward, and around a
     whole AdamW step, of a running loop (after one step, so the optimizer state exists; the output held through the
-    backward, as ``out = model(x)`` holds it)."""
+    backward, as ``out = model(x)`` holds it), and what the whole step's peak is made of, in modelprof's names."""
     from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 
     optimizer = torch.optim.AdamW(model.parameters())
@@ -118,7 +125,13 @@ def fsdpmemtracker_peaks(model: nn.Module, x: torch.Tensor = X) -> tuple[int, in
         out.sum().backward()
         optimizer.step()
         optimizer.zero_grad()
-    return tuple(next(iter(t.get_tracker_snapshot("peak").values()))["Total"] for t in (forward, whole))
+    forward_peak, whole_peak = (next(iter(t.get_tracker_snapshot("peak").values())) for t in (forward, whole))
+    parts: dict[str, int] = {}
+    for kind, size in whole_peak.items():
+        if kind != "Total" and size:
+            name = FSDPMEMTRACKER_PARTS[str(kind.value)]
+            parts[name] = parts.get(name, 0) + size
+    return forward_peak["Total"], whole_peak["Total"], parts
 
 
 @pytest.mark.parametrize(("amp", "checkpointed"), [(False, False), (True, False), (False, True), (True, True)])
@@ -143,7 +156,7 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
                 block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
             fully_shard(block, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
-        forward, whole = fsdpmemtracker_peaks(model)
+        forward, whole, parts = fsdpmemtracker_peaks(model)
     finally:
         dist.destroy_process_group()
     workload = Workload(Training(), Precision(amp=amp), Checkpointing(("Block",) if checkpointed else ()),
@@ -156,6 +169,10 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
         assert abs(memory.peak - whole) <= 0.005 * whole
     else:
         assert memory.peak == whole
+        # what the peak is made of, byte for byte, but for the loss's seed gradient (a 4-byte ones_like), made
+        # before any module's backward hook ran: an activation to the tracker, a backward temporary here
+        seed = {"activations": 4, "temporary": -4}
+        assert {kind: size + seed.get(kind, 0) for kind, size in memory.peak_parts.items() if size} == parts
     assert report.dtype == ("float32, FSDP mixed precision bfloat16" if amp else "float32")
     assert not report.unsupported  # FSDP2's mixed-precision copies (_foreach_copy_) are counted too
 
@@ -225,7 +242,7 @@ def test_fsdp_peaks_equal_fsdpmemtracker_on_a_cnn_and_a_decoder(kind: str, world
         for unit in model.blocks if kind == "cnn" else model.lm.model.layers:
             fully_shard(unit)
         fully_shard(model)
-        forward, whole = fsdpmemtracker_peaks(model, x)
+        forward, whole, _parts = fsdpmemtracker_peaks(model, x)
     finally:
         dist.destroy_process_group()
     report = count_costs(copy.deepcopy(base), (x,), workload=Workload(Training(), parallel=Parallel(world, "fsdp")))
@@ -392,7 +409,7 @@ def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
         for block in model.blocks:
             fully_shard(block, mesh=mesh["dp"])
         fully_shard(model, mesh=mesh["dp"])
-        forward, _whole = fsdpmemtracker_peaks(model)
+        forward, _whole, _parts = fsdpmemtracker_peaks(model)
     finally:
         dist.destroy_process_group()
     assert tp_step(gpus=4, data="fsdp").memory.phase_peaks["forward"] == forward

@@ -197,6 +197,48 @@ def test_peak_memory_agrees_with_memtracker(train, batch):
     assert abs(report.memory.peak - reference) <= 0.05 * reference  # goal: within 5 %
 
 
+#: MemTracker's categories -> modelprof's parts of the peak (its ``Other`` holds the inputs given to track_external)
+MEMTRACKER_PARTS = {"Parameter": "parameters", "Buffer": "buffers", "Other": "inputs", "Gradient": "gradients",
+                    "Optstate": "optimizer state", "Activation": "activations", "Temp": "temporary"}
+
+
+def memtracker_peak_parts(model, args):
+    """What PyTorch's MemTracker says the peak of a running AdamW loop's step (the second: the first made the
+    optimizer state) is made of, in modelprof's names; the output and the loss held to the end of the step, as a
+    loop's ``loss = ...`` does."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
+    tracker = MemTracker()
+    tracker.track_external(model, optimizer, *args)
+    with tracker:
+        for step in range(2):
+            if step:
+                tracker.reset_mod_stats()
+            output = model.train()(*args)
+            loss = output.sum()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            del output, loss
+    snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
+    parts = {MEMTRACKER_PARTS[str(kind.value)]: size for kind, size in snapshot.items() if kind != "Total" and size}
+    return parts, snapshot["Total"]
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18"])
+def test_the_peak_is_made_of_what_memtracker_says(name):
+    """The peak's make-up (parameters, buffers, inputs, gradients, optimizer state, activations, temporaries) is
+    MemTracker's on the same AdamW step, byte for byte: gradients as soon as autograd computes them (its two
+    gradient hooks), everything the optimizer's step makes as its state, as MemTracker counts them."""
+    model, x = (mlp(), torch.randn(3, 4)) if name == "mlp" else (resnet18(num_classes=10), torch.randn(4, 3, 64, 64))
+    report = count_train_step(model, (x,), optimizer="adamw")
+    parts, total = memtracker_peak_parts(model, (x,))
+    assert report.memory.peak == total == sum(report.memory.peak_parts.values())
+    assert {kind: size for kind, size in report.memory.peak_parts.items() if size} == parts
+
+
 def test_amp_memory_by_hand():
     report = count_train_step(mlp(), (torch.randn(3, 4),), optimizer="adam", precision=Precision(amp=True))
     memory, rows = report.memory, {r.name: r for r in report.layers}

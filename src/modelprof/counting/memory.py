@@ -61,8 +61,18 @@ def storage_bytes(tensors: Iterable[Any]) -> int:
     return sum(s.nbytes() for s in _storages(tensors).values())
 
 
+#: What an op-made storage holds, for the make-up of the peak (PyTorch's ``MemTracker`` and ``FSDPMemTracker`` name
+#: the same categories ACT, TEMP, GRAD, OPT, UNSHARDED_PARAM, ALL_GATHER and REDUCE_SCATTER): made in a forward (or
+#: a forward recomputed in the backward), made in the backward, a parameter's gradient, made in the optimizer's
+#: step, a parameter FSDP gathered, a buffer a collective works on.
+ACTIVATIONS, TEMPORARY, GRADIENTS, OPTIMIZER_STATE = "activations", "temporary", "gradients", "optimizer state"
+GATHERED, COMMUNICATION = "gathered parameters", "communication buffers"
+MADE = (ACTIVATIONS, TEMPORARY, GRADIENTS, OPTIMIZER_STATE, GATHERED, COMMUNICATION)
+
+
 class LiveMemory:
-    """Op-made storage alive now and at its peak; a ``saved_tensors_hooks`` pack hook for saved activations."""
+    """Op-made storage alive now and at its peak, by what it holds; a ``saved_tensors_hooks`` pack hook for saved
+    activations."""
 
     def __init__(self, tracker: ModuleTracker, static: Iterable[torch.Tensor]) -> None:
         self.tracker = tracker
@@ -71,23 +81,27 @@ class LiveMemory:
         self._static_ids = set(static_storages)
         self._keep = list(static_storages.values())  # so their ids stay theirs for the run
         self._alive: dict[int, weakref.ref] = {}
-        self._sizes: dict[weakref.ref, tuple[int, int]] = {}  #: each live storage's ref -> (its id, its bytes)
+        #: each live storage's ref -> (its id, its bytes, what it holds: one of MADE)
+        self._sizes: dict[weakref.ref, tuple[int, int, str]] = {}
         self.live = 0
+        self.parts = dict.fromkeys(MADE, 0)  #: the live bytes of each kind
         self.phase_peaks: dict[Phase, int] = {}  #: the most op-made storage alive in each phase
         self.phase_peak_at: dict[Phase, str] = {}  #: the row running at each phase's peak
+        self.phase_parts: dict[Phase, dict[str, int]] = {}  #: ``parts`` at each phase's peak
         self._moved_in: Phase | None = None  #: the phase of the last peak check
         self.saved: Counter = Counter()
         self._saved: dict[int, weakref.ref] = {}
 
-    def track(self, output: Any) -> None:
-        """Count the storages ``output`` created (once each, until freed) and move the peak."""
+    def track(self, output: Any, kind: str | None = None) -> None:
+        """Count the storages ``output`` created (once each, until freed) and move the peak; ``kind`` is what they
+        hold (one of :data:`MADE`; by default what the running phase makes, :meth:`made_now`)."""
         live = self.live
         if isinstance(output, torch.Tensor):
-            self._count(output)
+            self._count(output, kind)
         else:
             for value in leaves((output,)):
                 if isinstance(value, torch.Tensor):
-                    self._count(value)
+                    self._count(value, kind)
         # only new storage can move the peak within a phase (not a view, an in-place op or a free one)
         if self.live > live or self.tracker.phase is not self._moved_in:
             self._moved()
@@ -97,6 +111,27 @@ class LiveMemory:
         if self.live > self.phase_peaks.get(phase, 0):
             self.phase_peaks[phase] = self.live
             self.phase_peak_at[phase] = self.tracker.current
+            self.phase_parts[phase] = dict(self.parts)
+
+    def made_now(self) -> str:
+        """What a storage made now holds, by the phase (as ``MemTracker`` tells them apart): activations in a
+        forward, and in a forward the backward recomputes (a checkpointed module running); temporaries in the
+        backward; optimizer state in the optimizer's step."""
+        phase = self.tracker.phase
+        if phase is Phase.BACKWARD:
+            return ACTIVATIONS if self.tracker.recomputing else TEMPORARY
+        return OPTIMIZER_STATE if phase is Phase.OPTIMIZER else ACTIVATIONS
+
+    def holds(self, tensors: Iterable[Any], kind: str) -> None:
+        """The live storages behind ``tensors`` hold ``kind`` from now on (a gradient once it is a parameter's)."""
+        parts, sizes = self.parts, self._sizes
+        for storage in _storages(tensors).values():
+            ref = self._alive.get(id(storage))
+            if ref is not None and ref() is storage:
+                key, size, old = sizes[ref]
+                parts[old] -= size
+                parts[kind] += size
+                sizes[ref] = (key, size, kind)
 
     @contextlib.contextmanager
     def resizes_followed(self) -> Iterator[None]:
@@ -121,36 +156,43 @@ class LiveMemory:
         (FSDP2's unsharded parameters, made at set-up and freed at once) counts from when it grows."""
         key, size = id(storage), storage.nbytes()
         ref = self._alive.get(key)
-        if ref is not None and ref() is storage:
-            self.live += size - self._sizes[ref][1]
-            self._sizes[ref] = (key, size)
+        if ref is not None and ref() is storage:  # FSDP's gathered parameter, whichever op first made it
+            _, old, kind = self._sizes[ref]
+            self.live += size - old
+            self.parts[kind] -= old
+            self.parts[GATHERED] += size
+            self._sizes[ref] = (key, size, GATHERED)
         elif key not in self._static_ids and size:
             ref = weakref.ref(storage, self._freed)
             self._alive[key] = ref
-            self._sizes[ref] = (key, size)
+            self._sizes[ref] = (key, size, GATHERED)
             self.live += size
+            self.parts[GATHERED] += size
         self._moved()
 
-    def _count(self, tensor: torch.Tensor) -> None:
+    def _count(self, tensor: torch.Tensor, kind: str | None) -> None:
         if _is_wrapper(tensor):
             for held in _holders(tensor):
-                self._count(held)
+                self._count(held, kind)
             return
         storage = tensor.untyped_storage()
         key = id(storage)
         if key in self._alive or key in self._static_ids:
             return
         size = storage.nbytes()
+        kind = kind or self.made_now()
         ref = weakref.ref(storage, self._freed)  # one bound callback for all: the ref itself says which died
         self._alive[key] = ref
-        self._sizes[ref] = (key, size)
+        self._sizes[ref] = (key, size, kind)
         self.live += size
+        self.parts[kind] += size
 
     def _freed(self, ref: weakref.ref) -> None:
-        key, size = self._sizes.pop(ref)
+        key, size, kind = self._sizes.pop(ref)
         if self._alive.get(key) is ref:
             del self._alive[key]
             self.live -= size
+            self.parts[kind] -= size
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         """The pack hook: charge a saved storage to the running row, once (a wrapper's inner tensors')."""
@@ -178,7 +220,11 @@ class LiveMemory:
         peaks = {p: self.static + v + held[p] for p, v in self.phase_peaks.items()}
         phase = max(peaks, key=lambda p: peaks[p], default=Phase.FORWARD)
         row = self.phase_peak_at.get(phase, ROOT)
-        return MemorySummary(parameters=params, buffers=buffers, inputs=self.static - params - buffers,
+        inputs = self.static - params - buffers
+        made = self.phase_parts.get(phase, {})
+        parts = {"parameters": params, "buffers": buffers, "inputs": inputs, **{k: made.get(k, 0) for k in MADE}}
+        parts[OPTIMIZER_STATE] += held.get(phase, 0)
+        return MemorySummary(parameters=params, buffers=buffers, inputs=inputs,
                              gradients=gradients, optimizer=optimizer, saved=sum(self.saved.values()),
                              peak=max(peaks.values(), default=self.static), peak_row=row, peak_phase=str(phase),
-                             phase_peaks={str(p): v for p, v in peaks.items()})
+                             phase_peaks={str(p): v for p, v in peaks.items()}, peak_parts=parts)

@@ -13,7 +13,7 @@ import contextlib
 import operator
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -25,14 +25,35 @@ from torch.utils._pytree import tree_flatten, tree_map
 from modelprof import metrics
 from modelprof.counting.comm import COLLECTIVES, collective_bytes
 from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
-from modelprof.counting.memory import LiveMemory
-from modelprof.counting.tracker import ModuleTracker, class_name, tensor_shapes
+from modelprof.counting.memory import COMMUNICATION, GRADIENTS, LiveMemory
+from modelprof.counting.tracker import ModuleTracker, class_name, tensor_shapes, tensors_in
 from modelprof.metrics import Phase
 from modelprof.prepare.base import attributes_wrapped
 from modelprof.reports.stats import ROOT, CommCall, InputInfo, LayerCost, Report, TotalCost, combine_rows
 
 aten = torch.ops.aten
 _WAIT = getattr(torch.ops._c10d_functional, "wait_tensor", None)
+
+
+def _fill_kinds() -> dict[Any, tuple[str, Callable[[tuple, dict, Any], Any]]]:
+    """The ops that fill buffers made before them, each with what the buffer holds and where it is among the op's
+    tensors, as FSDPMemTracker names them: FSDP2's ``all_gather_copy_in`` (its outputs, the all-gather's input and
+    output: ALL_GATHER) and ``chunk_cat`` (its ``out``, the reduce-scatter's input: REDUCE_SCATTER), and c10d's
+    reduce-scatters, which FSDP2 runs (their output, the sharded gradient: SHARDED_GRAD). Only once FSDP2 is
+    imported can a run use them. (Other collectives' outputs are what they are to the model: a tensor-parallel
+    layer's all-reduced output is its activation.)"""
+    if "torch.distributed.fsdp" not in sys.modules:
+        return {}
+    fsdp = getattr(torch.ops, "fsdp", None)
+    kinds: dict[Any, tuple[str, Callable[[tuple, dict, Any], Any]]] = {}
+    if hasattr(fsdp, "all_gather_copy_in"):
+        kinds[fsdp.all_gather_copy_in] = (COMMUNICATION, lambda args, kwargs, out: out)
+    if hasattr(fsdp, "chunk_cat"):
+        kinds[fsdp.chunk_cat] = (COMMUNICATION, lambda args, kwargs, out: kwargs.get("out"))
+    for packet, (kind, _) in COLLECTIVES.items():
+        if kind == "reduce_scatter" and str(packet).startswith("c10d."):
+            kinds[packet] = (GRADIENTS, lambda args, kwargs, out: args[0])
+    return kinds
 
 
 def _specs(value: Any) -> Any:
@@ -126,6 +147,7 @@ _READ = attrgetter(*SOURCES)
 #: by every count in the process (a formula is a pure function of what it sees), emptied when it holds too many.
 _COSTS: dict[Any, tuple[int, ...]] = {}
 _COSTS_KEPT = 100_000
+_COUNTED = object()  #: CostMode._apart: the op is the step's own work
 
 
 class Record:
@@ -174,6 +196,7 @@ class CostMode(TorchDispatchMode):
         self.fake_run = self.wrappers and any(_is_fake(getattr(p, "_local_tensor", p))
                                               for p in tracker.parameters.values())
         self.propagating = 0  #: how deep in DTensor's sharding propagation the run is (:meth:`propagation_apart`)
+        self.fill_kinds = _fill_kinds()  #: op packet -> what the buffer it fills holds, and where it is
         #: id of a pipeline send's or receive's tensor -> the phase it belongs to, when that is not the running one
         #: (1F1B fires a forward send with a backward receive); each is used once
         self.p2p_phases: dict[int, Phase] = {}
@@ -188,13 +211,9 @@ class CostMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.wrappers:
-            if self.propagating:  # DTensor working out an output's sharding: no work of the step
-                return func(*args, **kwargs)
-            kind = _wrapped_kind(args, kwargs, self.fake_run)
-            if kind == "dtensor":  # DTensor's own dispatch runs it as ops on the local shards, which come back here
-                return NotImplemented  # and are counted at the shards' sizes
-            if kind == "propagation":  # DTensor working out an output's sharding: no work of the step
-                return func(*args, **kwargs)
+            apart = self._apart(func, args, kwargs)
+            if apart is not _COUNTED:
+                return apart
         packet = func.overloadpacket
         formula = self.formulas.get(packet)
         if formula is not None:
@@ -211,7 +230,22 @@ class CostMode(TorchDispatchMode):
             out = self._uncounted(func, packet, args, kwargs)
         if self.memory is not None:
             self.memory.track(out)
+            fill = self.fill_kinds.get(packet)
+            if fill is not None:  # FSDP2 fills buffers made before (whose kind was the phase's)
+                self.memory.holds(tensors_in(fill[1](args, kwargs, out)), fill[0])
         return out
+
+    def _apart(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """In a sharded run, what an op that is not the step's own work returns: NotImplemented for an op on
+        DTensors (DTensor's own dispatch runs it as ops on the local shards, which come back here and are counted at
+        the shards' sizes), the uncounted result of one DTensor runs to work out an output's sharding; else
+        _COUNTED, for an op to count."""
+        if self.propagating:
+            return func(*args, **kwargs)
+        kind = _wrapped_kind(args, kwargs, self.fake_run)
+        if kind == "dtensor":
+            return NotImplemented
+        return func(*args, **kwargs) if kind == "propagation" else _COUNTED
 
     @contextlib.contextmanager
     def propagation_apart(self) -> Iterator[None]:

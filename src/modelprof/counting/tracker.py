@@ -71,6 +71,10 @@ def is_leaf(module: nn.Module) -> bool:
     return next(module.children(), None) is None
 
 
+#: the key of an autograd node's ``metadata`` that names the row whose forward created the node
+_ROW = "modelprof.row"
+
+
 class ModuleTracker:
     """Follows one model while it runs: a context manager that hooks every module and removes the hooks on exit.
 
@@ -105,8 +109,8 @@ class ModuleTracker:
         self.phase = Phase.FORWARD
         self.override: str | None = None  #: a row that takes every op while set (the loss, the optimizer)
         self.extra_rows: dict[str, str] = {}  #: rows that are not modules -> their type
-        self.nodes: dict[Any, str] = {}  #: autograd node -> the module whose forward created it
         self.backward_default = ROOT  #: the row of backward ops that run outside any node (the seed gradient)
+        self.recomputing = 0  #: how many forwards the backward is running again (activation checkpointing)
         #: called as ``after_call(module, name, args, output)`` when a module returns (a peer's module rules)
         self.after_call: Any = None
         self._patched = contextlib.ExitStack()
@@ -118,18 +122,24 @@ class ModuleTracker:
         if self.override is not None:
             return self.override
         if self.phase is Phase.BACKWARD:
-            return self.nodes.get(torch._C._current_autograd_node(), self.backward_default)
+            node = torch._C._current_autograd_node()
+            return self.backward_default if node is None else node.metadata.get(_ROW, self.backward_default)
         return self.stack[-1] if self.stack else ROOT
 
     def tag(self, output: Any, name: str) -> None:
         """Mark every autograd node behind ``output`` not yet marked as created by ``name`` (inner modules finish
-        first, so each node ends up with the innermost module that made it)."""
+        first, so each node ends up with the innermost module that made it). The mark is in the node's own
+        ``metadata``: holding the nodes would keep alive the saved tensors of the ones no backward runs (an output
+        nothing reads, such as an attention's weights, and, under checkpointing, their recomputed values)."""
         pending = [t.grad_fn for t in tensors_in(output)]
         while pending:
             node = pending.pop()
-            if node is None or node in self.nodes:
+            if node is None:
                 continue
-            self.nodes[node] = name
+            metadata = node.metadata
+            if _ROW in metadata:
+                continue
+            metadata[_ROW] = name
             pending.extend(child for child, _ in node.next_functions)
 
     def _wrap(self, module: nn.Module, name: str, forward: Any) -> Any:
@@ -139,9 +149,10 @@ class ModuleTracker:
         stack, calls, shapes = self.stack, self.calls, self.shapes
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
+            if self.phase is Phase.BACKWARD:  # a checkpointed forward run again: not another call
+                return self._recomputed(name, forward, args, kwargs)
             stack.append(name)
-            if self.phase is not Phase.BACKWARD:  # a checkpointed forward run again is not another call
-                calls[name] += 1
+            calls[name] += 1
             first = name not in shapes
             if first:
                 one = not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor)
@@ -154,14 +165,25 @@ class ModuleTracker:
                 self.after_call(module, name, args, output)
             if first:
                 shapes[name] = (shapes[name][0], tensor_shapes(output))
-            # a forward recomputed in the backward (checkpointing) is not tagged: its graph only feeds the nodes
-            # tagged in the forward, and holding its nodes would keep their saved tensors alive
-            if torch.is_grad_enabled() and self.phase is not Phase.BACKWARD:
+            if torch.is_grad_enabled():
                 self.tag(output, name)
             return output
 
         tracked.__wrapped__ = forward  # inspect.signature(module.forward) still reads the module's own
         return tracked
+
+    def _recomputed(self, name: str, forward: Any, args: tuple, kwargs: dict) -> Any:
+        """A forward the backward runs again (activation checkpointing), with ``recomputing`` set while it runs
+        (its module is on the stack, and off it however it ends: the checkpoint stops a recomputation early by
+        raising). Its output is not tagged: its graph only feeds the nodes tagged in the forward, and holding its
+        nodes would keep their saved tensors alive."""
+        self.stack.append(name)
+        self.recomputing += 1
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            self.recomputing -= 1
+            self.stack.pop()
 
     def __enter__(self) -> ModuleTracker:
         wrappers = ((module, functools.partial(self._wrap, module, name)) for name, module in self.modules.items()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from modelprof.counting.formulas import Formula
-from modelprof.counting.memory import storage_bytes
+from modelprof.counting.memory import GRADIENTS, storage_bytes
 from modelprof.counting.runtime import attention_as_on_cpu, fused_attention_off, training_flags_kept
 from modelprof.counting.session import session_for
 from modelprof.counting.tracker import tensors_in
@@ -119,19 +119,22 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
                      formulas=formulas, context=context, rows=rows) as session:
         tracker, memory = session.tracker, session.memory
-        if run.pipeline is not None:
-            output = _pipelined_step(session, run, loss)
-        else:
-            with run.autocast():
-                with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
-                    output = session.forward(args, kwargs)
-                with session.phase(Phase.FORWARD, LOSS):
-                    value = _loss(loss, output, args)
-            tracker.tag(value, LOSS)
-            tracker.backward_default = LOSS
-            with session.phase(Phase.BACKWARD):
-                _backward(value)
-        gradients = storage_bytes(p.grad for p in params if p.grad is not None)
+        with _gradients_followed(params, memory):
+            if run.pipeline is not None:
+                output = _pipelined_step(session, run, loss)
+            else:
+                with run.autocast():
+                    with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
+                        output = session.forward(args, kwargs)
+                    with session.phase(Phase.FORWARD, LOSS):
+                        value = _loss(loss, output, args)
+                tracker.tag(value, LOSS)
+                tracker.backward_default = LOSS
+                with session.phase(Phase.BACKWARD):
+                    _backward(value)
+        grads = [p.grad for p in params if p.grad is not None]
+        memory.holds(grads, GRADIENTS)  # FSDP's sharded gradients too, which it sets itself
+        gradients = storage_bytes(grads)
         with session.phase(Phase.OPTIMIZER, OPTIMIZER):
             optimizer = build_optimizer(step.optimizer, params, sharded=_zero1(run))
             optimizer.step()
@@ -198,6 +201,27 @@ def _p2p_in(phases: dict[int, Phase], phase: Phase) -> Callable[[Any], Any]:
             return found
         return ops
     return wrap
+
+
+@contextlib.contextmanager
+def _gradients_followed(params: list[nn.Parameter], memory: Any) -> Iterator[None]:
+    """While entered, a parameter's gradient counts as gradients in live memory once it is computed and once it is
+    accumulated (``MemTracker``'s two hooks), not as a backward temporary; the hooks are removed on exit."""
+    def computed(grad: torch.Tensor) -> None:
+        memory.holds((grad,), GRADIENTS)
+
+    def accumulated(param: torch.Tensor) -> None:
+        memory.holds((param.grad,), GRADIENTS)
+
+    handles = []
+    try:
+        for param in params:
+            if not hasattr(param, "_local_tensor"):  # FSDP and DTensor set a sharded parameter's gradient
+                handles += [param.register_hook(computed), param.register_post_accumulate_grad_hook(accumulated)]
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _zero1(run: Run) -> bool:

@@ -118,6 +118,10 @@ class MemorySummary(Saved):
     peak_row: str = ROOT
     peak_phase: str = "forward"
     phase_peaks: dict[str, int] = field(default_factory=dict)  #: the peak within each phase
+    #: what the peak is made of: the static part (parameters, buffers, inputs) and the op-made storage alive then
+    #: by what it holds (activations, temporary, gradients, optimizer state, gathered parameters, communication
+    #: buffers); the values add up to ``peak``
+    peak_parts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,9 @@ def stats_document(report: Report) -> Document:
         blocks += [Note(line) for line in _generation_lines(report)]
     if report.memory is not None:
         blocks.append(Note(_memory_line(report)))
+        if report.memory.peak_parts:
+            blocks.append(Note("At the peak: " + ", ".join(f"{kind} {units.nbytes(size)}" for kind, size in
+                                                           report.memory.peak_parts.items() if size)))
     if report.unsupported:
         blocks.append(Note("Not counted (no formula): " + ", ".join(f"{op} ×{n}" for op, n in
                                                                    report.unsupported.items())))
