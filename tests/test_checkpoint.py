@@ -3,6 +3,8 @@ held to PyTorch's MemTracker on the same checkpointed step and to the forward it
 
 import functools
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -70,3 +72,32 @@ def test_checkpointing_is_part_of_the_workload():
         Workload(checkpoint=Checkpointing(("auto",)))
     with pytest.raises(UsageError, match="no repeated block"):
         checkpointed_modules(torch.nn.Sequential(torch.nn.Linear(2, 2)), ("auto",))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_transformers_training_step_keeps_no_kv_cache(device):
+    """A transformers decoder's training step runs with its config's ``use_cache`` off (on again afterwards), as
+    training does: with it on, the output would hold a cache of every layer's keys and values through the optimizer's
+    step, and each forward the checkpointed backward recomputes would add its keys and values again. So after the
+    backward (the optimizer's phase) checkpointing leaves exactly what the plain step leaves alive: parameters,
+    gradients, the logits and the loss. On meta (and the fake tensors that stand in for meta ones under ``--amp``)
+    the counts are the CPU's, op for op."""
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=128, vocab_size=1000)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(config)
+    ids = torch.randint(0, 1000, (2, 64), device=device)
+    reports = {name: modelprof.count_costs(model, (), {"input_ids": ids}, workload=step(checkpoint))
+               for name, checkpoint in (("plain", ()), ("checkpointed", ("auto",)))}
+    assert model.config.use_cache is True
+    optimizer = {name: r.memory.phase_peaks["optimizer"] for name, r in reports.items()}
+    assert optimizer["plain"] == optimizer["checkpointed"]
+    if device == "meta":
+        cpu_ids = torch.randint(0, 1000, (2, 64))  # the values make no difference to any count
+        on_cpu = modelprof.count_costs(transformers.LlamaForCausalLM(config), (), {"input_ids": cpu_ids},
+                                       workload=step(("auto",)))
+        assert on_cpu.total.values == reports["checkpointed"].total.values
+        assert on_cpu.memory.phase_peaks == reports["checkpointed"].memory.phase_peaks

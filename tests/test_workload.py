@@ -38,7 +38,7 @@ def test_workloads_that_cannot_run_are_refused_where_they_are_built(workload):
 
 
 def test_transforms_are_applied_in_their_order_and_undone():
-    assert [t.option for t in TRANSFORMS] == ["--dtype", "--channels-last", "--checkpoint",
+    assert [t.option for t in TRANSFORMS] == ["--train", "--dtype", "--channels-last", "--checkpoint",
                                               "--gpus/--tp/--fsdp/--zero/--ddp", "--amp"]
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     before = {name: (t, t.dtype, t.stride()) for name, t in model.state_dict(keep_vars=True).items()}

@@ -4,6 +4,7 @@ Each transform is one unit (:class:`~modelprof.prepare.base.Transform`): the opt
 cannot go with (checked once, when the :class:`~modelprof.workload.Workload` is built) and how it applies and undoes
 itself. :func:`prepared` applies the ones a workload asks for in the order of :data:`TRANSFORMS`:
 
+0. ``--train`` of a model with a KV cache (transformers' ``config.use_cache``): the step runs without one.
 1. ``--dtype`` first: every later transform sees the tensors in the type they will run in.
 2. ``--channels-last``: a memory format of the tensors as cast.
 3. ``--checkpoint``: activation checkpointing wraps the chosen modules' forwards (torchtitan's order puts it after
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelprof.prepare.amp import Autocast
 from modelprof.prepare.base import Run, Transform, device_of
+from modelprof.prepare.cache import NoKVCache
 from modelprof.prepare.checkpoint import Checkpoint
 from modelprof.prepare.dtype import Cast
 from modelprof.prepare.memory_format import ChannelsLast
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from modelprof.workload import Workload
 
 #: Every transform, in the order it is applied.
-TRANSFORMS: tuple[Transform, ...] = (Cast(), ChannelsLast(), Checkpoint(), Shard(), Autocast())
+TRANSFORMS: tuple[Transform, ...] = (NoKVCache(), Cast(), ChannelsLast(), Checkpoint(), Shard(), Autocast())
 
 
 def refusal(workload: Workload) -> str | None:

@@ -80,7 +80,26 @@ def _checkpointed(module: Any, forward: Any) -> Any:
     run = forward if own else type(module).forward
 
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
-        return checkpoint(run, *args, use_reentrant=False, **kwargs)
+        return checkpoint(run, *args, use_reentrant=False, context_fn=_function_modes_kept, **kwargs)
 
     checkpointed.__wrapped__ = run  # inspect.signature still reads the module's own
     return checkpointed if own else types.MethodType(checkpointed, module)
+
+
+def _function_modes_kept() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+    """``checkpoint``'s ``context_fn``: the recomputation runs under the torch function modes the forward ran under
+    (the backward runs without them), so it runs the same ops (on meta, ``AttentionAsOnCPU``'s attention kernel:
+    another would save tensors of other shapes, which the checkpoint refuses)."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    modes = _get_current_function_mode_stack()
+    stack = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def recomputing() -> Iterator[None]:
+        with stack:
+            for mode in modes:
+                stack.enter_context(mode)
+            yield
+
+    return contextlib.nullcontext(), recomputing()

@@ -118,10 +118,7 @@ def _pipelined(run: Run, p: Parallel) -> Run:
         return tensor[: batch // p.chunks] if tensor.dim() and len(tensor) == batch else tensor
 
     mb_args, mb_kwargs = tree_map_only(torch.Tensor, microbatch, (run.args, run.kwargs))
-    config = getattr(model, "config", None)
-    if getattr(config, "use_cache", False):  # a training step keeps no KV cache (and export cannot return one)
-        config.use_cache = False
-    try:
+    try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
         pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
     except Exception as exc:  # the model's own code cannot be traced as one graph
         cause = exc.__cause__ or exc.__context__ or exc
