@@ -23,12 +23,15 @@ def memtracker_peak(model: nn.Module, args: tuple, kwargs: dict | None = None, *
                     loss: Callable[..., torch.Tensor] = sum_of_outputs) -> int:
     """MemTracker's peak over two training steps of a copy of ``model`` on CPU, as in a training loop (the second
     holds the first's optimizer state): ``loss`` (the sum of every float output by default), AdamW with PyTorch's
-    single-tensor implementation (as modelprof counts it); with ``amp`` the forward and loss under CPU autocast;
+    single-tensor implementation (as modelprof counts it), a transformers model without its KV cache (as training
+    runs it, and modelprof counts it); with ``amp`` the forward and loss under CPU autocast;
     ``prepare`` changes the copy first (checkpointing, say)."""
     from torch.distributed._tools.mem_tracker import MemTracker
 
     kwargs = kwargs or {}
     model = copy.deepcopy(model).train()
+    if getattr(getattr(model, "config", None), "use_cache", False):  # training keeps no KV cache, as counted
+        model.config.use_cache = False
     if prepare is not None:
         prepare(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0, foreach=False)
