@@ -92,16 +92,16 @@ class LiveMemory:
         self.saved: Counter = Counter()
         self._saved: dict[int, weakref.ref] = {}
 
-    def track(self, output: Any, kind: str | None = None) -> None:
-        """Count the storages ``output`` created (once each, until freed) and move the peak; ``kind`` is what they
-        hold (one of :data:`MADE`; by default what the running phase makes, :meth:`made_now`)."""
+    def track(self, output: Any) -> None:
+        """Count the storages ``output`` created (once each, until freed), as what the running phase makes
+        (:meth:`made_now`; :meth:`holds` changes that), and move the peak."""
         live = self.live
         if isinstance(output, torch.Tensor):
-            self._count(output, kind)
+            self._count(output)
         else:
             for value in leaves((output,)):
                 if isinstance(value, torch.Tensor):
-                    self._count(value, kind)
+                    self._count(value)
         # only new storage can move the peak within a phase (not a view, an in-place op or a free one)
         if self.live > live or self.tracker.phase is not self._moved_in:
             self._moved()
@@ -170,17 +170,17 @@ class LiveMemory:
             self.parts[GATHERED] += size
         self._moved()
 
-    def _count(self, tensor: torch.Tensor, kind: str | None) -> None:
+    def _count(self, tensor: torch.Tensor) -> None:
         if _is_wrapper(tensor):
             for held in _holders(tensor):
-                self._count(held, kind)
+                self._count(held)
             return
         storage = tensor.untyped_storage()
         key = id(storage)
         if key in self._alive or key in self._static_ids:
             return
         size = storage.nbytes()
-        kind = kind or self.made_now()
+        kind = self.made_now()
         ref = weakref.ref(storage, self._freed)  # one bound callback for all: the ref itself says which died
         self._alive[key] = ref
         self._sizes[ref] = (key, size, kind)
