@@ -579,18 +579,24 @@ class BreaksOnRank1(Net):
         return super().forward(x)
 
 
-@pytest.mark.parametrize("layout", ["--fsdp", "--ddp"])
-def test_bench_times_every_rank_of_a_real_job(layout: str) -> None:
-    """``bench --gpus 2``: two gloo processes run the sharded step, as many calls each (collectives need it)."""
-    done = subprocess.run([sys.executable, "-m", "modelprof", "bench", "tests.test_parallel:Net", "--shape", "16",
-                           "--batch", "8", "--train", "--gpus", "2", layout, "--reps", "5", "--warmup", "1",
-                           "--warmup-time", "0", "--format", "json"], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("layout", [["--fsdp"], ["--ddp"], ["--pp", "2", "--microbatches", "4", "--schedule", "1f1b"]])
+def test_bench_times_every_rank_of_a_real_job(layout: list[str]) -> None:
+    """``bench --gpus 2``: two gloo processes run the sharded step, as many calls each (collectives need it); with
+    ``--pp 2`` each runs its pipeline stage under the schedule (MlpNet: one Mlp block a stage)."""
+    target = "tests.test_parallel:MlpNet" if "--pp" in layout else "tests.test_parallel:Net"
+    done = subprocess.run([sys.executable, "-m", "modelprof", "bench", target, "--shape", "16", "--batch", "8",
+                           "--train", "--gpus", "2", *layout, "--reps", "5", "--warmup", "1", "--warmup-time", "0",
+                           "--format", "json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert [len(r["samples_s"]) for r in report["ranks"]] == [5, 5]
     assert report["sweep"][0] == report["ranks"][0] and report["environment"]["backend"] == "gloo"
-    assert report["parallel"]["gpus"] == 2 and report["parallel"]["data"] == layout.removeprefix("--")
-    # each rank's collectives ran on gloo's threads in the profiled call: FSDP gathers and scatters, DDP all-reduces
+    data = None if "--pp" in layout else layout[0].removeprefix("--")
+    assert report["parallel"]["gpus"] == 2 and report["parallel"]["data"] == data
+    if "--pp" in layout:
+        assert report["parallel"]["describe"] == "pp 2, 4 microbatches, 1F1B"
+    # each rank's collectives ran on gloo's threads in the profiled call: FSDP gathers and scatters, DDP all-reduces,
+    # pipeline stages send and receive activations and their gradients
     assert all(r["collectives_s"] > 0 for r in report["ranks"])
 
 
@@ -683,7 +689,6 @@ def test_pipeline_refusals(run) -> None:
         assert code == 2 and message in err and out == "", (extra, err)
     code, out, err = run("stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--pp", "2")
     assert code == 2 and "add --train" in err, err
-    for command in ("bench", "fit"):
-        code, out, err = run(command, "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train",
-                             "--pp", "2", *(["--memory", "1GB"] if command == "fit" else []))
-        assert code == 2 and "--pp" in err and "not built yet" in err, err
+    code, out, err = run("fit", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train",
+                         "--pp", "2", "--memory", "1GB")
+    assert code == 2 and "--pp" in err and "not built yet" in err, err

@@ -108,9 +108,6 @@ def _bench_ranks(source: ModelSource, workload: Workload, out: OutputOptions, ba
              if on]
     if other:
         raise UsageError(f"bench --gpus times one batch of the job on every rank; drop {', '.join(other)}")
-    if workload.parallel.pp > 1:
-        raise UsageError("bench --pp (a pipelined job run for real) is not built yet; stats --pp N --train counts "
-                         "each stage's share")
     from modelprof.reports.catalog import document
     from modelprof.timing.bench import bench_report
     from modelprof.timing.measure import TimingSettings

@@ -151,8 +151,6 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
     and its backward, in the schedule's order. The phase is the kind of the chunk that runs (the gradients' scaling
     after the last backward chunk is backward work); a send or receive belongs to the kind of chunk it feeds or
     follows, though 1F1B fires a forward send together with a backward receive (``CostMode.p2p_phases``)."""
-    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
-
     stage, p = run.pipeline, run.parallel
     tracker, phases = session.tracker, session.mode.p2p_phases
 
@@ -164,22 +162,34 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
     steps = (("forward_one_chunk", chunk(Phase.FORWARD)), ("backward_one_chunk", chunk(Phase.BACKWARD)),
              ("get_fwd_recv_ops", p2p(Phase.FORWARD)), ("get_fwd_send_ops", p2p(Phase.FORWARD)),
              ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
-    schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stage, p.chunks, loss_fn=loss_fn)
+    step = pipeline_step(run, loss_fn)
     with session.phase(Phase.FORWARD), run.autocast(), \
             attributes_wrapped((stage, name, wrap) for name, wrap in steps), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
-            if stage.is_first:
-                return schedule.step(*run.args, **run.kwargs)
-            if stage.is_last:
-                return schedule.step(target=torch.zeros(p.chunks), losses=[])
-            return schedule.step()
+            return step()
         except ModelError:
             raise
         except Exception as exc:
             raise ModelError(f"the pipelined step failed on stage {p.rank}: {one_line(exc)}") from exc
         finally:
             phases.clear()
+
+
+def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:
+    """One step of this rank's pipeline stage (``run.pipeline``) under PyTorch's schedule (``--schedule``: GPipe
+    or 1F1B), over the job's microbatches: the first stage is given the inputs, the last computes ``loss_fn`` of
+    each microbatch's output (its target unused), a stage between is given nothing; each returns what its schedule
+    does. (The count and ``bench`` both run it.)"""
+    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
+
+    stage, p = run.pipeline, run.parallel
+    schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stage, p.chunks, loss_fn=loss_fn)
+    if stage.is_first:
+        return lambda: schedule.step(*run.args, **run.kwargs)
+    if stage.is_last:
+        return lambda: schedule.step(target=torch.zeros(p.chunks), losses=[])
+    return schedule.step
 
 
 def _chunk_in(tracker: Any, phase: Phase) -> Callable[[Any], Any]:

@@ -220,15 +220,21 @@ def _how_to_run(run: Run, workload: Workload) -> tuple[contextlib.AbstractContex
                 return model(*args, **kwargs)
 
         return eval_inference(model), forward
-    from modelprof.counting.train import build_optimizer, default_loss, trainable_parameters, training
+    from modelprof.counting.train import build_optimizer, default_loss, pipeline_step, trainable_parameters, training
 
     optimizer = build_optimizer(workload.training.optimizer, trainable_parameters(model), foreach=None,
                                 sharded=workload.parallel.data == "zero1")
+    # a pipeline stage (--pp) runs its schedule over the microbatches, the loss on the last stage
+    pipelined = pipeline_step(run, lambda output, target: default_loss(output)) if run.pipeline else None
 
     def step() -> None:
-        with run.autocast():
-            loss = default_loss(model(*args, **kwargs))
-        loss.backward()
+        if pipelined is not None:  # its schedule runs the backward of each microbatch between the forwards
+            with run.autocast():
+                pipelined()
+        else:
+            with run.autocast():
+                loss = default_loss(model(*args, **kwargs))
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
