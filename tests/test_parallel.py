@@ -677,6 +677,31 @@ def test_pipeline_1f1b_holds_fewer_microbatches_for_the_same_work(run) -> None:
     assert code == 2 and "--schedule 1f1b needs at least as many microbatches as stages" in err, err
 
 
+def test_fit_pp_finds_the_largest_microbatch_every_stage_fits(run) -> None:
+    """fit --pp 2 --microbatches 4: the largest microbatch (a step's batch over 4) on which both stages fit; at the
+    answer each stage's own count (stats --pp 2 --rank R at that batch) fits, and one sample more a microbatch does
+    not fit one of them."""
+    pipeline = ["tests.test_parallel:MlpNet", "--shape", "16", "--train", "--pp", "2", "--microbatches", "4"]
+
+    def peak(batch: int) -> int:
+        peaks = []
+        for rank in (0, 1):
+            code, out, err = run("stats", *pipeline, "--rank", str(rank), "--batch", str(batch), "--format", "json")
+            assert code == 0, err
+            peaks.append(json.loads(out)["memory"]["peak"])
+        return max(peaks)
+
+    code, out, err = run("fit", *pipeline, "--memory", "40000", "--format", "json")
+    assert code == 0, err
+    fit = json.loads(out)["fits"][0]
+    assert fit["dim"] == "microbatch"
+    best = fit["max_value"]
+    assert fit["peak_at_max"] == peak(4 * best) <= 40000 < peak(4 * (best + 1))
+    code, out, err = run("fit", "examples/configs/tiny-llama", "--input", "input_ids=SEQ:int64:1000", "--seq", "64",
+                         "--train", "--pp", "2", "--memory", "1GB")
+    assert code == 2 and "fit --pp finds the largest microbatch" in err, err
+
+
 def test_pipeline_refusals(run) -> None:
     base = ["stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train"]
     for extra, message in ((["--pp", "3"], "--pp 3 is more than the model's 2 LlamaDecoderLayer blocks"),
@@ -689,6 +714,4 @@ def test_pipeline_refusals(run) -> None:
         assert code == 2 and message in err and out == "", (extra, err)
     code, out, err = run("stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--pp", "2")
     assert code == 2 and "add --train" in err, err
-    code, out, err = run("fit", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train",
-                         "--pp", "2", "--memory", "1GB")
-    assert code == 2 and "--pp" in err and "not built yet" in err, err
+

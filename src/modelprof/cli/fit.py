@@ -34,9 +34,6 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
     if fewest and seq is not None:
         raise UsageError("fit --fsdp/--zero without --gpus finds the fewest GPUs at --batch (and the input as "
                          "given); drop --seq, or give --gpus N for the largest batch per GPU")
-    if p.pp > 1:
-        raise UsageError("fit --pp is not built yet (every batch it tries must divide into the microbatches); "
-                         "stats --pp N --train --batch B counts each stage at a batch")
     if p.sharded and workload.generation is not None:
         raise UsageError("fit shards a forward or a training step; drop --generate")
     memory, label = parse_memory(memory_text)

@@ -138,6 +138,21 @@ def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, me
     return _fit(memory, workload, memory_source, "batch", fit_size(measure, memory, BATCHES))
 
 
+def fit_microbatch(source: ModelSource, memory: int, workload: Workload, memory_source: str = "") -> Fit:
+    """``--pp``: the largest microbatch (a step's batch is the microbatch times the microbatches) on which every
+    stage's peak fits ``memory``, each phase's peak the highest of the stages'; each stage counted on the source's
+    device (a pipeline is not cut on meta: torch.export cannot read meta weights' values). See :func:`fit_size`."""
+    p = workload.parallel
+    model = source.build_model()
+
+    def measure(size: int) -> dict[str, int]:
+        stages = [phase_peaks(source, replace(workload, parallel=replace(p, rank=stage)), size * p.chunks, model)
+                  for stage in range(p.pp)]
+        return {phase: max(peaks[phase] for peaks in stages) for phase in stages[0]}
+
+    return _fit(memory, workload, memory_source, "microbatch", fit_size(measure, memory, BATCHES, "microbatch"))
+
+
 def fit_length(source: ModelSource, memory: int, name: str, workload: Workload = FORWARD, batch: int = 1,
                memory_source: str = "") -> Fit:
     """The largest value of the named input size ``name`` (a sequence length) whose peak fits ``memory`` at
@@ -218,6 +233,11 @@ def run_fit(source: ModelSource, workload: Workload, memory: int, batch: int = 1
 def _fits(source: ModelSource, workload: Workload, memory: int, batch: int, seq: int | None, memory_source: str
           ) -> list[Fit]:
     names = sorted(source.inputs.names())
+    if workload.parallel.pp > 1:
+        if names or seq is not None:
+            raise UsageError("fit --pp finds the largest microbatch at the input's size as given; give the size "
+                             "(--input input_ids=512:int64) instead of a named one")
+        return [fit_microbatch(source, memory, workload, memory_source)]
     if workload.generation is not None:
         return [fit_batch(source, memory, workload, memory_source),
                 fit_length(source, memory, "PROMPT", workload, batch, memory_source)]
