@@ -28,15 +28,15 @@ class NoKVCache(Transform):
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
         config = getattr(run.model, "config", None)
-        if not getattr(config, "use_cache", False):
-            yield run
-            return
-        config.use_cache = False
+        cached = getattr(config, "use_cache", False)
+        if cached:
+            config.use_cache = False
         try:
-            with _unpacked_on_meta(run):
+            with _unpacked_on_meta(run):  # (a model whose config keeps no cache already runs that test too)
                 yield run
         finally:
-            config.use_cache = True
+            if cached:
+                config.use_cache = True
 
 
 def _unpacked_on_meta(run: Run) -> contextlib.AbstractContextManager:
