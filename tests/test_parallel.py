@@ -677,6 +677,23 @@ def test_pipeline_1f1b_holds_fewer_microbatches_for_the_same_work(run) -> None:
     assert code == 2 and "--schedule 1f1b needs at least as many microbatches as stages" in err, err
 
 
+def test_a_meta_pipeline_counts_what_the_cpu_runs(run) -> None:
+    """--pp on --device meta: the model is cut (torch.export) and its stage run on fake CPU tensors, so each stage's
+    rows, memory and sends are the CPU run's (tiny-llama, 2 stages, 1F1B over 4 microbatches)."""
+    base = ["stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--batch", "4", "--train",
+            "--pp", "2", "--microbatches", "4", "--schedule", "1f1b", "--format", "json"]
+    for rank in ("0", "1"):
+        reports = []
+        for device in ("cpu", "meta"):
+            code, out, err = run(*base, "--rank", rank, "--device", device)
+            assert code == 0, err
+            reports.append(json.loads(out))
+        on_cpu, on_meta = reports
+        assert on_meta["device"] == "meta" and on_cpu["device"] == "cpu"
+        for key in ("layers", "total", "memory", "comm"):
+            assert on_meta[key] == on_cpu[key], key
+
+
 def test_fit_pp_finds_the_largest_microbatch_every_stage_fits(run) -> None:
     """fit --pp 2 --microbatches 4: the largest microbatch (a step's batch over 4) on which both stages fit; at the
     answer each stage's own count (stats --pp 2 --rank R at that batch) fits, and one sample more a microbatch does

@@ -140,13 +140,14 @@ def fit_batch(source: ModelSource, memory: int, workload: Workload = FORWARD, me
 
 def fit_microbatch(source: ModelSource, memory: int, workload: Workload, memory_source: str = "") -> Fit:
     """``--pp``: the largest microbatch (a step's batch is the microbatch times the microbatches) on which every
-    stage's peak fits ``memory``, each phase's peak the highest of the stages'; each stage counted on the source's
-    device (a pipeline is not cut on meta: torch.export cannot read meta weights' values). See :func:`fit_size`."""
+    stage's peak fits ``memory``, each phase's peak the highest of the stages', from shape-only runs (the stages
+    cut and run on fake CPU tensors in place of meta ones). See :func:`fit_size`."""
     p = workload.parallel
-    model = source.build_model()
+    meta = replace(source, device=Device.META)
+    model = meta.build_model()
 
     def measure(size: int) -> dict[str, int]:
-        stages = [phase_peaks(source, replace(workload, parallel=replace(p, rank=stage)), size * p.chunks, model)
+        stages = [phase_peaks(meta, replace(workload, parallel=replace(p, rank=stage)), size * p.chunks, model)
                   for stage in range(p.pp)]
         return {phase: max(peaks[phase] for peaks in stages) for phase in stages[0]}
 

@@ -53,6 +53,10 @@ def _unpacked_on_meta(run: Run) -> contextlib.AbstractContextManager:
 
     def answered(find: Any) -> Any:
         def find_on_meta(position_ids: Any) -> Any:
+            import torch
+
+            if torch.compiler.is_compiling():  # torch.export cutting a pipeline: transformers skips the test
+                return find(position_ids)
             not_tracing = [(masking, "is_tracing", lambda _: lambda *args, **kwargs: False)]
             with attributes_wrapped(not_tracing), _scalars_answered():
                 return find(position_ids)

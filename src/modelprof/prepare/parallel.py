@@ -65,8 +65,11 @@ class Shard(Transform):
             # mesh and the sharding are made outside the fake mode (a device mesh computes its coordinates from
             # real tensors), the step runs inside it
             model = run.model if run.owned else copy.deepcopy(run.model)
-            if p.pp > 1:
-                yield _pipelined(replace(run, model=model), p)
+            if p.pp > 1:  # on meta, traced and run on fake CPU tensors (export bakes its factories' device in)
+                with on_fake_cpu(replace(run, model=model)) as faked:
+                    staged = _pipelined(faked, p)
+                    with faked.fake_mode or contextlib.nullcontext():
+                        yield staged
                 return
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
@@ -95,9 +98,6 @@ def _pipelined(run: Run, p: Parallel) -> Run:
     from modelprof.errors import ModelError, one_line
     from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
 
-    if run.device == "meta":
-        raise UsageError("--pp on --device meta is not built yet (torch.export traces the stages); use --device cpu",
-                         option="device")
     model = run.model
     try:
         blocks = checkpointed_modules(model, (AUTO,))
@@ -124,7 +124,8 @@ def _pipelined(run: Run, p: Parallel) -> Run:
         cause = exc.__cause__ or exc.__context__ or exc
         raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
                          f"{one_line(cause)}") from exc
-    stage = pipe.build_stage(p.rank, torch.device(run.device))
+    # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
+    stage = pipe.build_stage(p.rank, torch.device("cpu" if run.device == "meta" else run.device))
     first = p.rank == 0
     return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
                    kwargs=run.kwargs if first else {})
