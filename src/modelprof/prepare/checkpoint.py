@@ -93,11 +93,10 @@ def _function_modes_kept() -> tuple[contextlib.AbstractContextManager, contextli
     from torch.overrides import _get_current_function_mode_stack
 
     modes = _get_current_function_mode_stack()
-    stack = contextlib.ExitStack()
 
     @contextlib.contextmanager
     def recomputing() -> Iterator[None]:
-        with stack:
+        with contextlib.ExitStack() as stack:
             for mode in modes:
                 stack.enter_context(mode)
             yield

@@ -106,7 +106,9 @@ def fit_document(fits: FitReport) -> Document:
     blocks: list = []
     for report in fits.fits:
         unit = "sample" if report.dim in ("batch", "microbatch") else "position"
-        counted = "every pipeline stage " if report.dim == "microbatch" else ""  # --pp: the highest stage's
+        # --pp: each phase's peak is the highest stage's
+        counted = "every pipeline stage counted on the meta device" if report.dim == "microbatch" else \
+            "counted on the meta device"
         columns = (Column(report.dim.capitalize(), True), Column("Peak memory", True), Column("Memory model", True))
         rows = tuple((Cell(str(b), b), Cell(units.nbytes(p), p),
                       Cell(units.nbytes(report.model_peak(b)), report.model_peak(b))) for b, p in report.peaks)
@@ -115,8 +117,7 @@ def fit_document(fits: FitReport) -> Document:
         where = f" ({report.memory_source})" if report.memory_source else ""
         blocks += [
             Table(columns, rows, title=f"Largest {report.dim}" if len(fits.fits) > 1 else ""),
-            Note(f"Memory model ({step}, the highest of each phase's line, {counted}counted on the meta device): "
-                 f"{phases}"),
+            Note(f"Memory model ({step}, the highest of each phase's line, {counted}): {phases}"),
             Note(f"Largest {report.dim} that fits {units.nbytes(report.memory)}{where}: {report.max_batch:,}, "
                  f"peak {units.nbytes(report.peak_at_max)}"),
         ]
