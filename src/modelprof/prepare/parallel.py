@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from modelprof.errors import UsageError
 from modelprof.prepare.base import Run, Transform, on_fake_cpu
+from modelprof.prepare.pipeline import pipelined
 
 if TYPE_CHECKING:
     from modelprof.workload import Parallel, Workload
@@ -67,7 +68,7 @@ class Shard(Transform):
             model = run.model if run.owned else copy.deepcopy(run.model)
             if p.pp > 1:  # on meta, traced and run on fake CPU tensors (export bakes its factories' device in)
                 with on_fake_cpu(replace(run, model=model)) as faked:
-                    staged = _pipelined(faked, p)
+                    staged = pipelined(faked, p)
                     with faked.fake_mode or contextlib.nullcontext():
                         yield staged
                 return
@@ -84,51 +85,6 @@ class Shard(Transform):
         finally:
             if started:
                 dist.destroy_process_group()
-
-
-def _pipelined(run: Run, p: Parallel) -> Run:
-    """Rank ``p.rank``'s stage of the model cut into ``p.pp`` stages by PyTorch's own pipelining: the model traced
-    (``torch.distributed.pipelining.pipeline``, torch.export) at one microbatch and split before evenly spaced
-    repeated blocks; the stage keeps the model's module names. Its inputs are the data on the first stage only (the
-    others receive activations)."""
-    import torch
-    from torch.distributed.pipelining import SplitPoint, pipeline
-    from torch.utils._pytree import tree_leaves, tree_map_only
-
-    from modelprof.errors import ModelError, one_line
-    from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
-
-    model = run.model
-    try:
-        blocks = checkpointed_modules(model, (AUTO,))
-    except UsageError:
-        raise UsageError("--pp cuts the model between repeated blocks, and it has none") from None
-    if p.pp > len(blocks):
-        raise UsageError(f"--pp {p.pp} is more than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; a "
-                         "stage holds at least one")
-    names = {id(module): name for name, module in model.named_modules()}
-    spec = {names[id(blocks[round(i * len(blocks) / p.pp)])]: SplitPoint.BEGINNING for i in range(1, p.pp)}
-    inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
-    batch = len(inputs[0]) if inputs else 0
-    if not batch or batch % p.chunks:
-        raise UsageError(f"--microbatches {p.chunks}: the batch ({batch}) is not a multiple of it; give --batch N "
-                         "with N a multiple")
-
-    def microbatch(tensor):
-        return tensor[: batch // p.chunks] if tensor.dim() and len(tensor) == batch else tensor
-
-    mb_args, mb_kwargs = tree_map_only(torch.Tensor, microbatch, (run.args, run.kwargs))
-    try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
-        pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
-    except Exception as exc:  # the model's own code cannot be traced as one graph
-        cause = exc.__cause__ or exc.__context__ or exc
-        raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
-                         f"{one_line(cause)}") from exc
-    # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
-    stage = pipe.build_stage(p.rank, torch.device("cpu" if run.device == "meta" else run.device))
-    first = p.rank == 0
-    return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
-                   kwargs=run.kwargs if first else {})
 
 
 def _layout_refusal(workload: Workload) -> str | None:

@@ -1,0 +1,204 @@
+"""``--pp N``: the model cut into pipeline stages by PyTorch's own pipelining, and this rank's stage built.
+
+The model is traced (``torch.distributed.pipelining.pipeline``, torch.export) at one microbatch and split before
+evenly spaced repeated blocks. A value a stage makes from no input and no trainable weight (a rotary embedding's
+tables, a causal mask: functions of the sequence's shape and of buffers) is then made again by each later stage
+that uses it, as torchtitan's stages do, instead of being sent: PyTorch's traced stages would send it, and refuse
+the backward of one sent past the next stage ("skip connections"), which is every decoder cut into more than two.
+Torch is imported inside the functions (the command line checks a workload without it).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from modelprof.errors import ModelError, UsageError, one_line
+from modelprof.prepare.base import Run
+
+if TYPE_CHECKING:
+    from modelprof.workload import Parallel
+
+
+def pipelined(run: Run, p: Parallel) -> Run:
+    """Rank ``p.rank``'s stage of the model cut into ``p.pp`` stages (the stage keeps the model's module names);
+    its inputs are the data on the first stage only (the others receive activations)."""
+    import torch
+    from torch.distributed.pipelining import SplitPoint, pipeline
+    from torch.utils._pytree import tree_leaves, tree_map_only
+
+    from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
+
+    model = run.model
+    try:
+        blocks = checkpointed_modules(model, (AUTO,))
+    except UsageError:
+        raise UsageError("--pp cuts the model between repeated blocks, and it has none") from None
+    if p.pp > len(blocks):
+        raise UsageError(f"--pp {p.pp} is more than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; a "
+                         "stage holds at least one")
+    names = {id(module): name for name, module in model.named_modules()}
+    spec = {names[id(blocks[round(i * len(blocks) / p.pp)])]: SplitPoint.BEGINNING for i in range(1, p.pp)}
+    inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
+    batch = len(inputs[0]) if inputs else 0
+    if not batch or batch % p.chunks:
+        raise UsageError(f"--microbatches {p.chunks}: the batch ({batch}) is not a multiple of it; give --batch N "
+                         "with N a multiple")
+
+    def microbatch(tensor):
+        return tensor[: batch // p.chunks] if tensor.dim() and len(tensor) == batch else tensor
+
+    mb_args, mb_kwargs = tree_map_only(torch.Tensor, microbatch, (run.args, run.kwargs))
+    try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
+        pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
+    except Exception as exc:  # the model's own code cannot be traced as one graph
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
+                         f"{one_line(cause)}") from exc
+    made_again(pipe.split_gm)
+    # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
+    stage = pipe.build_stage(p.rank, torch.device("cpu" if run.device == "meta" else run.device))
+    first = p.rank == 0
+    return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
+                   kwargs=run.kwargs if first else {})
+
+
+def made_again(split: Any) -> int:
+    """Rewrite the split pipeline ``split`` (its graph calls ``submod_*`` stages in order) so that each stage makes
+    again every value it was to receive that an earlier stage computed from no input and no trainable weight, in
+    the module of the same name (so its ops are charged to the same row); the earlier stage still computes it for
+    itself and no longer sends it. Returns how many stage inputs were dropped."""
+    calls = [n for n in split.graph.nodes if n.op == "call_module"]
+    dropped = 0
+    for call in calls[1:]:
+        copies: dict[Any, Any] = {}  # a node made again once per stage, whichever inputs read it
+        anchors: dict[Any, Any] = {}  # where copies go in a module: before its first node of its own
+        touched = {split}
+        for arg in list(call.args):
+            found = _source(split, arg)
+            route = _route(split, call, call.args.index(arg), found[1]) if found else None
+            if not route:
+                continue
+            placeholders = []
+            for module, hop, index in route:  # each call on the way down no longer passes the value
+                inner = module.get_submodule(hop.target)
+                placeholders.append(_placeholders(inner)[index])
+                hop.args = hop.args[:index] + hop.args[index + 1:]
+                touched.add(inner)
+            owner, _, node = found
+            if inner not in anchors:
+                anchors[inner] = next(n for n in inner.graph.nodes if n.op != "placeholder")
+            with inner.graph.inserting_before(anchors[inner]):
+                placeholders[-1].replace_all_uses_with(_copied(owner, node, inner, copies))
+            for placeholder in placeholders:
+                placeholder.graph.erase_node(placeholder)
+            dropped += 1
+        for module in touched:
+            if hasattr(module, "finalize"):  # torch.export's InterpreterModule
+                module.finalize()
+            else:
+                module.recompile()
+    return dropped
+
+
+def _placeholders(module: Any) -> list[Any]:
+    return [n for n in module.graph.nodes if n.op == "placeholder"]
+
+
+def _route(split: Any, call: Any, index: int, prefix: str) -> list[tuple[Any, Any, int]] | None:
+    """The calls that pass the stage's input ``index`` of ``call`` straight down to the module at ``prefix`` (a
+    path in the stage ending in a dot, or empty): ``(module, its call node, the input's position)`` for each; None
+    where the value is used on the way, or passed another way."""
+    route = [(split, call, index)]
+    module = split.get_submodule(call.target)
+    for part in prefix.split(".")[:-1]:
+        placeholder = _placeholders(module)[route[-1][2]]
+        users = list(placeholder.users)
+        if (len(users) != 1 or users[0].op != "call_module" or users[0].target != part
+                or users[0].args.count(placeholder) != 1 or placeholder in users[0].kwargs.values()):
+            return None
+        route.append((module, users[0], users[0].args.index(placeholder)))
+        module = module.get_submodule(part)
+    return route
+
+
+def _source(split: Any, arg: Any) -> tuple[Any, str, Any] | None:
+    """Where the stage input ``arg`` (a node of the split graph) is made, if it can be made again anywhere:
+    ``(module, its path in the stage that makes it, the node in its graph)`` whose slice of the graph reads no
+    input of that module, no trainable weight and no random number; None otherwise (the value is received)."""
+    module, prefix, node = split, "", arg
+    while module is split or not _remakeable(module, node):
+        if node.op == "call_function" and node.target is operator.getitem and node.args[0].op == "call_module":
+            call, index = node.args[0], node.args[1]
+        elif node.op == "call_module":
+            call, index = node, None
+        else:
+            return None
+        prefix = "" if module is split else f"{prefix}{call.target}."  # a stage's paths are the model's
+        module = module.get_submodule(call.target)
+        out = next(n for n in module.graph.nodes if n.op == "output").args[0]
+        node = out[index] if index is not None else out
+    return module, prefix, node
+
+
+def _slice(node: Any) -> list[Any]:
+    """The nodes ``node`` is computed from, itself included, in the graph's order."""
+    seen: dict[Any, None] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen[n] = None
+            stack.extend(n.all_input_nodes)
+    return [n for n in node.graph.nodes if n in seen]
+
+
+def _remakeable(module: Any, node: Any) -> bool:
+    """True when ``node``'s slice in ``module``'s graph reads no placeholder, no trainable weight and no random
+    number generator (a module it calls holds no trainable weight either)."""
+    import torch
+
+    for n in _slice(node):
+        if n.op == "placeholder":
+            return False
+        if n.op == "get_attr" and getattr(_attr(module, n.target), "requires_grad", False):
+            return False
+        if n.op == "call_module" and any(p.requires_grad for p in module.get_submodule(n.target).parameters()):
+            return False
+        if n.op == "call_function" and torch.Tag.nondeterministic_seeded in getattr(n.target, "tags", ()):
+            return False
+    return True
+
+
+def _attr(module: Any, target: str) -> Any:
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _copied(owner: Any, node: Any, module: Any, env: dict[Any, Any]) -> Any:
+    """``node``'s slice of ``owner``'s graph copied into ``module``'s graph at its insertion point (``module`` is
+    the module of the same path in another stage); the submodules and attributes the slice reads are given to
+    ``module`` where it lacks them. ``env`` maps the nodes copied already to their copies. Returns the copy of
+    ``node``."""
+    from torch import nn
+
+    for n in _slice(node):
+        if n in env:
+            continue
+        if n.op in ("call_module", "get_attr"):
+            parent_path, _, name = n.target.rpartition(".")
+            parent = module
+            for part in parent_path.split(".") if parent_path else ():
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            if not hasattr(parent, name):
+                value = _attr(owner, n.target)
+                if isinstance(value, nn.Module):
+                    parent.add_module(name, value)
+                else:
+                    parent.register_buffer(name, value, persistent=False)
+        env[n] = module.graph.node_copy(n, lambda a: env[a])
+    return env[node]
