@@ -551,6 +551,92 @@ def test_collectives_equal_commdebugmode_on_a_real_gloo_run(layout: str, tmp_pat
     assert {names[k]: n for k, n in counted.items()} == real
 
 
+def _real_pipeline_rank(rank: int, world: int, folder: str) -> None:
+    """One rank of a real 4-rank gloo job, written as a user writes it: MlpNet cut into 2 stages by PyTorch's
+    pipelining over the mesh's ``pp`` dimension, each stage FSDP2-sharded (its block, then the stage) over ``dp``,
+    one GPipe step of 2 microbatches and AdamW's step, FSDP's gathers and scatters counted where it calls
+    ``torch.distributed`` (``CommDebugMode``'s module tracker fails on a traced stage's modules)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.pipelining import ScheduleGPipe, SplitPoint, pipeline
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("pp", "dp"))
+        index = mesh.get_local_rank("pp")
+        x = torch.randn(8, 16)
+        pipe = pipeline(MlpNet(), mb_args=(x[:4],), split_spec={"blocks.1": SplitPoint.BEGINNING})
+        stage = pipe.build_stage(index, torch.device("cpu"), mesh["pp"].get_group())
+        fully_shard(stage.submod.get_submodule(f"blocks.{index}"), mesh=mesh["dp"])
+        fully_shard(stage.submod, mesh=mesh["dp"])
+        schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
+        optimizer = torch.optim.AdamW(stage.submod.parameters(), lr=0.0)
+        calls: dict[str, list[int]] = {}
+
+        def counted(kind, function, buffer):  # buffer: the argument whose bytes count, by position and name
+            def call(*args, **kwargs):
+                tensor = kwargs.get(buffer[1], args[buffer[0]] if len(args) > buffer[0] else None)
+                entry = calls.setdefault(kind, [0, 0])
+                entry[0] += 1
+                entry[1] += tensor.numel() * tensor.element_size()
+                return function(*args, **kwargs)
+            return call
+
+        dist.all_gather_single = counted("all_gather", dist.all_gather_single, (0, "output_tensor"))
+        dist.reduce_scatter_single = counted("reduce_scatter", dist.reduce_scatter_single, (1, "input"))
+        if index == 0:
+            schedule.step(x)
+        else:
+            schedule.step(target=torch.zeros(2), losses=[])
+        optimizer.step()
+        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+            json.dump(calls, f)
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> None:
+    """--pp 2 --gpus 4 --fsdp: ranks 0-1 run stage 0 (blocks.0), ranks 2-3 stage 1 (blocks.1), each stage
+    FSDP-sharded over its 2 data-parallel ranks (the mesh is (pp, dp), stages outermost, as torchtitan's). By
+    hand, an Mlp block holds 16·32 + 32·16 = 1,024 weights, 4,096 bytes: a rank holds 512 (2,048 bytes); the block
+    is gathered in the forward of each of the 2 microbatches (resharded after each), once in the backward (PyTorch's
+    schedule keeps it gathered until the last microbatch's backward) and its gradients reduce-scattered once, at the
+    last; a microbatch's activation is (4, 16) float32 = 256 bytes. The gathers and scatters of every rank, calls
+    and bytes, equal those of the real 4-rank job."""
+    mp.start_processes(_real_pipeline_rank, args=(4, str(tmp_path)), nprocs=4, join=True, start_method="spawn")
+    for rank in range(4):
+        code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train",
+                             "--pp", "2", "--gpus", "4", "--fsdp", "--microbatches", "2", "--rank", str(rank),
+                             "--format", "json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["parallel"]["describe"] == "fsdp 2 × pp 2, 2 microbatches, GPipe"
+        assert report["memory"]["parameters"] == 512 * 4
+        ours = {}
+        for c in report["comm"]:
+            ours[(c["kind"], c["phase"])] = (c["count"], c["bytes"])
+        assert ours[("all_gather", "forward")] == (2, 2 * 4096)
+        assert ours[("all_gather", "backward")] == ours[("reduce_scatter", "backward")] == (1, 4096)
+        sent = "send" if rank < 2 else "recv"
+        assert ours[(sent, "forward")] == (2 + 1, 2 * 256 + 4)  # and PyTorch's 4-byte warm-up vote
+        real = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        gathered = [sum(ours[("all_gather", phase)][i] for phase in ("forward", "backward")) for i in (0, 1)]
+        assert real == {"all_gather": gathered, "reduce_scatter": list(ours[("reduce_scatter", "backward")])}
+    # --amp: FSDP's mixed-precision policy gathers the weights in bfloat16 (half the bytes) and reduces the
+    # gradients in float32 (the same bytes); the stage runs in bfloat16, so it sends (4, 16) bfloat16 = 128 bytes a
+    # microbatch; the rank still holds its float32 shard
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
+                         "2", "--gpus", "4", "--fsdp", "--microbatches", "2", "--amp", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    ours = {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
+    assert ours[("all_gather", "forward")] == (2, 2 * 2048) and ours[("all_gather", "backward")] == (1, 2048)
+    assert ours[("reduce_scatter", "backward")] == (1, 4096) and ours[("send", "forward")] == (3, 2 * 128 + 4)
+    assert report["memory"]["parameters"] == 512 * 4
+
+
 def test_model_states_of_a_meta_llama_are_16_bytes_a_held_parameter(run) -> None:
     """tiny-llama on meta as rank 0 of 8 GPUs, FSDP 4 × TP 2, AdamW: what the rank holds follows from the plan, by
     hand. FSDP shards dim 0 of each TP shard over 4 ranks, rank 0 taking ceil(rows / 4) rows:
@@ -771,7 +857,9 @@ def test_pipeline_refusals(run) -> None:
     for extra, message in ((["--pp", "3"], "--pp 3 is more than the model's 2 LlamaDecoderLayer blocks"),
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
-                           (["--pp", "2", "--fsdp", "--gpus", "4"], "is not built yet"),
+                           (["--pp", "2", "--tp", "2", "--fsdp", "--gpus", "4"], "--pp with --tp is not built yet"),
+                           (["--pp", "2", "--ddp", "--gpus", "4"], "--pp with --ddp is not built"),
+                           (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp or --zero 2"),
                            (["--microbatches", "2"], "needs --pp"),
                            (["--schedule", "1f1b"], "--schedule is for a pipelined step; it needs --pp")):
         code, out, err = run(*base, *extra)

@@ -136,7 +136,7 @@ class Parallel:
     fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone) in the
     order of ``schedule``: GPipe (every forward, then every backward) or 1F1B (after a warm-up of as many forwards as
     stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
-    activations)."""
+    activations); with a data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`)."""
 
     gpus: int = 1
     data: DataParallel | None = None
@@ -164,6 +164,12 @@ class Parallel:
         return self.gpus // (self.tp * self.pp)
 
     @property
+    def stage(self) -> int:
+        """The pipeline stage rank ``rank`` runs: the job's mesh is (pp, dp, tp), the stages outermost, as
+        torchtitan lays it out, so each stage is ``gpus // pp`` consecutive ranks."""
+        return self.rank // (self.gpus // self.pp)
+
+    @property
     def chunks(self) -> int:
         """The microbatches a pipelined step is split into (as many as stages unless given)."""
         return self.microbatches or self.pp
@@ -172,7 +178,8 @@ class Parallel:
         """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``."""
         data = self.data.value if self.data else None
         if self.pp > 1:
-            return f"pp {self.pp}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
+            layout = f"{data} {self.dp} × pp {self.pp}" if data else f"pp {self.pp}"
+            return f"{layout}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
         if self.tp == 1:
             return data or "one rank"
         return f"{data} {self.dp} × tp {self.tp}" if data else f"tp {self.tp}"

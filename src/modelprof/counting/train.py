@@ -171,7 +171,8 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelError(f"the pipelined step failed on stage {p.rank}: {one_line(exc)}") from exc
+            raise ModelError(f"the pipelined step failed on rank {p.rank} (stage {p.stage}): {one_line(exc)}"
+                             ) from exc
         finally:
             phases.clear()
 

@@ -147,7 +147,8 @@ def fit_microbatch(source: ModelSource, memory: int, workload: Workload, memory_
     model = meta.build_model()
 
     def measure(size: int) -> dict[str, int]:
-        stages = [phase_peaks(meta, replace(workload, parallel=replace(p, rank=stage)), size * p.chunks, model)
+        stages = [phase_peaks(meta, replace(workload, parallel=replace(p, rank=stage * (p.gpus // p.pp))),
+                              size * p.chunks, model)
                   for stage in range(p.pp)]
         return {phase: max(peaks[phase] for peaks in stages) for phase in stages[0]}
 

@@ -68,23 +68,44 @@ class Shard(Transform):
             model = run.model if run.owned else copy.deepcopy(run.model)
             if p.pp > 1:  # on meta, traced and run on fake CPU tensors (export bakes its factories' device in)
                 with on_fake_cpu(replace(run, model=model)) as faked:
-                    staged = pipelined(faked, p)
+                    device = "cpu" if faked.fake_mode is not None else run.device
+                    mesh = _mesh(device, p)
+                    mixed = _mixed_precision(workload, device)
+                    staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed)
+                    if p.data is not None:
+                        shard(staged.model, p, device, mixed, mesh, blocks)
                     with faked.fake_mode or contextlib.nullcontext():
-                        yield staged
+                        yield replace(staged, mixed_precision=mixed)
                 return
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
-                mixed = None
-                if workload.precision.amp and p.data is not None and not p.data.replicated:
-                    from modelprof.prepare.amp import amp_dtype
-
-                    mixed = amp_dtype(device)
-                shard(model, p, device, mixed)
+                mixed = _mixed_precision(workload, device)
+                shard(model, p, device, mixed, _mesh(device, p))
                 with sharded.fake_mode or contextlib.nullcontext():
                     yield replace(sharded, parallel=p, mixed_precision=mixed)
         finally:
             if started:
                 dist.destroy_process_group()
+
+
+def _mesh(device: str, p: Parallel):  # noqa: ANN202
+    """The job's device mesh: (pp, dp, tp), the stages outermost, as torchtitan lays it out (made outside any fake
+    mode: a mesh computes its coordinates from real tensors)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if p.pp > 1:
+        return init_device_mesh(device, (p.pp, p.dp, p.tp), mesh_dim_names=("pp", "dp", "tp"))
+    return init_device_mesh(device, (p.dp, p.tp), mesh_dim_names=("dp", "tp"))
+
+
+def _mixed_precision(workload: Workload, device: str):  # noqa: ANN202
+    """The 16-bit type FSDP gathers parameters in (``--amp`` with FSDP or ZeRO-2), or None."""
+    p = workload.parallel
+    if workload.precision.amp and p.data is not None and not p.data.replicated:
+        from modelprof.prepare.amp import amp_dtype
+
+        return amp_dtype(device)
+    return None
 
 
 def _layout_refusal(workload: Workload) -> str | None:
@@ -119,9 +140,15 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     p = workload.parallel
     if p.gpus % p.pp:
         return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
-    if p.tp > 1 or p.data is not None or p.gpus != p.pp:
-        return ("--pp with --tp or a data-parallel layout (or more GPUs than stages) is not built yet; "
-                f"count the pipeline alone: --pp {p.pp} --gpus {p.pp}")
+    if p.tp > 1:
+        return ("--pp with --tp is not built yet (a traced stage holds no nn.Linear modules for a TP plan to "
+                f"shard); count the pipeline with data parallelism: --pp {p.pp} --fsdp")
+    if p.dp > 1 and p.data is None:
+        return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
+                "--fsdp or --zero 2")
+    if p.data is not None and p.data.replicated:
+        return (f"--pp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp or --zero 2 (FSDP2 "
+                "over each stage's data-parallel ranks)")
     if workload.training is None:
         return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
     if p.schedule == "1f1b" and p.chunks < p.pp:
@@ -144,20 +171,19 @@ def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook
     return future
 
 
-def shard(model, p: Parallel, device: str, mixed_precision=None) -> None:  # noqa: ANN001
+def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, blocks=None) -> None:  # noqa: ANN001
     """Shard ``model`` in place as rank ``p.rank`` of the job ``p``: tensor parallelism over the mesh's ``tp``
     dimension first, then ``ddp`` replicates it, or ``fsdp``/``zero2`` put each repeated block (the class with
     children that has the most instances, as ``--checkpoint auto`` finds it) in an FSDP2 unit of its own, then the
     root, over the ``dp`` dimension. With ``mixed_precision`` (a 16-bit dtype: ``--amp``) the FSDP units gather
     their parameters in that type and reduce the gradients in float32 (``MixedPrecisionPolicy``), as torchtitan
     trains with FSDP, instead of autocast: autocast would cache a 16-bit copy of every block's gathered weights
-    until the forward ends."""
-    from torch.distributed.device_mesh import init_device_mesh
-
+    until the forward ends. ``mesh`` is the job's (:func:`_mesh`); ``blocks`` the FSDP units when given (a
+    pipeline stage's blocks: every module of a traced stage is of one class)."""
     from modelprof.counting.formulas import register_distributed_formulas
 
     register_distributed_formulas()
-    mesh = init_device_mesh(device, (p.dp, p.tp), mesh_dim_names=("dp", "tp"))
+    mesh = mesh if mesh is not None else _mesh(device, p)
     if p.tp > 1:
         from torch.distributed.tensor.parallel import parallelize_module
 
@@ -184,10 +210,11 @@ def shard(model, p: Parallel, device: str, mixed_precision=None) -> None:  # noq
     reshard = p.data == "fsdp"
     policy = (MixedPrecisionPolicy(param_dtype=mixed_precision, reduce_dtype=torch.float32)
               if mixed_precision is not None else MixedPrecisionPolicy())
-    try:
-        blocks = checkpointed_modules(model, (AUTO,))
-    except UsageError:  # no repeated block: the model is one unit
-        blocks = []
+    if blocks is None:
+        try:
+            blocks = checkpointed_modules(model, (AUTO,))
+        except UsageError:  # no repeated block: the model is one unit
+            blocks = []
     for block in blocks:
         fully_shard(block, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)
     fully_shard(model, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)

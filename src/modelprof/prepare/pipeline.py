@@ -10,7 +10,9 @@ Torch is imported inside the functions (the command line checks a workload witho
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +23,13 @@ if TYPE_CHECKING:
     from modelprof.workload import Parallel
 
 
-def pipelined(run: Run, p: Parallel) -> Run:
-    """Rank ``p.rank``'s stage of the model cut into ``p.pp`` stages (the stage keeps the model's module names);
-    its inputs are the data on the first stage only (the others receive activations)."""
+def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None) -> tuple[Run, list[Any]]:
+    """Rank ``p.rank``'s stage (``p.stage``) of the model cut into ``p.pp`` stages, sending to its neighbours over
+    ``group`` (the world when None), and the repeated blocks it holds. The stage keeps the model's module names;
+    its inputs are the data on the first stage only (the others receive activations). ``param_dtype`` is the type
+    FSDP's mixed-precision policy will gather the parameters in (``--amp``): the model is traced as it will run,
+    parameters and floating inputs in that type (torch.export bakes the dtypes it saw into checks), and the stage
+    keeps its parameters in their own."""
     import torch
     from torch.distributed.pipelining import SplitPoint, pipeline
     from torch.utils._pytree import tree_leaves, tree_map_only
@@ -49,19 +55,46 @@ def pipelined(run: Run, p: Parallel) -> Run:
     def microbatch(tensor):
         return tensor[: batch // p.chunks] if tensor.dim() and len(tensor) == batch else tensor
 
-    mb_args, mb_kwargs = tree_map_only(torch.Tensor, microbatch, (run.args, run.kwargs))
+    def as_run(tensor):  # FSDP's cast_forward_inputs
+        return tensor.to(param_dtype) if param_dtype is not None and tensor.is_floating_point() else tensor
+
+    mb_args, mb_kwargs = tree_map_only(torch.Tensor, lambda t: as_run(microbatch(t)), (run.args, run.kwargs))
+    kept = {name: param.data for name, param in model.named_parameters() if param_dtype is not None
+            and param.is_floating_point()}
     try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
-        pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
+        with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}):
+            pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
     except Exception as exc:  # the model's own code cannot be traced as one graph
         cause = exc.__cause__ or exc.__context__ or exc
         raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
                          f"{one_line(cause)}") from exc
     made_again(pipe.split_gm)
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
-    stage = pipe.build_stage(p.rank, torch.device("cpu" if run.device == "meta" else run.device))
-    first = p.rank == 0
+    stage = pipe.build_stage(p.stage, torch.device("cpu" if run.device == "meta" else run.device), group)
+    first = p.stage == 0
+    _assigned(stage.submod, kept)  # the stage's parameters in their own type
+    held = [m for name, m in stage.submod.named_modules() if name in {names[id(b)] for b in blocks}]
     return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
-                   kwargs=run.kwargs if first else {})
+                   kwargs=run.kwargs if first else {}), held
+
+
+def _assigned(model: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Each parameter of ``model`` named in ``data`` made to hold that tensor; returns the tensors they held."""
+    own = {}
+    for name, param in model.named_parameters():
+        if name in data:
+            own[name], param.data = param.data, data[name]
+    return own
+
+
+@contextlib.contextmanager
+def _parameters_as(model: Any, data: dict[str, Any]) -> Iterator[None]:
+    """Each parameter of ``model`` named in ``data`` holds that tensor for the duration, its own after."""
+    own = _assigned(model, data)
+    try:
+        yield
+    finally:
+        _assigned(model, own)
 
 
 def made_again(split: Any) -> int:
