@@ -224,7 +224,8 @@ _PARALLEL_OPTIONS = (
                  help="With --gpus: the rank whose share is counted."),
     click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Pipeline stages (with --train): the model cut between its repeated blocks by PyTorch's "
-                 "pipelining, each rank one stage, run by PyTorch's schedule (--schedule)."),
+                 "pipelining, run by PyTorch's schedule (--schedule); each stage on --gpus/N ranks, sharded over "
+                 "them by --fsdp or --zero 2."),
     click.option("--microbatches", type=click.IntRange(min=1), default=None,
                  help="With --pp: microbatches a step (default: --pp); the batch must be a multiple."),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="gpipe", show_default=True,
