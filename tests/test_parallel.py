@@ -777,6 +777,27 @@ def test_a_decoder_cut_into_three_stages_sends_only_its_hidden_states(run, tmp_p
     assert sorted(seen) == sorted(whole)
 
 
+def test_a_16_bit_model_pipelines_under_amp(run, tmp_path) -> None:
+    """--pp 2 --amp on a float16 config (Llama-2's are): torch.export bakes the dtypes it saw into checks, so the
+    model is traced under the step's autocast; each stage runs, and its linear rows have the Flops of the unsplit
+    autocast step's (N·Cin·Cout whatever the type)."""
+    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "torch_dtype": "float16"}))
+    base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--amp",
+            "--format", "json"]
+    code, out, err = run(*base)
+    assert code == 0, err
+    whole = {r["name"]: r for r in json.loads(out)["layers"] if r["type"] == "Linear"}
+    seen = []
+    for rank in ("0", "1"):
+        code, out, err = run(*base, "--pp", "2", "--rank", rank)
+        assert code == 0, err
+        stage = json.loads(out)
+        assert stage["dtype"] == "float16, autocast bfloat16" and not stage["unsupported"]
+        seen += [(r["name"], r["flops"]) for r in stage["layers"] if r["name"] in whole]
+    assert sorted(seen) == sorted((name, r["flops"]) for name, r in whole.items())
+
+
 def test_pipeline_1f1b_holds_fewer_microbatches_for_the_same_work(run) -> None:
     """MlpNet's two Mlp blocks on 2 stages, 4 microbatches of 2 from a batch of 8; stage 0 holds blocks.0. Per
     microbatch, by hand: the ReLU saves its output, (2, 32) float32 = 256 B (fc1's input is the stage's input chunk,

@@ -71,7 +71,12 @@ class Shard(Transform):
                     device = "cpu" if faked.fake_mode is not None else run.device
                     mesh = _mesh(device, p)
                     mixed = _mixed_precision(workload, device)
-                    staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed)
+                    autocast = None
+                    if workload.precision.amp and mixed is None:  # the autocast transform comes later
+                        from modelprof.prepare.amp import amp_dtype
+
+                        autocast = amp_dtype(device)
+                    staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast)
                     if p.data is not None:
                         shard(staged.model, p, device, mixed, mesh, blocks)
                     with faked.fake_mode or contextlib.nullcontext():

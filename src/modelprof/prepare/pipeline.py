@@ -23,13 +23,17 @@ if TYPE_CHECKING:
     from modelprof.workload import Parallel
 
 
-def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None) -> tuple[Run, list[Any]]:
+def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None, autocast: Any = None
+              ) -> tuple[Run, list[Any]]:
     """Rank ``p.rank``'s stage (``p.stage``) of the model cut into ``p.pp`` stages, sending to its neighbours over
     ``group`` (the world when None), and the repeated blocks it holds. The stage keeps the model's module names;
     its inputs are the data on the first stage only (the others receive activations). ``param_dtype`` is the type
     FSDP's mixed-precision policy will gather the parameters in (``--amp``): the model is traced as it will run,
     parameters and floating inputs in that type (torch.export bakes the dtypes it saw into checks), and the stage
-    keeps its parameters in their own."""
+    keeps its parameters in their own. ``autocast`` is the type the step's autocast runs in (``--amp`` without
+    FSDP): a model whose weights are not float32 is traced under it (traced without it, its dtype checks fail under
+    autocast), which makes its weights' casts ops of each microbatch's forward, where eager autocast casts each
+    weight once a step; a float32 model is traced as it is, and autocast casts at run time."""
     import torch
     from torch.distributed.pipelining import SplitPoint, pipeline
     from torch.utils._pytree import tree_leaves, tree_map_only
@@ -62,7 +66,8 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None)
     kept = {name: param.data for name, param in model.named_parameters() if param_dtype is not None
             and param.is_floating_point()}
     try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
-        with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}):
+        with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}), \
+                _traced_autocast(model, run.device, autocast):
             pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
     except Exception as exc:  # the model's own code cannot be traced as one graph
         cause = exc.__cause__ or exc.__context__ or exc
@@ -76,6 +81,14 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None)
     held = [m for name, m in stage.submod.named_modules() if name in {names[id(b)] for b in blocks}]
     return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
                    kwargs=run.kwargs if first else {}), held
+
+
+def _traced_autocast(model: Any, device: str, dtype: Any) -> Any:
+    """Autocast in ``dtype`` for tracing a model whose floating weights are not all float32; else nothing."""
+    import torch
+
+    wanted = dtype is not None and any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters())
+    return torch.autocast("cpu" if device == "meta" else device, dtype=dtype, enabled=wanted)
 
 
 def _assigned(model: Any, data: dict[str, Any]) -> dict[str, Any]:
