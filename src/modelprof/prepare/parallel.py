@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from modelprof.errors import UsageError
+from modelprof.prepare.amp import amp_dtype
 from modelprof.prepare.base import Run, Transform, on_fake_cpu
 from modelprof.prepare.pipeline import pipelined
 
@@ -71,11 +72,8 @@ class Shard(Transform):
                     device = "cpu" if faked.fake_mode is not None else run.device
                     mesh = _mesh(device, p)
                     mixed = _mixed_precision(workload, device)
-                    autocast = None
-                    if workload.precision.amp and mixed is None:  # the autocast transform comes later
-                        from modelprof.prepare.amp import amp_dtype
-
-                        autocast = amp_dtype(device)
+                    # without FSDP's policy, --amp is the autocast transform's, applied later: traced under it
+                    autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
                     staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast)
                     if p.data is not None:
                         shard(staged.model, p, device, mixed, mesh, blocks)
@@ -106,11 +104,7 @@ def _mesh(device: str, p: Parallel):  # noqa: ANN202
 def _mixed_precision(workload: Workload, device: str):  # noqa: ANN202
     """The 16-bit type FSDP gathers parameters in (``--amp`` with FSDP or ZeRO-2), or None."""
     p = workload.parallel
-    if workload.precision.amp and p.data is not None and not p.data.replicated:
-        from modelprof.prepare.amp import amp_dtype
-
-        return amp_dtype(device)
-    return None
+    return amp_dtype(device) if workload.precision.amp and p.data is not None and not p.data.replicated else None
 
 
 def _layout_refusal(workload: Workload) -> str | None:
