@@ -777,6 +777,44 @@ def test_a_decoder_cut_into_three_stages_sends_only_its_hidden_states(run, tmp_p
     assert sorted(seen) == sorted(whole)
 
 
+def test_interleaved_1f1b_runs_two_stages_a_rank(run, tmp_path) -> None:
+    """--pp 2 --schedule interleaved-1f1b: tiny-llama with 4 layers cut into 2 · 2 = 4 stages, rank 0 running
+    stages 0 and 2 (layers 0 and 2, and the embeddings), rank 1 stages 1 and 3 (layers 1 and 3, the final norm and
+    the head), PyTorch's ScheduleInterleaved1F1B over 2 microbatches of 2. By hand: a layer holds q 64·64 + k and v
+    32·64 each + o 64·64 + gate, up and down 172·64 each + 2 norms of 64 = 45,440 weights; the embeddings and the
+    head 1000·64 = 64,000 each: rank 0 holds 154,880, rank 1 154,944. A microbatch's hidden states are (2, 64, 64)
+    float32 = 32 KiB: rank 0 sends 2 per stage forward (4) and receives stage 2's 2 from stage 1, and in the
+    backward receives the gradients of both stages' outputs (4) and sends stage 2's input gradients (2); the
+    forward also carries PyTorch's 4-byte warm-up messages. Each Linear runs on one rank with the unsplit step's
+    forward Flops, under its stage's name."""
+    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--format",
+            "json"]
+    code, out, err = run(*base)
+    assert code == 0, err
+    whole = {r["name"]: r for r in json.loads(out)["layers"] if r["type"] == "Linear"}
+    hidden, seen = 2 * 64 * 64 * 4, []
+    for rank, params, stages in ((0, 154_880, (0, 2)), (1, 154_944, (1, 3))):
+        code, out, err = run(*base, "--pp", "2", "--schedule", "interleaved-1f1b", "--rank", str(rank))
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["parallel"]["describe"] == "pp 2 × 2 stages a rank, 2 microbatches, Interleaved 1F1B"
+        assert report["total"]["params"] == params and not report["unsupported"]
+        for row in report["layers"]:
+            stage, _, name = row["name"].partition(".")
+            if name in whole:
+                assert int(stage.removeprefix("stage")) in stages and row["flops"] == whole[name]["flops"], name
+                seen.append(name)
+        comm = {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
+        out_, in_ = ("send", "recv") if rank == 0 else ("recv", "send")
+        for (kind, phase), messages in (((out_, "forward"), 4), ((in_, "forward"), 2)):
+            calls, size = comm[(kind, phase)]
+            assert size == messages * hidden + 4 * (calls - messages), (kind, phase)  # the rest: 4-byte votes
+        assert comm[(in_, "backward")] == (4, 4 * hidden) and comm[(out_, "backward")] == (2, 2 * hidden)
+    assert sorted(seen) == sorted(whole)
+
+
 def test_a_16_bit_model_pipelines_under_amp(run, tmp_path) -> None:
     """--pp 2 --amp on a float16 config (Llama-2's are): torch.export bakes the dtypes it saw into checks, so the
     model is traced under the step's autocast; each stage runs, and its linear rows have the Flops of the unsplit
@@ -875,13 +913,18 @@ def test_fit_pp_finds_the_largest_microbatch_every_stage_fits(run) -> None:
 
 def test_pipeline_refusals(run) -> None:
     base = ["stats", "examples/configs/tiny-llama", "--input", "input_ids=64:int64:1000", "--train"]
-    for extra, message in ((["--pp", "3"], "--pp 3 is more than the model's 2 LlamaDecoderLayer blocks"),
+    for extra, message in ((["--pp", "3"], "--pp 3 is more stages than the model's 2 LlamaDecoderLayer blocks"),
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
                            (["--pp", "2", "--tp", "2", "--fsdp", "--gpus", "4"], "--pp with --tp is not built yet"),
                            (["--pp", "2", "--ddp", "--gpus", "4"], "--pp with --ddp is not built"),
                            (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp or --zero 2"),
                            (["--microbatches", "2"], "needs --pp"),
+                           (["--stages-per-rank", "2"], "--stages-per-rank is for a pipelined step"),
+                           (["--pp", "2", "--stages-per-rank", "2"], "--stages-per-rank is for --schedule interleaved"),
+                           (["--pp", "2", "--schedule", "interleaved-1f1b", "--microbatches", "5", "--batch", "10"],
+                            "is not a whole number of rounds"),
+                           (["--pp", "2", "--schedule", "interleaved-1f1b"], "is more stages than the model's 2"),
                            (["--schedule", "1f1b"], "--schedule is for a pipelined step; it needs --pp")):
         code, out, err = run(*base, *extra)
         assert code == 2 and message in err and out == "", (extra, err)

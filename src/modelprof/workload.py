@@ -123,7 +123,7 @@ TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_
 
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).
-SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B"}
+SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved-1f1b": "Interleaved 1F1B"}
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,11 @@ class Parallel:
     and the ``rank`` whose share is counted (rank 0 by default; rank r is data-parallel rank ``r // tp``,
     tensor-parallel rank ``r % tp``); ``pp`` pipeline stages, each a contiguous run of the model's repeated blocks,
     fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone) in the
-    order of ``schedule``: GPipe (every forward, then every backward) or 1F1B (after a warm-up of as many forwards as
+    order of ``schedule``: GPipe (every forward, then every backward), 1F1B (after a warm-up of as many forwards as
     stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
-    activations); with a data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`)."""
+    activations) or interleaved 1F1B (each rank runs ``stages_per_rank`` stages, the model cut into
+    ``pp · stages_per_rank``, which shortens the pipeline's bubble); with a data-parallel layout, each stage is
+    sharded over its ``dp`` ranks (:attr:`stage`)."""
 
     gpus: int = 1
     data: DataParallel | None = None
@@ -145,7 +147,9 @@ class Parallel:
     tp_plan: tuple[tuple[str, str], ...] = ()
     pp: int = 1
     microbatches: int = 0
-    schedule: str = "gpipe"  #: the pipeline schedule: ``gpipe`` or ``1f1b`` (:data:`SCHEDULES`)
+    schedule: str = "gpipe"  #: the pipeline schedule: ``gpipe``, ``1f1b`` or ``interleaved-1f1b`` (:data:`SCHEDULES`)
+    #: stages a rank runs (0: 2 under an interleaved schedule, else 1); rank r's are stages r, r + pp, r + 2·pp, ...
+    stages_per_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.data is not None:
@@ -170,6 +174,11 @@ class Parallel:
         return self.rank // (self.gpus // self.pp)
 
     @property
+    def virtual(self) -> int:
+        """The stages each rank runs (:attr:`stages_per_rank`, or its default)."""
+        return self.stages_per_rank or (2 if self.schedule.startswith("interleaved") else 1)
+
+    @property
     def chunks(self) -> int:
         """The microbatches a pipelined step is split into (as many as stages unless given)."""
         return self.microbatches or self.pp
@@ -179,6 +188,8 @@ class Parallel:
         data = self.data.value if self.data else None
         if self.pp > 1:
             layout = f"{data} {self.dp} × pp {self.pp}" if data else f"pp {self.pp}"
+            if self.virtual > 1:
+                layout += f" × {self.virtual} stages a rank"
             return f"{layout}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
         if self.tp == 1:
             return data or "one rank"

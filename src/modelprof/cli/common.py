@@ -229,14 +229,19 @@ _PARALLEL_OPTIONS = (
     click.option("--microbatches", type=click.IntRange(min=1), default=None,
                  help="With --pp: microbatches a step (default: --pp); the batch must be a multiple."),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="gpipe", show_default=True,
-                 help="With --pp: GPipe (every forward, then every backward) or 1F1B (a backward after each "
-                 "forward once the pipeline is full: fewer microbatches' activations held)."),
+                 help="With --pp: GPipe (every forward, then every backward), 1F1B (a backward after each "
+                 "forward once the pipeline is full: fewer microbatches' activations held) or interleaved-1f1b "
+                 "(several stages a rank, --stages-per-rank)."),
+    click.option("--stages-per-rank", "stages_per_rank", type=click.IntRange(min=1), default=None,
+                 help="With --schedule interleaved-1f1b: stages each rank runs (default 2); the model is cut into "
+                 "--pp × this many stages, rank r running stages r, r + pp, ..."),
 )
 
 
 def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
                           rank: int = 0, tp: int = 1, tp_plan: str | None = None, pp: int = 1,
-                          microbatches: int | None = None, schedule: str = "gpipe") -> Parallel:
+                          microbatches: int | None = None, schedule: str = "gpipe",
+                          stages_per_rank: int | None = None) -> Parallel:
     """The job the parallel options describe (``gpus`` None: one tensor-parallel group, ``tp`` ranks); two layouts
     at once are refused, and a plan file is read here."""
     chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
@@ -245,7 +250,7 @@ def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
         DataParallel.ZERO1 if zero == "1" else DataParallel.DDP if ddp else None
     return Parallel(tp * pp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else (), pp,
-                    microbatches or 0, schedule)
+                    microbatches or 0, schedule, stages_per_rank or 0)
 
 
 def read_tp_plan(path: str) -> tuple[tuple[str, str], ...]:
@@ -314,7 +319,8 @@ def model_command(generate: str | None = None, min_new: int = 1
                      "new_tokens", "checkpoint")
             parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank",
                                                                                   "tp", "tp_plan", "pp",
-                                                                                  "microbatches", "schedule")})
+                                                                                  "microbatches", "schedule",
+                                                                                  "stages_per_rank")})
             workload = workload_from_options(**{k: options.pop(k) for k in names if k in options}, parallel=parallel)
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):

@@ -151,7 +151,7 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
     and its backward, in the schedule's order. The phase is the kind of the chunk that runs (the gradients' scaling
     after the last backward chunk is backward work); a send or receive belongs to the kind of chunk it feeds or
     follows, though 1F1B fires a forward send together with a backward receive (``CostMode.p2p_phases``)."""
-    stage, p = run.pipeline, run.parallel
+    stages, p = _stages(run), run.parallel
     tracker, phases = session.tracker, session.mode.p2p_phases
 
     def loss_fn(output: Any, target: Any) -> Any:
@@ -164,7 +164,7 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
              ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
     step = pipeline_step(run, loss_fn)
     with session.phase(Phase.FORWARD), run.autocast(), \
-            attributes_wrapped((stage, name, wrap) for name, wrap in steps), \
+            attributes_wrapped((stage, name, wrap) for stage in stages for name, wrap in steps), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
             return step()
@@ -182,15 +182,26 @@ def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], 
     or 1F1B), over the job's microbatches: the first stage is given the inputs, the last computes ``loss_fn`` of
     each microbatch's output (its target unused), a stage between is given nothing; each returns what its schedule
     does. (The count and ``bench`` both run it.)"""
-    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe
+    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
-    stage, p = run.pipeline, run.parallel
-    schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stage, p.chunks, loss_fn=loss_fn)
-    if stage.is_first:
+    stages, p = _stages(run), run.parallel
+    if p.schedule == "interleaved-1f1b":
+        schedule = ScheduleInterleaved1F1B(stages, p.chunks, loss_fn=loss_fn)
+    else:
+        schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stages[0], p.chunks, loss_fn=loss_fn)
+    first, last = any(s.is_first for s in stages), any(s.is_last for s in stages)
+    if first and len(stages) > 1:  # a multi-stage schedule hands its keyword inputs to every stage: positional
+        return lambda: schedule.step(*run.args, *run.kwargs.values())  # (the trace's order: args, then kwargs)
+    if first:
         return lambda: schedule.step(*run.args, **run.kwargs)
-    if stage.is_last:
+    if last:
         return lambda: schedule.step(target=torch.zeros(p.chunks), losses=[])
     return schedule.step
+
+
+def _stages(run: Run) -> list[Any]:
+    """The pipeline stages this rank runs (``run.pipeline``: one stage, or a list of them)."""
+    return run.pipeline if isinstance(run.pipeline, list) else [run.pipeline]
 
 
 def _chunk_in(tracker: Any, phase: Phase) -> Callable[[Any], Any]:

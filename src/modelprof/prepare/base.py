@@ -37,7 +37,8 @@ class Run:
     #: the 16-bit type FSDP's ``MixedPrecisionPolicy`` gathers parameters in (``--amp`` with ``--fsdp``/``--zero``,
     #: in place of autocast), or None
     mixed_precision: Any = None
-    #: ``--pp``: this rank's pipeline stage (torch's ``_PipelineStage``; ``model`` is its submodule), or None
+    #: ``--pp``: this rank's pipeline stage (torch's ``_PipelineStage``; ``model`` is its submodule), or its stages (a
+    #: list; ``model`` a ``ModuleDict`` of their submodules by stage), or None
     pipeline: Any = None
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -75,8 +75,9 @@ class Shard(Transform):
                     # without FSDP's policy, --amp is the autocast transform's, applied later: traced under it
                     autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
                     staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast)
-                    if p.data is not None:
-                        shard(staged.model, p, device, mixed, mesh, blocks)
+                    for submod in _stage_modules(staged) if p.data is not None else ():
+                        inside = {id(m) for m in submod.modules()}
+                        shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
                     with faked.fake_mode or contextlib.nullcontext():
                         yield replace(staged, mixed_precision=mixed)
                 return
@@ -89,6 +90,12 @@ class Shard(Transform):
         finally:
             if started:
                 dist.destroy_process_group()
+
+
+def _stage_modules(run: Run) -> list:
+    """The modules of the pipeline stages a rank runs: each is sharded on its own, as torchtitan shards a rank's
+    model chunks."""
+    return list(run.model.values()) if isinstance(run.pipeline, list) else [run.model]
 
 
 def _mesh(device: str, p: Parallel):  # noqa: ANN202
@@ -112,8 +119,9 @@ def _layout_refusal(workload: Workload) -> str | None:
     from modelprof.workload import TP_STYLES
 
     p = workload.parallel
-    if p.microbatches or p.schedule != "gpipe":
-        return f"--{'microbatches' if p.microbatches else 'schedule'} is for a pipelined step; it needs --pp N (N > 1)"
+    if p.microbatches or p.schedule != "gpipe" or p.stages_per_rank:
+        option = "microbatches" if p.microbatches else "schedule" if p.schedule != "gpipe" else "stages-per-rank"
+        return f"--{option} is for a pipelined step; it needs --pp N (N > 1)"
     if p.gpus % p.tp:
         return (f"--gpus {p.gpus} is not a multiple of --tp {p.tp}: the job is groups of {p.tp} "
                 "tensor-parallel ranks")
@@ -153,6 +161,12 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     if p.schedule == "1f1b" and p.chunks < p.pp:
         return (f"--schedule 1f1b needs at least as many microbatches as stages: --microbatches {p.pp} or more "
                 f"(given {p.chunks})")
+    if p.virtual > 1 and not p.schedule.startswith("interleaved"):
+        return "--stages-per-rank is for --schedule interleaved-1f1b (GPipe and 1F1B run one stage a rank)"
+    rounds = max(1, p.chunks // p.pp)  # PyTorch's interleaved schedules run the microbatches in rounds
+    if p.schedule.startswith("interleaved") and p.chunks % rounds:
+        return (f"--schedule {p.schedule} runs the microbatches in rounds of --pp ({p.pp}): --microbatches "
+                f"{p.chunks} is not a whole number of rounds; use a multiple of {p.pp} (or fewer than {p.pp})")
     return None
 
 

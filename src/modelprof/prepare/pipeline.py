@@ -45,11 +45,13 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
         blocks = checkpointed_modules(model, (AUTO,))
     except UsageError:
         raise UsageError("--pp cuts the model between repeated blocks, and it has none") from None
-    if p.pp > len(blocks):
-        raise UsageError(f"--pp {p.pp} is more than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; a "
-                         "stage holds at least one")
+    stages = p.pp * p.virtual
+    if stages > len(blocks):
+        asked = f"--pp {p.pp}" + (f" × --stages-per-rank {p.virtual}" if p.virtual > 1 else "")
+        raise UsageError(f"{asked} is more stages than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; "
+                         "a stage holds at least one")
     names = {id(module): name for name, module in model.named_modules()}
-    spec = {names[id(blocks[round(i * len(blocks) / p.pp)])]: SplitPoint.BEGINNING for i in range(1, p.pp)}
+    spec = {names[id(blocks[round(i * len(blocks) / stages)])]: SplitPoint.BEGINNING for i in range(1, stages)}
     inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
     batch = len(inputs[0]) if inputs else 0
     if not batch or batch % p.chunks:
@@ -75,12 +77,22 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
                          f"{one_line(cause)}") from exc
     made_again(pipe.split_gm)
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
-    stage = pipe.build_stage(p.stage, torch.device("cpu" if run.device == "meta" else run.device), group)
+    device = torch.device("cpu" if run.device == "meta" else run.device)
+    built = [pipe.build_stage(p.stage + k * p.pp, device, group) for k in range(p.virtual)]
+    block_names = {names[id(b)] for b in blocks}
+    held = []
+    for stage in built:
+        _assigned(stage.submod, kept)  # the stage's parameters in their own type
+        held += [m for name, m in stage.submod.named_modules() if name in block_names]
     first = p.stage == 0
-    _assigned(stage.submod, kept)  # the stage's parameters in their own type
-    held = [m for name, m in stage.submod.named_modules() if name in {names[id(b)] for b in blocks}]
-    return replace(run, model=stage.submod, parallel=p, pipeline=stage, args=run.args if first else (),
-                   kwargs=run.kwargs if first else {}), held
+    args, kwargs = (run.args, run.kwargs) if first else ((), {})
+    if len(built) == 1:
+        return replace(run, model=built[0].submod, parallel=p, pipeline=built[0], args=args, kwargs=kwargs), held
+    # several stages a rank: one module holding them, each under its stage's name ("stage 2" of the model)
+    from torch import nn
+
+    model = nn.ModuleDict({f"stage{stage.stage_index}": stage.submod for stage in built})
+    return replace(run, model=model, parallel=p, pipeline=built, args=args, kwargs=kwargs), held
 
 
 def _traced_autocast(model: Any, device: str, dtype: Any) -> Any:
