@@ -815,6 +815,31 @@ def test_interleaved_1f1b_runs_two_stages_a_rank(run, tmp_path) -> None:
     assert sorted(seen) == sorted(whole)
 
 
+def test_a_checkpointed_pipeline_stage_keeps_its_blocks_inputs_only(run, tmp_path) -> None:
+    """--pp 2 --checkpoint auto on a 4-layer tiny-llama, rank 0 (layers 0 and 1), 2 microbatches of 2. torch.export
+    would trace through a checkpoint and keep every activation, so the stage's blocks are checkpointed after the
+    cut, as torchtitan does. By hand, per microbatch: layer 0's checkpoint keeps its inputs, the hidden states
+    (2, 64, 64) float32 = 32 KiB, rotary's cos and sin (1, 64, 16) float32 = 4 KiB each and the causal mask
+    (2, 1, 64, 64) bool = 8 KiB; layer 1 keeps its hidden states only (the tables and the mask are the same
+    tensors, kept already): 2 · (48 + 32) KiB = 160 KiB in all, where the stage without checkpointing keeps
+    every layer's activations. The forward is unchanged; the backward grows by the recomputed forwards."""
+    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--pp", "2",
+            "--format", "json"]
+    reports = []
+    for extra in ((), ("--checkpoint", "auto")):
+        code, out, err = run(*base, *extra)
+        assert code == 0, err
+        reports.append(json.loads(out))
+    plain, checkpointed = reports
+    kept = {r["name"]: r["saved"] for r in checkpointed["layers"] if r.get("saved")}
+    assert kept == {"model.layers.0": 2 * (32 + 4 + 4 + 8) * 1024, "model.layers.1": 2 * 32 * 1024}
+    assert checkpointed["memory"]["saved"] == 160 * 1024 < plain["memory"]["saved"]
+    assert checkpointed["total"]["flops"] == plain["total"]["flops"]
+    assert checkpointed["total"]["bwd_flops"] > plain["total"]["bwd_flops"]
+
+
 def test_a_16_bit_model_pipelines_under_amp(run, tmp_path) -> None:
     """--pp 2 --amp on a float16 config (Llama-2's are): torch.export bakes the dtypes it saw into checks, so the
     model is traced under the step's autocast; each stage runs, and its linear rows have the Flops of the unsplit

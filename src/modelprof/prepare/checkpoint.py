@@ -65,9 +65,16 @@ class Checkpoint(Transform):
 
     @contextlib.contextmanager
     def apply(self, run: Run, workload: Workload) -> Iterator[Run]:
-        modules = checkpointed_modules(run.model, workload.checkpoint.modules)
-        with forwards_replaced((module, functools.partial(_checkpointed, module)) for module in modules):
+        if workload.parallel.pp > 1:  # torch.export would trace through the checkpoint and keep every activation:
+            yield run  # a pipeline stage's modules are checkpointed after the cut (checkpointed_forwards)
+            return
+        with checkpointed_forwards(checkpointed_modules(run.model, workload.checkpoint.modules)):
             yield run
+
+
+def checkpointed_forwards(modules: list[Any]) -> contextlib.AbstractContextManager:
+    """Each of ``modules`` runs its forward through ``torch.utils.checkpoint`` for the duration."""
+    return forwards_replaced((module, functools.partial(_checkpointed, module)) for module in modules)
 
 
 def _checkpointed(module: Any, forward: Any) -> Any:

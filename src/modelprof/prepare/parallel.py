@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from modelprof.errors import UsageError
 from modelprof.prepare.amp import amp_dtype
 from modelprof.prepare.base import Run, Transform, on_fake_cpu
+from modelprof.prepare.checkpoint import checkpointed_forwards
 from modelprof.prepare.pipeline import pipelined
 
 if TYPE_CHECKING:
@@ -74,12 +75,14 @@ class Shard(Transform):
                     mixed = _mixed_precision(workload, device)
                     # without FSDP's policy, --amp is the autocast transform's, applied later: traced under it
                     autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
-                    staged, blocks = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast)
-                    for submod in _stage_modules(staged) if p.data is not None else ():
-                        inside = {id(m) for m in submod.modules()}
-                        shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
-                    with faked.fake_mode or contextlib.nullcontext():
-                        yield replace(staged, mixed_precision=mixed)
+                    staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
+                                                           workload.checkpoint.modules)
+                    with checkpointed_forwards(recomputed):  # torchtitan's order: checkpointing, then FSDP
+                        for submod in _stage_modules(staged) if p.data is not None else ():
+                            inside = {id(m) for m in submod.modules()}
+                            shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
+                        with faked.fake_mode or contextlib.nullcontext():
+                            yield replace(staged, mixed_precision=mixed)
                 return
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device

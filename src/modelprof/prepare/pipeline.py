@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from modelprof.workload import Parallel
 
 
-def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None, autocast: Any = None
-              ) -> tuple[Run, list[Any]]:
+def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None, autocast: Any = None,
+              checkpoint: tuple[str, ...] = ()) -> tuple[Run, list[Any], list[Any]]:
     """Rank ``p.rank``'s stage (``p.stage``) of the model cut into ``p.pp`` stages, sending to its neighbours over
-    ``group`` (the world when None), and the repeated blocks it holds. The stage keeps the model's module names;
+    ``group`` (the world when None), the repeated blocks it holds, and its modules of the classes ``checkpoint``
+    names (``--checkpoint``: a traced stage's modules are all of one class, so they are found by the model's
+    names before the cut, to be checkpointed after it, as torchtitan does). The stage keeps the model's names;
     its inputs are the data on the first stage only (the others receive activations). ``param_dtype`` is the type
     FSDP's mixed-precision policy will gather the parameters in (``--amp``): the model is traced as it will run,
     parameters and floating inputs in that type (torch.export bakes the dtypes it saw into checks), and the stage
@@ -51,6 +53,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
         raise UsageError(f"{asked} is more stages than the model's {len(blocks)} {type(blocks[0]).__name__} blocks; "
                          "a stage holds at least one")
     names = {id(module): name for name, module in model.named_modules()}
+    recomputed = {names[id(m)] for m in checkpointed_modules(model, checkpoint)} if checkpoint else set()
     spec = {names[id(blocks[round(i * len(blocks) / stages)])]: SplitPoint.BEGINNING for i in range(1, stages)}
     inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
     batch = len(inputs[0]) if inputs else 0
@@ -80,19 +83,21 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     device = torch.device("cpu" if run.device == "meta" else run.device)
     built = [pipe.build_stage(p.stage + k * p.pp, device, group) for k in range(p.virtual)]
     block_names = {names[id(b)] for b in blocks}
-    held = []
+    held, checkpointed = [], []
     for stage in built:
         _assigned(stage.submod, kept)  # the stage's parameters in their own type
         held += [m for name, m in stage.submod.named_modules() if name in block_names]
+        checkpointed += [m for name, m in stage.submod.named_modules() if name in recomputed]
     first = p.stage == 0
     args, kwargs = (run.args, run.kwargs) if first else ((), {})
     if len(built) == 1:
-        return replace(run, model=built[0].submod, parallel=p, pipeline=built[0], args=args, kwargs=kwargs), held
+        return (replace(run, model=built[0].submod, parallel=p, pipeline=built[0], args=args, kwargs=kwargs), held,
+                checkpointed)
     # several stages a rank: one module holding them, each under its stage's name ("stage 2" of the model)
     from torch import nn
 
     model = nn.ModuleDict({f"stage{stage.stage_index}": stage.submod for stage in built})
-    return replace(run, model=model, parallel=p, pipeline=built, args=args, kwargs=kwargs), held
+    return replace(run, model=model, parallel=p, pipeline=built, args=args, kwargs=kwargs), held, checkpointed
 
 
 def _traced_autocast(model: Any, device: str, dtype: Any) -> Any:
