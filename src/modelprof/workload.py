@@ -123,7 +123,10 @@ TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_
 
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).
-SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved-1f1b": "Interleaved 1F1B"}
+SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved-1f1b": "Interleaved 1F1B", "looped-bfs": "Looped BFS",
+             "interleaved-zb": "Interleaved Zero Bubble"}
+#: The schedules that run several stages a rank, looped (rank r runs stages r, r + pp, r + 2·pp, ...).
+MULTI_STAGE = ("interleaved-1f1b", "looped-bfs", "interleaved-zb")
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,10 @@ class Parallel:
     fed ``microbatches`` microbatches a step (0: as many as stages; rank r is stage ``r`` when pipelining alone) in the
     order of ``schedule``: GPipe (every forward, then every backward), 1F1B (after a warm-up of as many forwards as
     stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
-    activations) or interleaved 1F1B (each rank runs ``stages_per_rank`` stages, the model cut into
-    ``pp · stages_per_rank``, which shortens the pipeline's bubble); with a data-parallel layout, each stage is
+    activations), or one of :data:`MULTI_STAGE`: interleaved 1F1B (each rank runs ``stages_per_rank`` stages, the
+    model cut into ``pp · stages_per_rank``, which shortens the pipeline's bubble), looped BFS (each stage runs all
+    its microbatches in turn) or interleaved zero bubble (the backward split into the inputs' and the weights'
+    gradients, the latter run to fill the bubble); with a data-parallel layout, each stage is
     sharded over its ``dp`` ranks (:attr:`stage`)."""
 
     gpus: int = 1
@@ -147,8 +152,8 @@ class Parallel:
     tp_plan: tuple[tuple[str, str], ...] = ()
     pp: int = 1
     microbatches: int = 0
-    schedule: str = "gpipe"  #: the pipeline schedule: ``gpipe``, ``1f1b`` or ``interleaved-1f1b`` (:data:`SCHEDULES`)
-    #: stages a rank runs (0: 2 under an interleaved schedule, else 1); rank r's are stages r, r + pp, r + 2·pp, ...
+    schedule: str = "gpipe"  #: the pipeline schedule, a key of :data:`SCHEDULES`
+    #: stages a rank runs (0: 2 under a schedule of :data:`MULTI_STAGE`, else 1); rank r's are r, r + pp, ...
     stages_per_rank: int = 0
 
     def __post_init__(self) -> None:
@@ -176,7 +181,7 @@ class Parallel:
     @property
     def virtual(self) -> int:
         """The stages each rank runs (:attr:`stages_per_rank`, or its default)."""
-        return self.stages_per_rank or (2 if self.schedule.startswith("interleaved") else 1)
+        return self.stages_per_rank or (2 if self.schedule in MULTI_STAGE else 1)
 
     @property
     def chunks(self) -> int:

@@ -230,10 +230,10 @@ _PARALLEL_OPTIONS = (
                  help="With --pp: microbatches a step (default: --pp); the batch must be a multiple."),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="gpipe", show_default=True,
                  help="With --pp: GPipe (every forward, then every backward), 1F1B (a backward after each "
-                 "forward once the pipeline is full: fewer microbatches' activations held) or interleaved-1f1b "
-                 "(several stages a rank, --stages-per-rank)."),
+                 "forward once the pipeline is full: fewer microbatches' activations held), or several stages a "
+                 "rank (--stages-per-rank): interleaved-1f1b, looped-bfs, interleaved-zb (zero bubble)."),
     click.option("--stages-per-rank", "stages_per_rank", type=click.IntRange(min=1), default=None,
-                 help="With --schedule interleaved-1f1b: stages each rank runs (default 2); the model is cut into "
+                 help="With a multi-stage --schedule: stages each rank runs (default 2); the model is cut into "
                  "--pp × this many stages, rank r running stages r, r + pp, ..."),
 )
 

@@ -160,6 +160,7 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
 
     chunk, p2p = functools.partial(_chunk_in, tracker), functools.partial(_p2p_in, phases)
     steps = (("forward_one_chunk", chunk(Phase.FORWARD)), ("backward_one_chunk", chunk(Phase.BACKWARD)),
+             ("backward_weight_one_chunk", chunk(Phase.BACKWARD)),  # zero bubble: the weights' gradients apart
              ("get_fwd_recv_ops", p2p(Phase.FORWARD)), ("get_fwd_send_ops", p2p(Phase.FORWARD)),
              ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
     step = pipeline_step(run, loss_fn)
@@ -177,18 +178,23 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
             phases.clear()
 
 
+#: ``--schedule`` -> the class of ``torch.distributed.pipelining`` that runs it
+_SCHEDULE_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interleaved-1f1b": "ScheduleInterleaved1F1B",
+                     "looped-bfs": "ScheduleLoopedBFS", "interleaved-zb": "ScheduleInterleavedZeroBubble"}
+
+
 def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:
     """One step of this rank's pipeline stage (``run.pipeline``) under PyTorch's schedule (``--schedule``: GPipe
     or 1F1B), over the job's microbatches: the first stage is given the inputs, the last computes ``loss_fn`` of
     each microbatch's output (its target unused), a stage between is given nothing; each returns what its schedule
     does. (The count and ``bench`` both run it.)"""
-    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
+    import torch.distributed.pipelining as pipelining
+
+    from modelprof.workload import MULTI_STAGE
 
     stages, p = _stages(run), run.parallel
-    if p.schedule == "interleaved-1f1b":
-        schedule = ScheduleInterleaved1F1B(stages, p.chunks, loss_fn=loss_fn)
-    else:
-        schedule = (Schedule1F1B if p.schedule == "1f1b" else ScheduleGPipe)(stages[0], p.chunks, loss_fn=loss_fn)
+    kind = getattr(pipelining, _SCHEDULE_CLASSES[p.schedule])
+    schedule = kind(stages if p.schedule in MULTI_STAGE else stages[0], p.chunks, loss_fn=loss_fn)
     first, last = any(s.is_first for s in stages), any(s.is_last for s in stages)
     if first and len(stages) > 1:  # a multi-stage schedule hands its keyword inputs to every stage: positional
         return lambda: schedule.step(*run.args, *run.kwargs.values())  # (the trace's order: args, then kwargs)

@@ -147,6 +147,8 @@ def _layout_refusal(workload: Workload) -> str | None:
 
 def _pipeline_refusal(workload: Workload) -> str | None:
     """What a pipelined step (``--pp``) cannot do yet, or None."""
+    from modelprof.workload import MULTI_STAGE
+
     p = workload.parallel
     if p.gpus % p.pp:
         return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
@@ -164,10 +166,11 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     if p.schedule == "1f1b" and p.chunks < p.pp:
         return (f"--schedule 1f1b needs at least as many microbatches as stages: --microbatches {p.pp} or more "
                 f"(given {p.chunks})")
-    if p.virtual > 1 and not p.schedule.startswith("interleaved"):
-        return "--stages-per-rank is for --schedule interleaved-1f1b (GPipe and 1F1B run one stage a rank)"
-    rounds = max(1, p.chunks // p.pp)  # PyTorch's interleaved schedules run the microbatches in rounds
-    if p.schedule.startswith("interleaved") and p.chunks % rounds:
+    if p.virtual > 1 and p.schedule not in MULTI_STAGE:
+        return (f"--stages-per-rank is for --schedule {', '.join(MULTI_STAGE)} (GPipe and 1F1B run one stage a "
+                "rank)")
+    rounds = max(1, p.chunks // p.pp)  # PyTorch's multi-stage schedules run the microbatches in rounds
+    if p.schedule in MULTI_STAGE and p.chunks % rounds:
         return (f"--schedule {p.schedule} runs the microbatches in rounds of --pp ({p.pp}): --microbatches "
                 f"{p.chunks} is not a whole number of rounds; use a multiple of {p.pp} (or fewer than {p.pp})")
     return None
