@@ -551,11 +551,13 @@ def test_collectives_equal_commdebugmode_on_a_real_gloo_run(layout: str, tmp_pat
     assert {names[k]: n for k, n in counted.items()} == real
 
 
-def _real_pipeline_rank(rank: int, world: int, folder: str) -> None:
+def _real_pipeline_rank(rank: int, world: int, folder: str, layout: str = "fsdp") -> None:
     """One rank of a real 4-rank gloo job, written as a user writes it: MlpNet cut into 2 stages by PyTorch's
-    pipelining over the mesh's ``pp`` dimension, each stage FSDP2-sharded (its block, then the stage) over ``dp``,
-    one GPipe step of 2 microbatches and AdamW's step, FSDP's gathers and scatters counted where it calls
-    ``torch.distributed`` (``CommDebugMode``'s module tracker fails on a traced stage's modules)."""
+    pipelining over the mesh's ``pp`` dimension, each stage FSDP2-sharded (``layout`` ``ddp``: replicated by FSDP2's
+    ``replicate``; its block, then the stage) over ``dp``, one GPipe step of 2 microbatches and AdamW's step, the
+    collectives counted where FSDP calls ``torch.distributed`` (``CommDebugMode``'s module tracker fails on a traced
+    stage's modules)."""
+    from torch.distributed._composable.replicate_with_fsdp import replicate
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.pipelining import ScheduleGPipe, SplitPoint, pipeline
@@ -568,8 +570,9 @@ def _real_pipeline_rank(rank: int, world: int, folder: str) -> None:
         x = torch.randn(8, 16)
         pipe = pipeline(MlpNet(), mb_args=(x[:4],), split_spec={"blocks.1": SplitPoint.BEGINNING})
         stage = pipe.build_stage(index, torch.device("cpu"), mesh["pp"].get_group())
-        fully_shard(stage.submod.get_submodule(f"blocks.{index}"), mesh=mesh["dp"])
-        fully_shard(stage.submod, mesh=mesh["dp"])
+        wrap = replicate if layout == "ddp" else fully_shard
+        wrap(stage.submod.get_submodule(f"blocks.{index}"), mesh=mesh["dp"])
+        wrap(stage.submod, mesh=mesh["dp"])
         schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
         optimizer = torch.optim.AdamW(stage.submod.parameters(), lr=0.0)
         calls: dict[str, list[int]] = {}
@@ -585,6 +588,7 @@ def _real_pipeline_rank(rank: int, world: int, folder: str) -> None:
 
         dist.all_gather_single = counted("all_gather", dist.all_gather_single, (0, "output_tensor"))
         dist.reduce_scatter_single = counted("reduce_scatter", dist.reduce_scatter_single, (1, "input"))
+        dist.all_reduce = counted("all_reduce", dist.all_reduce, (0, "tensor"))
         if index == 0:
             schedule.step(x)
         else:
@@ -635,6 +639,28 @@ def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> 
     assert ours[("all_gather", "forward")] == (2, 2 * 2048) and ours[("all_gather", "backward")] == (1, 2048)
     assert ours[("reduce_scatter", "backward")] == (1, 4096) and ours[("send", "forward")] == (3, 2 * 128 + 4)
     assert report["memory"]["parameters"] == 512 * 4
+
+
+def test_a_pipeline_of_replicated_stages_all_reduces_as_a_real_gloo_job(run, tmp_path) -> None:
+    """--pp 2 --gpus 4 --ddp: each stage replicated over its 2 data-parallel ranks by FSDP2's ``replicate`` (the
+    data parallelism PyTorch's pipeline stages know). By hand: a rank holds its whole block, 1,024 weights = 4,096
+    bytes, gathers nothing, and all-reduces the block's gradients once, at the last microbatch's backward (PyTorch's
+    schedule skips the reduction before it): 4,096 bytes. The real 4-rank job all-reduces as often, as many bytes."""
+    mp.start_processes(_real_pipeline_rank, args=(4, str(tmp_path), "ddp"), nprocs=4, join=True,
+                       start_method="spawn")
+    for rank in range(4):
+        code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train",
+                             "--pp", "2", "--gpus", "4", "--ddp", "--microbatches", "2", "--rank", str(rank),
+                             "--format", "json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["parallel"]["describe"] == "ddp 2 × pp 2, 2 microbatches, GPipe"
+        assert report["memory"]["parameters"] == 1024 * 4
+        ours = {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
+        assert ours[("all_reduce", "backward")] == (1, 4096)
+        assert not any(kind in ("all_gather", "reduce_scatter") for kind, _ in ours)
+        real = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert real == {"all_reduce": [1, 4096]}, real
 
 
 def test_model_states_of_a_meta_llama_are_16_bytes_a_held_parameter(run) -> None:
@@ -953,8 +979,8 @@ def test_pipeline_refusals(run) -> None:
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
                            (["--pp", "2", "--tp", "2", "--fsdp", "--gpus", "4"], "--pp with --tp is not built yet"),
-                           (["--pp", "2", "--ddp", "--gpus", "4"], "--pp with --ddp is not built"),
-                           (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp or --zero 2"),
+                           (["--pp", "2", "--zero", "1", "--gpus", "4"], "--pp with --zero 1 is not built"),
+                           (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp, --zero 2 or --ddp"),
                            (["--microbatches", "2"], "needs --pp"),
                            (["--stages-per-rank", "2"], "--stages-per-rank is for a pipelined step"),
                            (["--pp", "2", "--stages-per-rank", "2"], "--stages-per-rank is for --schedule interleaved"),

@@ -225,7 +225,7 @@ _PARALLEL_OPTIONS = (
     click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Pipeline stages (with --train): the model cut between its repeated blocks by PyTorch's "
                  "pipelining, run by PyTorch's schedule (--schedule); each stage on --gpus/N ranks, sharded over "
-                 "them by --fsdp or --zero 2."),
+                 "them by --fsdp, --zero 2 or --ddp."),
     click.option("--microbatches", type=click.IntRange(min=1), default=None,
                  help="With --pp: microbatches a step (default: --pp); the batch must be a multiple."),
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="gpipe", show_default=True,

@@ -157,10 +157,9 @@ def _pipeline_refusal(workload: Workload) -> str | None:
                 f"shard); count the pipeline with data parallelism: --pp {p.pp} --fsdp")
     if p.dp > 1 and p.data is None:
         return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
-                "--fsdp or --zero 2")
-    if p.data is not None and p.data.replicated:
-        return (f"--pp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp or --zero 2 (FSDP2 "
-                "over each stage's data-parallel ranks)")
+                "--fsdp, --zero 2 or --ddp")
+    if p.data == "zero1":
+        return "--pp with --zero 1 is not built; use --ddp, --fsdp or --zero 2 over each stage's data-parallel ranks"
     if workload.training is None:
         return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
     if p.schedule == "1f1b" and p.chunks < p.pp:
@@ -209,6 +208,12 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
         parallelize_module(model, mesh["tp"], tp_styles(model, p))
         _warm_dtensor(device)
     if p.data is None:
+        return
+    if p.data.replicated and p.pp > 1:  # a pipeline stage: FSDP2's replicate, which PyTorch's stages know
+        from torch.distributed._composable.replicate_with_fsdp import replicate
+
+        for module in [*(blocks or ()), model]:
+            replicate(module, mesh=mesh["dp"])
         return
     if p.data.replicated:  # DDP, and ZeRO-1 (DDP with a sharded optimizer: counting/train.py)
         import torch.distributed as dist
