@@ -68,21 +68,9 @@ class Shard(Transform):
             # mesh and the sharding are made outside the fake mode (a device mesh computes its coordinates from
             # real tensors), the step runs inside it
             model = run.model if run.owned else copy.deepcopy(run.model)
-            if p.pp > 1:  # on meta, traced and run on fake CPU tensors (export bakes its factories' device in)
-                with on_fake_cpu(replace(run, model=model)) as faked:
-                    device = "cpu" if faked.fake_mode is not None else run.device
-                    mesh = _mesh(device, p)
-                    mixed = _mixed_precision(workload, device)
-                    # without FSDP's policy, --amp is the autocast transform's, applied later: traced under it
-                    autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
-                    staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
-                                                           workload.checkpoint.modules)
-                    with checkpointed_forwards(recomputed):  # torchtitan's order: checkpointing, then FSDP
-                        for submod in _stage_modules(staged) if p.data is not None else ():
-                            inside = {id(m) for m in submod.modules()}
-                            shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
-                        with faked.fake_mode or contextlib.nullcontext():
-                            yield replace(staged, mixed_precision=mixed)
+            if p.pp > 1:
+                with _staged(replace(run, model=model), workload) as staged:
+                    yield staged
                 return
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
@@ -93,6 +81,28 @@ class Shard(Transform):
         finally:
             if started:
                 dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _staged(run: Run, workload: Workload) -> Iterator[Run]:
+    """This rank's pipeline stages (:func:`~modelprof.prepare.pipeline.pipelined`; on meta traced and run on fake
+    CPU tensors: export bakes its factories' device in), their blocks checkpointed and then sharded over the
+    stage's data-parallel ranks, torchtitan's order."""
+    p = workload.parallel
+    with on_fake_cpu(run) as faked:
+        device = "cpu" if faked.fake_mode is not None else run.device
+        mesh = _mesh(device, p)
+        mixed = _mixed_precision(workload, device)
+        # without FSDP's policy, --amp is the autocast transform's, applied later: the model is traced under it
+        autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
+        staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
+                                               workload.checkpoint.modules)
+        with checkpointed_forwards(recomputed):
+            for submod in _stage_modules(staged) if p.data is not None else ():
+                inside = {id(m) for m in submod.modules()}
+                shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
+            with faked.fake_mode or contextlib.nullcontext():
+                yield replace(staged, mixed_precision=mixed)
 
 
 def _stage_modules(run: Run) -> list:
