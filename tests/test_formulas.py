@@ -275,6 +275,26 @@ def test_grouped_mm_counts_each_group_exactly():
     assert (row.flops, row.madd) == (1024, 1856)
 
 
+def test_transformers_grouped_mm_fallback_and_its_backward():
+    """transformers' grouped product (torch.export records it in place of _grouped_mm, as --pp's traced stages do),
+    counted by name as _grouped_mm is: a (8, 16) @ b (3 experts, 16, 8), groups of 2, 2 and 4 rows -> (8, 8):
+    Flops = 8*8*16 = 1024, MAdd = 8*8*31 = 1984. Its backward, given g (8, 8): the input's gradient, 8*16 dot
+    products of length 8, and the weights', 3*16*8 dot products over 2, 2 and 4 rows: Flops = 2*8*16*8 = 2048;
+    MAdd = 8*16*(2*8 - 1) + (2*8*16*8 - 3*16*8) = 1920 + 1664 = 3584."""
+    import sys
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    pytest.importorskip("transformers.integrations.moe")
+    a, b, offs = torch.randn(8, 16), torch.randn(3, 16, 8), torch.tensor([2, 4, 8])
+    row = only_row(Fn(torch.ops.transformers.grouped_mm_fallback), a, b, offs)
+    assert (row.flops, row.madd) == (1024, 1984)
+    row = only_row(Fn(torch.ops.transformers.grouped_mm_fallback_backward), a, b, offs, torch.randn(8, 8))
+    assert (row.flops, row.madd) == (2048, 3584)
+    # reads a, b, the offsets (int64) and g; writes the two gradients
+    assert row.mem_read == (8 * 16 + 3 * 16 * 8 + 8 * 8) * 4 + 3 * 8 and row.mem_write == (8 * 16 + 3 * 16 * 8) * 4
+
+
 def test_weight_norm_and_histogram():
     # v (4, 3, 2) normalised per output channel, g (4, 1, 1): n = 24, C = 4 -> 3*24 + 4 = 76
     row = only_row(Fn(torch._weight_norm), torch.randn(4, 3, 2), torch.randn(4, 1, 1), 0)

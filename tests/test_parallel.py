@@ -877,6 +877,27 @@ def test_a_checkpointed_pipeline_stage_keeps_its_blocks_inputs_only(run, tmp_pat
     assert checkpointed["total"]["bwd_flops"] > plain["total"]["bwd_flops"]
 
 
+def test_a_mixture_of_experts_pipeline_leaves_nothing_uncounted(run, tmp_path) -> None:
+    """Mixtral (4 experts, 2 layers) cut into 2 stages: torch.export records transformers' grouped product of the
+    experts as its own op (``transformers::grouped_mm_fallback``) where eager runs ``_grouped_mm``; it is counted
+    by name (its formula: tests/test_formulas.py), so neither stage has an uncounted op."""
+    import types
+
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+                                        vocab_size=1000, architectures=["MixtralForCausalLM"])
+    config.save_pretrained(tmp_path)
+    for rank in ("0", "1"):
+        code, out, err = run("stats", str(tmp_path), "--input", "input_ids=32:int64:1000", "--batch", "2", "--train",
+                             "--pp", "2", "--rank", rank, "--format", "json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["unsupported"] == {}
+        assert any(".mlp.experts" in r["name"] and r["flops"] for r in report["layers"])
+
+
 def test_a_16_bit_model_pipelines_under_amp(run, tmp_path) -> None:
     """--pp 2 --amp on a float16 config (Llama-2's are): torch.export bakes the dtypes it saw into checks, so the
     model is traced under the step's autocast; each stage runs, and its linear rows have the Flops of the unsplit

@@ -294,6 +294,24 @@ def grouped_mm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     return io_cost(args, out, kwargs, 2 * flops - o.numel, flops)
 
 
+def grouped_mm_backward_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """The backward of a grouped product a (S, K) @ b (E, K, N), given its output's gradient g (S, N): the input's
+    gradient g @ b_e^T per group, S*K dot products of length N, and the weights' a_e^T @ g per group, E*K*N dot
+    products of lengths S_e that sum to S:
+        Flops = 2*S*K*N;  MAdd = S*K*(2N - 1) + (2*S*K*N - E*K*N).
+    """
+    a, b = args[0], args[1]
+    (s, k), (e, _, n) = a.shape, b.shape
+    return io_cost(args, out, kwargs, s * k * (2 * n - 1) + 2 * s * k * n - e * k * n, 2 * s * k * n)
+
+
+#: Formulas for ops other libraries define, by qualified name, found when an op has no formula of its own (their
+#: library may not be imported, or loaded at all, when this module is): transformers' grouped product for
+#: mixture-of-experts layers, which torch.export records in place of ``_grouped_mm`` (``--pp``'s traced stages).
+LIBRARY_FORMULAS: dict[str, Formula] = {"transformers::grouped_mm_fallback": grouped_mm_formula,
+                                        "transformers::grouped_mm_fallback_backward": grouped_mm_backward_formula}
+
+
 @register_formula(*_ops("bilinear"))
 def bilinear_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """Bilinear y_k = x1^T W_k x2 (+ b_k) (torchstat's Bilinear MAdd).

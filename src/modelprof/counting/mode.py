@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from modelprof import metrics
 from modelprof.counting.comm import COLLECTIVES, collective_bytes
-from modelprof.counting.formulas import FORMULAS, FREE_OPS, Formula, TensorSpec
+from modelprof.counting.formulas import FORMULAS, FREE_OPS, LIBRARY_FORMULAS, Formula, TensorSpec
 from modelprof.counting.memory import COMMUNICATION, GRADIENTS, LiveMemory
 from modelprof.counting.tracker import ModuleTracker, class_name, tensor_shapes, tensors_in
 from modelprof.metrics import Phase
@@ -331,7 +331,12 @@ class CostMode(TorchDispatchMode):
             raise FormulaError(f"the cost formula for {func} failed: {type(exc).__name__}: {exc}") from exc
 
     def _uncounted(self, func: Any, packet: Any, args: tuple, kwargs: dict) -> Any:
-        """An op with no formula and not free: decomposed into ops that have one, or listed as unsupported."""
+        """An op with no formula and not free: another library's op with a formula by name
+        (:data:`~modelprof.counting.formulas.LIBRARY_FORMULAS`), decomposed into ops that have one, or listed as
+        unsupported."""
+        formula = LIBRARY_FORMULAS.get(getattr(packet, "_qualified_op_name", ""))
+        if formula is not None:
+            return self._charged(func, packet, formula, args, kwargs)
         if _has_decomposition(func):
             with self:
                 result = func.decompose(*args, **kwargs)
