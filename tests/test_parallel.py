@@ -601,6 +601,16 @@ def _real_pipeline_rank(rank: int, world: int, folder: str, layout: str = "fsdp"
     os._exit(0)
 
 
+def _mlp_pipeline(run, *options: str) -> tuple[dict, dict]:
+    """``stats`` of MlpNet's step cut into 2 stages over 4 GPUs, 2 microbatches of 4, with ``options`` (the data
+    layout first): the JSON report and its collectives, (kind, phase) -> (calls, bytes)."""
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
+                         "2", "--gpus", "4", "--microbatches", "2", *options, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    return report, {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
+
+
 def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> None:
     """--pp 2 --gpus 4 --fsdp: ranks 0-1 run stage 0 (blocks.0), ranks 2-3 stage 1 (blocks.1), each stage
     FSDP-sharded over its 2 data-parallel ranks (the mesh is (pp, dp), stages outermost, as torchtitan's). By
@@ -611,16 +621,9 @@ def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> 
     and bytes, equal those of the real 4-rank job."""
     mp.start_processes(_real_pipeline_rank, args=(4, str(tmp_path)), nprocs=4, join=True, start_method="spawn")
     for rank in range(4):
-        code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train",
-                             "--pp", "2", "--gpus", "4", "--fsdp", "--microbatches", "2", "--rank", str(rank),
-                             "--format", "json")
-        assert code == 0, err
-        report = json.loads(out)
+        report, ours = _mlp_pipeline(run, "--fsdp", "--rank", str(rank))
         assert report["parallel"]["describe"] == "fsdp 2 × pp 2, 2 microbatches, GPipe"
         assert report["memory"]["parameters"] == 512 * 4
-        ours = {}
-        for c in report["comm"]:
-            ours[(c["kind"], c["phase"])] = (c["count"], c["bytes"])
         assert ours[("all_gather", "forward")] == (2, 2 * 4096)
         assert ours[("all_gather", "backward")] == ours[("reduce_scatter", "backward")] == (1, 4096)
         sent = "send" if rank < 2 else "recv"
@@ -631,11 +634,7 @@ def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> 
     # --amp: FSDP's mixed-precision policy gathers the weights in bfloat16 (half the bytes) and reduces the
     # gradients in float32 (the same bytes); the stage runs in bfloat16, so it sends (4, 16) bfloat16 = 128 bytes a
     # microbatch; the rank still holds its float32 shard
-    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
-                         "2", "--gpus", "4", "--fsdp", "--microbatches", "2", "--amp", "--format", "json")
-    assert code == 0, err
-    report = json.loads(out)
-    ours = {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
+    report, ours = _mlp_pipeline(run, "--fsdp", "--amp")
     assert ours[("all_gather", "forward")] == (2, 2 * 2048) and ours[("all_gather", "backward")] == (1, 2048)
     assert ours[("reduce_scatter", "backward")] == (1, 4096) and ours[("send", "forward")] == (3, 2 * 128 + 4)
     assert report["memory"]["parameters"] == 512 * 4
@@ -649,14 +648,9 @@ def test_a_pipeline_of_replicated_stages_all_reduces_as_a_real_gloo_job(run, tmp
     mp.start_processes(_real_pipeline_rank, args=(4, str(tmp_path), "ddp"), nprocs=4, join=True,
                        start_method="spawn")
     for rank in range(4):
-        code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train",
-                             "--pp", "2", "--gpus", "4", "--ddp", "--microbatches", "2", "--rank", str(rank),
-                             "--format", "json")
-        assert code == 0, err
-        report = json.loads(out)
+        report, ours = _mlp_pipeline(run, "--ddp", "--rank", str(rank))
         assert report["parallel"]["describe"] == "ddp 2 × pp 2, 2 microbatches, GPipe"
         assert report["memory"]["parameters"] == 1024 * 4
-        ours = {(c["kind"], c["phase"]): (c["count"], c["bytes"]) for c in report["comm"]}
         assert ours[("all_reduce", "backward")] == (1, 4096)
         assert not any(kind in ("all_gather", "reduce_scatter") for kind, _ in ours)
         real = json.loads((tmp_path / f"rank{rank}.json").read_text())
