@@ -157,7 +157,7 @@ def _layout_refusal(workload: Workload) -> str | None:
 
 def _pipeline_refusal(workload: Workload) -> str | None:
     """What a pipelined step (``--pp``) cannot do yet, or None."""
-    from modelprof.workload import MULTI_STAGE
+    from modelprof.workload import MULTI_STAGE, V_SHAPED
 
     p = workload.parallel
     if p.gpus % p.pp:
@@ -178,6 +178,8 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     if p.virtual > 1 and p.schedule not in MULTI_STAGE:
         return (f"--stages-per-rank is for --schedule {', '.join(MULTI_STAGE)} (GPipe and 1F1B run one stage a "
                 "rank)")
+    if p.schedule in V_SHAPED and p.virtual != 2:
+        return f"--schedule {p.schedule} runs two stages a rank, in a V; drop --stages-per-rank {p.virtual}"
     rounds = max(1, p.chunks // p.pp)  # PyTorch's multi-stage schedules run the microbatches in rounds
     if p.schedule in MULTI_STAGE and p.chunks % rounds:
         return (f"--schedule {p.schedule} runs the microbatches in rounds of --pp ({p.pp}): --microbatches "

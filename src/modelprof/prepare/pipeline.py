@@ -81,7 +81,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     made_again(pipe.split_gm)
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
     device = torch.device("cpu" if run.device == "meta" else run.device)
-    built = [pipe.build_stage(p.stage + k * p.pp, device, group) for k in range(p.virtual)]
+    built = [pipe.build_stage(index, device, group) for index in p.stages_held]
     block_names = {names[id(b)] for b in blocks}
     held, checkpointed = [], []
     for stage in built:
