@@ -181,7 +181,7 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
 #: ``--schedule`` -> the class of ``torch.distributed.pipelining`` that runs it
 _SCHEDULE_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interleaved-1f1b": "ScheduleInterleaved1F1B",
                      "looped-bfs": "ScheduleLoopedBFS", "interleaved-zb": "ScheduleInterleavedZeroBubble",
-                     "zbv": "ScheduleZBVZeroBubble"}
+                     "zbv": "ScheduleZBVZeroBubble", "dualpipev": "ScheduleDualPipeV"}
 
 
 def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:

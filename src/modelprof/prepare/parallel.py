@@ -157,8 +157,6 @@ def _layout_refusal(workload: Workload) -> str | None:
 
 def _pipeline_refusal(workload: Workload) -> str | None:
     """What a pipelined step (``--pp``) cannot do yet, or None."""
-    from modelprof.workload import MULTI_STAGE, V_SHAPED
-
     p = workload.parallel
     if p.gpus % p.pp:
         return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
@@ -172,14 +170,22 @@ def _pipeline_refusal(workload: Workload) -> str | None:
         return "--pp with --zero 1 is not built; use --ddp, --fsdp or --zero 2 over each stage's data-parallel ranks"
     if workload.training is None:
         return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
-    if p.schedule == "1f1b" and p.chunks < p.pp:
-        return (f"--schedule 1f1b needs at least as many microbatches as stages: --microbatches {p.pp} or more "
-                f"(given {p.chunks})")
+    return _schedule_refusal(p)
+
+
+def _schedule_refusal(p: Parallel) -> str | None:
+    """What ``--schedule``, ``--stages-per-rank`` and ``--microbatches`` cannot go together with, or None."""
+    from modelprof.workload import MULTI_STAGE, V_SHAPED
+
     if p.virtual > 1 and p.schedule not in MULTI_STAGE:
         return (f"--stages-per-rank is for --schedule {', '.join(MULTI_STAGE)} (GPipe and 1F1B run one stage a "
                 "rank)")
     if p.schedule in V_SHAPED and p.virtual != 2:
         return f"--schedule {p.schedule} runs two stages a rank, in a V; drop --stages-per-rank {p.virtual}"
+    stages = p.pp * p.virtual
+    if p.schedule in ("1f1b", "dualpipev") and p.chunks < stages:
+        return (f"--schedule {p.schedule} needs at least as many microbatches as stages: --microbatches {stages} or "
+                f"more (given {p.chunks})")
     rounds = max(1, p.chunks // p.pp)  # PyTorch's multi-stage schedules run the microbatches in rounds
     if p.schedule in MULTI_STAGE and p.chunks % rounds:
         return (f"--schedule {p.schedule} runs the microbatches in rounds of --pp ({p.pp}): --microbatches "
