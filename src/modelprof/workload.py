@@ -141,9 +141,9 @@ class Parallel:
     stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
     activations), or one of :data:`MULTI_STAGE`: interleaved 1F1B (each rank runs ``stages_per_rank`` stages, the
     model cut into ``pp · stages_per_rank``, which shortens the pipeline's bubble), looped BFS (each stage runs all
-    its microbatches in turn), interleaved zero bubble (the backward split into the inputs' and the weights'
-    gradients, the latter run to fill the bubble); with a
-    data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`)."""
+    its microbatches in turn) or interleaved zero bubble (the backward split into the inputs' and the weights'
+    gradients, the latter run to fill the bubble); with a data-parallel layout, each stage is sharded over its
+    ``dp`` ranks (:attr:`stage`)."""
 
     gpus: int = 1
     data: DataParallel | None = None

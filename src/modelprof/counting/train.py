@@ -184,10 +184,10 @@ _SCHEDULE_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interlea
 
 
 def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:
-    """One step of this rank's pipeline stage (``run.pipeline``) under PyTorch's schedule (``--schedule``: GPipe
-    or 1F1B), over the job's microbatches: the first stage is given the inputs, the last computes ``loss_fn`` of
-    each microbatch's output (its target unused), a stage between is given nothing; each returns what its schedule
-    does. (The count and ``bench`` both run it.)"""
+    """One step of this rank's pipeline stages (``run.pipeline``) under PyTorch's schedule (``--schedule``), over
+    the job's microbatches: the rank with the first stage is given the inputs, the one with the last computes
+    ``loss_fn`` of each microbatch's output (its target unused), a rank between is given nothing; each returns what
+    its schedule does. (The count and ``bench`` both run it.)"""
     import torch.distributed.pipelining as pipelining
 
     from modelprof.workload import MULTI_STAGE
