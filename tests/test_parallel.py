@@ -758,6 +758,12 @@ def test_pipeline_stages_compute_their_blocks_of_the_whole_batch(run) -> None:
     assert all(not stage["unsupported"] for stage in stages)
 
 
+def _tiny_llama_config(folder: Path, **changes) -> None:
+    """examples/configs/tiny-llama's config with ``changes`` (4 layers, a dtype), written to ``folder``."""
+    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+
 def test_a_decoder_cut_into_three_stages_sends_only_its_hidden_states(run, tmp_path) -> None:
     """tiny-llama with 4 decoder layers cut into 3 stages (before blocks round(4/3) = 1 and round(8/3) = 3: layers
     [0], [1, 2], [3]), GPipe over 3 microbatches of 2 from a batch of 6. PyTorch's traced stages would send rotary's
@@ -768,8 +774,7 @@ def test_a_decoder_cut_into_three_stages_sends_only_its_hidden_states(run, tmp_p
     in the forward: 2 messages in and 2 out on the middle stage. Every Linear row is in one stage only, with the
     unsplit step's forward Flops; an MLP's, its backward's plus the sum of the microbatches' weight gradients (an
     add per weight for each microbatch after the first)."""
-    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    _tiny_llama_config(tmp_path, num_hidden_layers=4)
     base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "6", "--train", "--format",
             "json"]
     code, out, err = run(*base)
@@ -809,8 +814,7 @@ def test_multi_stage_schedules_run_two_stages_a_rank(run, tmp_path, schedule: st
     backward receives the gradients of both stages' outputs (4) and sends stage 2's input gradients (2); the
     forward also carries PyTorch's 4-byte warm-up messages. Each Linear runs on one rank with the unsplit step's
     forward Flops, under its stage's name."""
-    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    _tiny_llama_config(tmp_path, num_hidden_layers=4)
     base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--format",
             "json"]
     code, out, err = run(*base)
@@ -854,8 +858,7 @@ def test_a_checkpointed_pipeline_stage_keeps_its_blocks_inputs_only(run, tmp_pat
     (2, 1, 64, 64) bool = 8 KiB; layer 1 keeps its hidden states only (the tables and the mask are the same
     tensors, kept already): 2 · (48 + 32) KiB = 160 KiB in all, where the stage without checkpointing keeps
     every layer's activations. The forward is unchanged; the backward grows by the recomputed forwards."""
-    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    _tiny_llama_config(tmp_path, num_hidden_layers=4)
     base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--pp", "2",
             "--format", "json"]
     reports = []
@@ -896,8 +899,7 @@ def test_a_16_bit_model_pipelines_under_amp(run, tmp_path) -> None:
     """--pp 2 --amp on a float16 config (Llama-2's are): torch.export bakes the dtypes it saw into checks, so the
     model is traced under the step's autocast; each stage runs, and its linear rows have the Flops of the unsplit
     autocast step's (N·Cin·Cout whatever the type)."""
-    config = json.loads(Path("examples/configs/tiny-llama/config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "torch_dtype": "float16"}))
+    _tiny_llama_config(tmp_path, torch_dtype="float16")
     base = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--amp",
             "--format", "json"]
     code, out, err = run(*base)

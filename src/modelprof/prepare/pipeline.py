@@ -72,7 +72,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
             and param.is_floating_point()}
     try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
         with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}), \
-                _traced_autocast(model, run.device, autocast):
+                _traced_autocast(run, autocast):
             pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
     except Exception as exc:  # the model's own code cannot be traced as one graph
         cause = exc.__cause__ or exc.__context__ or exc
@@ -100,12 +100,14 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     return replace(run, model=model, parallel=p, pipeline=built, args=args, kwargs=kwargs), held, checkpointed
 
 
-def _traced_autocast(model: Any, device: str, dtype: Any) -> Any:
-    """Autocast in ``dtype`` for tracing a model whose floating weights are not all float32; else nothing."""
+def _traced_autocast(run: Run, dtype: Any) -> contextlib.AbstractContextManager:
+    """The run's autocast in ``dtype`` (:meth:`Run.autocast`) for tracing a model whose floating weights are not
+    all float32; else nothing."""
     import torch
 
-    wanted = dtype is not None and any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters())
-    return torch.autocast("cpu" if device == "meta" else device, dtype=dtype, enabled=wanted)
+    params = run.model.parameters()
+    wanted = dtype is not None and any(p.is_floating_point() and p.dtype != torch.float32 for p in params)
+    return replace(run, autocast_dtype=dtype).autocast() if wanted else contextlib.nullcontext()
 
 
 def _assigned(model: Any, data: dict[str, Any]) -> dict[str, Any]:
