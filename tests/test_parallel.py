@@ -640,6 +640,21 @@ def test_a_pipeline_of_fsdp_stages_gathers_as_a_real_gloo_job(run, tmp_path) -> 
     assert report["memory"]["parameters"] == 512 * 4
 
 
+def test_a_pipeline_stage_keeps_its_unsharded_gradients_between_microbatches(run) -> None:
+    """PyTorch's schedule turns FSDP's gradient sync off for every microbatch but the last, so FSDP2 keeps each
+    unit's unsharded gradients from one microbatch's backward to the next (FSDPMemTracker's "Unsharded Grad"), and
+    with --amp casts them to the float32 reduce type first: gradients at the peak, not temporaries. By hand, rank 0
+    (stage 0, blocks.0, no biases): the peak is in the second microbatch's backward, where blocks.0's gradients from
+    the first, 1,024 weights · 4 bytes, are held in either case (float32 as computed, or cast to float32 from
+    bfloat16), next to the block gathered whole for the backward: 1,024 · 4 bytes, or in bfloat16 · 2."""
+    for amp, gathered in (((), 1024 * 4), (("--amp",), 1024 * 2)):
+        report, _ = _mlp_pipeline(run, "--fsdp", *amp)
+        memory = report["memory"]
+        assert memory["peak_phase"] == "backward" and memory["peak_row"].startswith("blocks.0.")
+        assert memory["peak_parts"]["gradients"] == 1024 * 4
+        assert memory["peak_parts"]["gathered parameters"] == gathered
+
+
 def test_a_pipeline_of_replicated_stages_all_reduces_as_a_real_gloo_job(run, tmp_path) -> None:
     """--pp 2 --gpus 4 --ddp: each stage replicated over its 2 data-parallel ranks by FSDP2's ``replicate`` (the
     data parallelism PyTorch's pipeline stages know). By hand: a rank holds its whole block, 1,024 weights = 4,096

@@ -119,7 +119,7 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
     with session_for(model, args, kwargs, phases=(Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER),
                      formulas=formulas, context=context, rows=rows) as session:
         tracker, memory = session.tracker, session.memory
-        with _gradients_followed(params, memory):
+        with _gradients_followed(model, params, memory):
             if run.pipeline is not None:
                 output = _pipelined_step(session, run, loss)
             else:
@@ -231,9 +231,12 @@ def _p2p_in(phases: dict[int, Phase], phase: Phase) -> Callable[[Any], Any]:
 
 
 @contextlib.contextmanager
-def _gradients_followed(params: list[nn.Parameter], memory: Any) -> Iterator[None]:
+def _gradients_followed(model: nn.Module, params: list[nn.Parameter], memory: Any) -> Iterator[None]:
     """While entered, a parameter's gradient counts as gradients in live memory once it is computed and once it is
-    accumulated (``MemTracker``'s two hooks), not as a backward temporary; the hooks are removed on exit."""
+    accumulated (``MemTracker``'s two hooks), not as a backward temporary; and so does an FSDP2 unit's unsharded
+    gradient from its post-backward on (``FSDPMemTracker``'s ``UNSHARDED_GRAD``): the one it reduce-scatters, and
+    the one it keeps, in the reduce type, across the microbatches of a pipelined step, which sync gradients only
+    at the last. Hooks and wrappers are removed on exit."""
     def computed(grad: torch.Tensor) -> None:
         memory.holds((grad,), GRADIENTS)
 
@@ -245,10 +248,46 @@ def _gradients_followed(params: list[nn.Parameter], memory: Any) -> Iterator[Non
         for param in params:
             if not hasattr(param, "_local_tensor"):  # FSDP and DTensor set a sharded parameter's gradient
                 handles += [param.register_hook(computed), param.register_post_accumulate_grad_hook(accumulated)]
-        yield
+        with _unsharded_gradients_followed(model, memory):
+            yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def _unsharded_gradients_followed(model: nn.Module, memory: Any) -> Iterator[None]:
+    """Each FSDP2 unit's post-backward wrapped (on the instance, as ``FSDPMemTracker`` does) to mark its unsharded
+    gradients as gradients, before it reduce-scatters or keeps them and after it has cast the kept ones."""
+    import sys
+
+    if "torch.distributed.fsdp" not in sys.modules:
+        return (yield)
+    from torch.distributed.fsdp import FSDPModule
+
+    def unsharded(group: Any) -> list[torch.Tensor]:
+        return [grad for param in group.fsdp_params
+                for grad in (param._unsharded_param.grad if hasattr(param, "_unsharded_param") else None,
+                             getattr(param, "unsharded_accumulated_grad", None)) if grad is not None]
+
+    def wrapped(group: Any, post_backward: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(post_backward)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            memory.holds(unsharded(group), GRADIENTS)
+            out = post_backward(*args, **kwargs)
+            memory.holds(unsharded(group), GRADIENTS)
+            return out
+        return inner
+
+    groups = [group for m in model.modules() if isinstance(m, FSDPModule)
+              for group in [m._get_fsdp_state()._fsdp_param_group] if group is not None]
+    try:
+        for group in groups:
+            group.post_backward = wrapped(group, group.post_backward)
+        yield
+    finally:
+        for group in groups:
+            del group.post_backward  # the class's method again
 
 
 def _zero1(run: Run) -> bool:
