@@ -287,7 +287,7 @@ def test_cli(run, tmp_path) -> None:
     data = json.loads(out)
     # no TP: every weight is whole, a quarter of each on a rank (a (16, 16) weight's 4 rows, a bias's 4 elements)
     assert data["parallel"] == {"gpus": 4, "data": "fsdp", "rank": 0, "tp": 1, "describe": "fsdp",
-                                "held_tp_sharded": 0, "held_whole": 3 * (4 * 16 + 4)}
+                                "held_tp_sharded": 0, "held_whole": 3 * (4 * 16 + 4), "pp": 1}
     assert sum(c["bytes"] for c in data["comm"] if c["kind"] == "all_gather") == 6 * BLOCK_BYTES
     code, out, err = run(*base, "--gpus", "4", "--fsdp")
     assert code == 0 and "Rank 0 of 4 (fsdp)" in out and "reduce_scatter" in out, err
@@ -419,6 +419,15 @@ def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
     assert memory.phase_peaks["forward"] == forward and memory.peak == whole
     seed = {"activations": 4, "temporary": -4}
     assert {kind: size + seed.get(kind, 0) for kind, size in memory.peak_parts.items() if size} == parts
+
+
+def test_ranks_of_a_tp_job_count_one_after_another_in_one_process() -> None:
+    """Rank 0, then rank 2, of fsdp 2 × tp 2 counted in one process: the second job's tensor-parallel groups are not
+    the first's (DTensor caches its plans by a mesh's layout, which both jobs' meshes share), and rank 2's count is
+    rank 0's (the same shares of the same weights and the same collectives)."""
+    first = tp_step(gpus=4, data="fsdp", rank=0)
+    other = tp_step(gpus=4, data="fsdp", rank=2)
+    assert (other.total, other.comm, other.memory) == (first.total, first.comm, first.memory)
 
 
 @pytest.mark.parametrize(("data", "tp", "train"), [("fsdp", 2, True), ("zero2", 1, True), (None, 2, False)])
@@ -1010,7 +1019,8 @@ def test_pipeline_refusals(run) -> None:
     for extra, message in ((["--pp", "3"], "--pp 3 is more stages than the model's 2 LlamaDecoderLayer blocks"),
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
-                           (["--pp", "2", "--tp", "2", "--fsdp", "--gpus", "4"], "--pp with --tp is not built yet"),
+                           (["--pp", "2", "--tp", "2", "--gpus", "6"], "--gpus 6 is not a multiple of --tp × --pp"),
+                           (["--pp", "2", "--tp", "2", "--ddp", "--gpus", "8"], "--tp and --ddp is not built"),
                            (["--pp", "2", "--zero", "1", "--gpus", "4"], "--pp with --zero 1 is not built"),
                            (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp, --zero 2 or --ddp"),
                            (["--microbatches", "2"], "needs --pp"),

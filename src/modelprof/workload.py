@@ -194,10 +194,11 @@ class Parallel:
         return self.microbatches or self.pp
 
     def describe(self) -> str:
-        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``."""
+        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``, ``fsdp 2 × tp 2 × pp 2``."""
         data = self.data.value if self.data else None
         if self.pp > 1:
-            layout = f"{data} {self.dp} × pp {self.pp}" if data else f"pp {self.pp}"
+            layout = " × ".join([*([f"{data} {self.dp}"] if data else []), *([f"tp {self.tp}"] if self.tp > 1 else []),
+                                 f"pp {self.pp}"])
             if self.virtual > 1:
                 layout += f" × {self.virtual} stages a rank"
             return f"{layout}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"

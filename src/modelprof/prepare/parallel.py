@@ -81,6 +81,7 @@ class Shard(Transform):
         finally:
             if started:
                 dist.destroy_process_group()
+                _forget_meshes()
 
 
 @contextlib.contextmanager
@@ -98,11 +99,26 @@ def _staged(run: Run, workload: Workload) -> Iterator[Run]:
         staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
                                                workload.checkpoint.modules)
         with checkpointed_forwards(recomputed):
-            for submod in _stage_modules(staged) if p.data is not None else ():
+            for submod in _stage_modules(staged) if p.data is not None or p.tp > 1 else ():
                 inside = {id(m) for m in submod.modules()}
                 shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
             with faked.fake_mode or contextlib.nullcontext():
                 yield replace(staged, mixed_precision=mixed)
+
+
+def _forget_meshes() -> None:
+    """Clear DTensor's caches of sharding and redistribution plans once a job's process group is gone: they hold
+    its device meshes, and a mesh of another rank's job in this process compares equal to one of them (a sub-mesh
+    is equal by its layout in the whole mesh, whatever rank looks at it), so the next job would find plans whose
+    collectives name groups that no longer exist. A real job never sees this: its process is one rank. Private
+    functions: where a release lacks one, the next job counted in this process may fail, and a new process works."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from torch.distributed.tensor import _redistribute
+        from torch.distributed.tensor.debug import _clear_sharding_prop_cache
+
+        _clear_sharding_prop_cache()
+        _redistribute.clear_redistribute_planner_cache()
+        _redistribute._gen_transform_infos.cache_clear()
 
 
 def _stage_modules(run: Run) -> list:
@@ -158,11 +174,10 @@ def _layout_refusal(workload: Workload) -> str | None:
 def _pipeline_refusal(workload: Workload) -> str | None:
     """What a pipelined step (``--pp``) cannot do yet, or None."""
     p = workload.parallel
-    if p.gpus % p.pp:
+    if p.gpus % (p.pp * p.tp):
         return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
-    if p.tp > 1:
-        return ("--pp with --tp is not built yet (a traced stage holds no nn.Linear modules for a TP plan to "
-                f"shard); count the pipeline with data parallelism: --pp {p.pp} --fsdp")
+    if p.tp > 1 and p.data is not None and p.data.replicated:
+        return f"--pp with --tp and --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp or --zero 2"
     if p.dp > 1 and p.data is None:
         return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
                 "--fsdp, --zero 2 or --ddp")
@@ -221,7 +236,7 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
     if p.tp > 1:
         from torch.distributed.tensor.parallel import parallelize_module
 
-        parallelize_module(model, mesh["tp"], tp_styles(model, p))
+        parallelize_module(model, mesh["tp"], tp_styles(model, p, stage=p.pp > 1))
         _warm_dtensor(device)
     if p.data is None:
         return
@@ -305,9 +320,23 @@ def _matches(name: str, pattern: str) -> bool:
     return len(parts) == len(atoms) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, atoms, strict=True))
 
 
-def tp_styles(model, p: Parallel) -> dict:
+def _check_shardable(name: str, module, rowwise: bool, tp: int) -> None:  # noqa: ANN001
+    """A UsageError unless ``module`` is a linear layer or an embedding whose sharded dimension ``tp`` divides."""
+    from torch import nn
+
+    if not isinstance(module, nn.Linear | nn.Embedding):
+        raise UsageError(f"--tp: {name} is a {type(module).__name__}; a plan shards nn.Linear and nn.Embedding "
+                         "layers")
+    dim = 0 if isinstance(module, nn.Embedding) or not rowwise else 1  # nn.Linear's weight: (out, in)
+    if module.weight.shape[dim] % tp:
+        raise UsageError(f"--tp {tp} does not divide the {module.weight.shape[dim]} {'inputs' if dim else 'rows'} "
+                         f"of {name}'s weight; use a --tp that divides it")
+
+
+def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     """The plan as torch's ``ParallelStyle`` per pattern, checked against the model: every pattern names linear
-    layers or embeddings whose sharded dimension ``tp`` divides, and ``tp`` divides the attention heads.
+    layers or embeddings whose sharded dimension ``tp`` divides, and ``tp`` divides the attention heads. Of a
+    pipeline ``stage``, the patterns naming none of its modules (another stage's) are left out.
 
     ``colwise`` shards a weight's outputs (``ColwiseParallel``: input replicated, output sharded on its last
     dimension); ``rowwise`` its inputs (``RowwiseParallel``: the partial outputs all-reduced), or an embedding's
@@ -338,16 +367,12 @@ def tp_styles(model, p: Parallel) -> dict:
                              f"{', '.join(TP_STYLES)}")
         rowwise = style in ("rowwise", "embedding_rowwise")
         named = [(name, m) for name, m in modules.items() if _matches(name, pattern)]
+        if not named and stage:
+            continue
         if not named:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
         for name, module in named:
-            if not isinstance(module, nn.Linear | nn.Embedding):
-                raise UsageError(f"--tp: {name} is a {type(module).__name__}; a plan shards nn.Linear and "
-                                 "nn.Embedding layers")
-            dim = 0 if isinstance(module, nn.Embedding) or not rowwise else 1  # nn.Linear's weight: (out, in)
-            if module.weight.shape[dim] % p.tp:
-                raise UsageError(f"--tp {p.tp} does not divide the {module.weight.shape[dim]} "
-                                 f"{'inputs' if dim else 'rows'} of {name}'s weight; use a --tp that divides it")
+            _check_shardable(name, module, rowwise, p.tp)
         embedding = all(isinstance(m, nn.Embedding) for _, m in named)
         styles[pattern] = (RowwiseParallel(input_layouts=Replicate()) if rowwise and embedding
                            else RowwiseParallel() if rowwise

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.prepare.base import Run
+from modelprof.prepare.layer_stages import layer_stages
 
 if TYPE_CHECKING:
     from modelprof.workload import Parallel
@@ -37,7 +38,6 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     autocast), which makes its weights' casts ops of each microbatch's forward, where eager autocast casts each
     weight once a step; a float32 model is traced as it is, and autocast casts at run time."""
     import torch
-    from torch.distributed.pipelining import SplitPoint, pipeline
     from torch.utils._pytree import tree_leaves, tree_map_only
 
     from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
@@ -54,7 +54,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
                          "a stage holds at least one")
     names = {id(module): name for name, module in model.named_modules()}
     recomputed = {names[id(m)] for m in checkpointed_modules(model, checkpoint)} if checkpoint else set()
-    spec = {names[id(blocks[round(i * len(blocks) / stages)])]: SplitPoint.BEGINNING for i in range(1, stages)}
+    bounds = [round(i * len(blocks) / stages) for i in range(stages)] + [len(blocks)]
     inputs = [t for t in tree_leaves((run.args, run.kwargs)) if isinstance(t, torch.Tensor) and t.dim()]
     batch = len(inputs[0]) if inputs else 0
     if not batch or batch % p.chunks:
@@ -68,24 +68,21 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
         return tensor.to(param_dtype) if param_dtype is not None and tensor.is_floating_point() else tensor
 
     mb_args, mb_kwargs = tree_map_only(torch.Tensor, lambda t: as_run(microbatch(t)), (run.args, run.kwargs))
-    kept = {name: param.data for name, param in model.named_parameters() if param_dtype is not None
-            and param.is_floating_point()}
-    try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
-        with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}), \
-                _traced_autocast(run, autocast):
-            pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs, split_spec=spec)
-    except Exception as exc:  # the model's own code cannot be traced as one graph
-        cause = exc.__cause__ or exc.__context__ or exc
-        raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
-                         f"{one_line(cause)}") from exc
-    made_again(pipe.split_gm)
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
     device = torch.device("cpu" if run.device == "meta" else run.device)
-    built = [pipe.build_stage(index, device, group) for index in p.stages_held]
+    if p.tp > 1:  # tensor parallelism shards nn.Linear layers, which only an eager stage keeps
+        if len(inputs) != 1:
+            raise UsageError("--pp with --tp gives the first stage one input, the token ids; the model is given "
+                             f"{len(inputs)} tensors")
+        given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them
+        built = layer_stages(model, p, group, device, blocks, bounds, given, inputs[0][: batch // p.chunks],
+                             param_dtype)
+    else:
+        built = _traced_stages(run, p, group, device, [names[id(blocks[b])] for b in bounds[1:-1]], mb_args,
+                               mb_kwargs, param_dtype, autocast)
     block_names = {names[id(b)] for b in blocks}
     held, checkpointed = [], []
     for stage in built:
-        _assigned(stage.submod, kept)  # the stage's parameters in their own type
         held += [m for name, m in stage.submod.named_modules() if name in block_names]
         checkpointed += [m for name, m in stage.submod.named_modules() if name in recomputed]
     first = p.stage == 0
@@ -98,6 +95,32 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
 
     model = nn.ModuleDict({f"stage{stage.stage_index}": stage.submod for stage in built})
     return replace(run, model=model, parallel=p, pipeline=built, args=args, kwargs=kwargs), held, checkpointed
+
+
+def _traced_stages(run: Run, p: Parallel, group: Any, device: Any, starts: list[str], mb_args: tuple, mb_kwargs: dict,
+                   param_dtype: Any, autocast: Any) -> list[Any]:
+    """This rank's stages of the model traced at one microbatch (``mb_args``, ``mb_kwargs``) and split before the
+    blocks named ``starts``, as :func:`pipelined` describes them."""
+    import torch
+    from torch.distributed.pipelining import SplitPoint, pipeline
+
+    model = run.model
+    kept = {name: param.data for name, param in model.named_parameters() if param_dtype is not None
+            and param.is_floating_point()}
+    try:  # (a training step keeps no KV cache, prepare.cache, so export has none to return)
+        with _parameters_as(model, {name: data.to(param_dtype) for name, data in kept.items()}), \
+                _traced_autocast(run, autocast):
+            pipe = pipeline(model, mb_args=mb_args, mb_kwargs=mb_kwargs,
+                            split_spec=dict.fromkeys(starts, SplitPoint.BEGINNING))
+    except Exception as exc:  # the model's own code cannot be traced as one graph
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise ModelError(f"--pp: PyTorch could not trace the model into stages (torch.export): "
+                         f"{one_line(cause)}") from exc
+    made_again(pipe.split_gm)
+    built = [pipe.build_stage(index, torch.device(device), group) for index in p.stages_held]
+    for stage in built:
+        _assigned(stage.submod, kept)  # the stage's parameters in their own type
+    return built
 
 
 def _traced_autocast(run: Run, dtype: Any) -> contextlib.AbstractContextManager:

@@ -185,8 +185,9 @@ class ParallelLayout(Saved):
     """The job a report is one rank of (``--gpus N --fsdp [--tp T]``): its rows, totals and memory are that rank's
     share. ``data`` is the data-parallel layout (None: tensor parallelism only), ``tp`` the tensor-parallel degree,
     ``describe`` the layout in words; ``held_tp_sharded`` and ``held_whole`` the parameter elements this rank holds
-    of the weights the TP plan shards (divided over every rank of the job) and of those it leaves whole (divided
-    over the data-parallel ranks only), FSDP's padding of a last shard included (None where not counted: a bench)."""
+    of the weights the TP plan shards (divided over every rank of the job, or of its pipeline stage) and of those
+    it leaves whole (divided over the data-parallel ranks only), FSDP's padding of a last shard included (None where
+    not counted: a bench); ``pp`` the pipeline stages."""
 
     gpus: int
     data: str | None
@@ -195,6 +196,7 @@ class ParallelLayout(Saved):
     describe: str = ""
     held_tp_sharded: int | None = field(default=None, metadata=omit_none())
     held_whole: int | None = field(default=None, metadata=omit_none())
+    pp: int = 1
 
 
 @dataclass(frozen=True)
@@ -374,10 +376,12 @@ def _parallel_blocks(report: Report) -> list:
     p = report.parallel
     held = ""
     if p.held_tp_sharded or p.held_whole:
-        dp = p.gpus // p.tp
+        per_stage = p.gpus // p.pp
+        dp = per_stage // p.tp
         whole = f"over the {dp} data-parallel ranks" if dp > 1 else "the same on every rank"
-        held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over all "
-                f"{p.gpus} ranks) and {p.held_whole:,} of those it leaves whole ({whole})" if p.tp > 1
+        over = f"all {p.gpus} ranks" if p.pp == 1 else f"the {per_stage} ranks of its stage"
+        held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over {over}) "
+                f"and {p.held_whole:,} of those it leaves whole ({whole})" if p.tp > 1
                 else f"; it holds {p.held_whole:,} parameters")
     blocks: list = [Note(f"Rank {p.rank} of {p.gpus} ({p.describe or p.data}): the rows, totals and memory above "
                          f"are this rank's share{held}")]

@@ -1,0 +1,201 @@
+"""``--pp`` with ``--tp``: a decoder cut by its layers (``prepare/layer_stages.py``), each stage tensor-parallel,
+checked against the whole model, a real 4-rank gloo job under PyTorch's ``CommDebugMode`` and hand arithmetic."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from modelprof.prepare.layer_stages import CUT_BY_LAYERS, stage_model
+
+TINY = str(Path(__file__).resolve().parents[1] / "examples" / "configs" / "tiny-llama")
+BASE = ["stats", TINY, "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--pp", "2", "--format",
+        "json"]
+
+
+def _transformers():  # noqa: ANN202
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    return pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("kind", CUT_BY_LAYERS)
+def test_a_decoder_cut_by_its_layers_computes_the_whole_model(kind: str) -> None:
+    """Three stages of one layer each, chained (token ids into the first, hidden states on), give the whole model's
+    logits: the base model runs nothing on ``inputs_embeds`` that a later stage must not run again."""
+    transformers = _transformers()
+    config = transformers.AutoConfig.for_model(
+        kind, vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, use_cache=False,
+        num_local_experts=4, num_experts=4, moe_intermediate_size=32)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    x = torch.randint(0, 100, (2, 10))
+    with torch.no_grad():
+        whole = model(input_ids=x).logits
+        hidden = stage_model(model, "model.layers", 0, 1, True, False)(input_ids=x)
+        hidden = stage_model(model, "model.layers", 1, 2, False, False)(hidden)
+        logits = stage_model(model, "model.layers", 2, 3, False, True)(hidden)
+    torch.testing.assert_close(logits, whole)
+    assert len(model.model.layers) == 3 and model.lm_head is not None  # the model itself is left whole
+
+
+class _NoModules:
+    """A stand-in for ``CommDebugMode``'s module tracker, whose forward hook fails in a pipeline stage's forward
+    (``IndexError`` popping its parents, as on a traced stage's modules): the collectives are counted as before,
+    under no module."""
+
+    name, is_bw, activation_checkpointing = "Global", False, False
+    module_parents_dict: dict[str, set] = {"Global": set()}
+
+    def __enter__(self) -> _NoModules:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _real_rank(rank: int, folder: str) -> None:
+    """One rank of a real 4-rank gloo job written as torchtitan writes one: tiny-llama cut into 2 stages of one
+    layer (each stage the model with the other layer left out), each stage tensor-parallel over 2 ranks with the
+    model's own plan, one GPipe step of 2 microbatches and AdamW's step, under ``CommDebugMode``."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.debug import CommDebugMode
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    transformers = _transformers()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
+    try:
+        torch.manual_seed(0)
+        config = transformers.AutoConfig.from_pretrained(TINY, use_cache=False)
+        model = transformers.AutoModelForCausalLM.from_config(config)
+        mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("pp", "tp"))
+        index = mesh.get_local_rank("pp")
+        model.model.layers = nn.ModuleList([model.model.layers[index]])
+        if index == 0:
+            model.model.norm, model.lm_head = nn.Identity(), None
+        else:
+            model.model.embed_tokens = None
+
+        class Chunk(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if index == 0:
+                    return self.inner.model(input_ids=x).last_hidden_state
+                return self.inner(inputs_embeds=x).logits
+
+        layer = {"self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
+                 "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(),
+                 "mlp.gate_proj": ColwiseParallel(), "mlp.up_proj": ColwiseParallel(),
+                 "mlp.down_proj": RowwiseParallel()}
+        plan = {f"model.layers.0.{name}": style for name, style in layer.items()}
+        plan.update({"model.embed_tokens": RowwiseParallel(input_layouts=Replicate())} if index == 0 else
+                    {"lm_head": ColwiseParallel(output_layouts=Replicate())})
+        parallelize_module(model, mesh["tp"], plan)
+        hidden = torch.empty(2, 64, 64, requires_grad=True)
+        inputs = (torch.zeros(2, 64, dtype=torch.long),) if index == 0 else (hidden,)
+        outputs = hidden if index == 0 else torch.empty(2, 64, 1000, requires_grad=True)
+        stage = PipelineStage(Chunk(), index, 2, torch.device("cpu"), input_args=inputs, output_args=outputs,
+                              group=mesh["pp"].get_group())
+        schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+        mode = CommDebugMode()
+        mode.advanced_module_tracker = _NoModules()
+        with mode:
+            if index == 0:
+                schedule.step(torch.randint(0, 1000, (4, 64)))
+            else:
+                schedule.step(target=torch.zeros(2), losses=[])
+            optimizer.step()
+        counts = {str(op): n for op, n in mode.get_comm_counts().items()}
+        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+            json.dump(counts, f)
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
+
+
+def test_pp_with_tp_collects_as_a_real_gloo_job(run, tmp_path) -> None:
+    """--pp 2 --tp 2 --gpus 4 on tiny-llama (2 layers, width 64, 4 heads, 2 of keys and values, MLP 172, vocabulary
+    1,000), batch 4 of 64 tokens in 2 microbatches: ranks 0-1 run stage 0 (the embeddings and layer 0), ranks 2-3
+    stage 1 (layer 1, the norm and the head). Every rank's collectives, by kind, are as many as the real job's.
+
+    By hand: a rank computes half of each sharded matmul of the whole batch (256 tokens): q_proj 256 · 64 · 32 =
+    524,288 Flops, k_proj 256 · 64 · 16, gate_proj and down_proj 256 · 64 · 86, the head 256 · 64 · 500. Stage 0
+    all-reduces, per microbatch, the embeddings' and layer 0's o_proj and down_proj partial sums in the forward and
+    the input gradients of its 5 column-wise layers (q, k, v, gate, up) in the backward, each (2, 64, 64) float32 =
+    32 KiB; it sends 2 microbatches of (2, 64, 64) float32 hidden states and receives their gradients."""
+    mp.start_processes(_real_rank, args=(str(tmp_path),), nprocs=4, join=True, start_method="spawn")
+    names = {"all_reduce": "c10d_functional.all_reduce", "all_gather": "c10d_functional.all_gather_into_tensor"}
+    for rank in range(4):
+        code, out, err = run(*BASE, "--gpus", "4", "--tp", "2", "--rank", str(rank))
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["parallel"]["describe"] == "tp 2 × pp 2, 2 microbatches, GPipe"
+        ours: dict[str, int] = {}
+        for c in report["comm"]:
+            if c["kind"] in names:
+                ours[names[c["kind"]]] = ours.get(names[c["kind"]], 0) + c["count"]
+        real = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert ours == real, (rank, ours, real)
+        rows = {r["name"]: r for r in report["layers"]}
+        layer = f"model.layers.{rank // 2}"
+        assert rows[f"{layer}.self_attn.q_proj"]["flops"] == 256 * 64 * 32
+        assert rows[f"{layer}.self_attn.k_proj"]["flops"] == 256 * 64 * 16
+        assert rows[f"{layer}.mlp.gate_proj"]["flops"] == rows[f"{layer}.mlp.down_proj"]["flops"] == 256 * 64 * 86
+        assert ("lm_head" in rows) == (rank >= 2) and ("model.embed_tokens" in rows) == (rank < 2)
+        if rank >= 2:
+            assert rows["lm_head"]["flops"] == 256 * 64 * 500
+        if rank == 0:
+            by: dict[tuple[str, str], tuple[int, int]] = {}
+            for c in report["comm"]:  # one entry per row
+                calls, size = by.get((c["kind"], c["phase"]), (0, 0))
+                by[(c["kind"], c["phase"])] = (calls + c["count"], size + c["bytes"])
+            assert by[("all_reduce", "forward")] == (2 * 3, 2 * 3 * 32 * 1024)
+            assert by[("all_reduce", "backward")] == (2 * 5, 2 * 5 * 32 * 1024)
+            assert by[("send", "forward")][1] - 4 == by[("recv", "backward")][1] == 2 * 32 * 1024  # (and the vote)
+        assert report["unsupported"] == {}
+
+
+def test_pp_with_tp_and_fsdp_on_meta_counts_what_the_cpu_runs(run) -> None:
+    """fsdp 2 × tp 2 × pp 2 (8 ranks) on --device meta: each stage cut, sharded and run on fake CPU tensors, so
+    rank 5's rows, memory and collectives are the CPU run's. By hand, rank 5 holds a quarter of each weight its
+    stage's plan shards (over the 4 ranks of the stage) and half of each norm (over the 2 data-parallel ranks)."""
+    reports = []
+    for device in ("cpu", "meta"):
+        code, out, err = run(*BASE, "--gpus", "8", "--tp", "2", "--fsdp", "--rank", "5", "--device", device)
+        assert code == 0, err
+        reports.append(json.loads(out))
+    on_cpu, on_meta = reports
+    for key in ("total", "memory", "comm"):
+        assert on_meta[key] == on_cpu[key], key
+    # every row's counts (its op names aside: on CPU a functional collective's result passes through
+    # _wrap_tensor_autograd, which does no work, and which fake tensors skip)
+    assert [{**r, "ops": None} for r in on_meta["layers"]] == [{**r, "ops": None} for r in on_cpu["layers"]]
+    # stage 1: layer 1 (q 64·64, k and v 32·64, o 64·64, gate/up/down 172·64) and the head 1,000·64, sharded;
+    # layer 1's two norms and the final norm, 64 each, whole
+    sharded = 64 * 64 * 2 + 32 * 64 * 2 + 3 * 172 * 64 + 1000 * 64
+    assert (on_cpu["parallel"]["held_tp_sharded"], on_cpu["parallel"]["held_whole"]) == (sharded // 4, 3 * 64 // 2)
+    assert on_cpu["parallel"]["describe"] == "fsdp 2 × tp 2 × pp 2, 2 microbatches, GPipe"
+
+
+def test_pp_with_tp_refuses_a_model_it_cannot_cut_by_layers(run, tmp_path) -> None:
+    """(The layouts it cannot shard are refused with test_parallel's pipeline refusals.)"""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"blocks.*.fc1": "colwise", "blocks.*.fc2": "rowwise"}))
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
+                         "2", "--gpus", "4", "--tp", "2", "--tp-plan", str(plan))
+    assert code == 2 and "--pp with --tp cuts a transformers decoder by its layers" in err, err
