@@ -35,7 +35,7 @@ def test_a_decoder_cut_by_its_layers_computes_the_whole_model(kind: str) -> None
     config = transformers.AutoConfig.for_model(
         kind, vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, head_dim=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, use_cache=False,
-        num_local_experts=4, num_experts=4, moe_intermediate_size=32)
+        num_local_experts=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     x = torch.randint(0, 100, (2, 10))

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 #: transformers ``model_type``\\ s whose decoder can be cut by its layers: given ``inputs_embeds``, the base model
 #: runs nothing before its first layer that a later stage must not run again (GPT-2 adds position embeddings and
-#: dropout there, Gemma scales the embeddings)
-CUT_BY_LAYERS = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "phi3")
+#: dropout there, Granite scales the embeddings, Phi and Starcoder2 drop out; Gemma scales them in its embedding)
+CUT_BY_LAYERS = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma")
 
 
 def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[Any], bounds: list[int],
