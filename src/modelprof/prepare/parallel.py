@@ -182,7 +182,8 @@ def _pipeline_refusal(workload: Workload) -> str | None:
         return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
                 "--fsdp, --zero 2 or --ddp")
     if p.data == "zero1":
-        return "--pp with --zero 1 is not built; use --ddp, --fsdp or --zero 2 over each stage's data-parallel ranks"
+        return ("--pp with --zero 1 is not built (PyTorch's traced stages take FSDP2 or its replicate, whose DTensor "
+                "parameters ZeroRedundancyOptimizer cannot broadcast, and not DDP); use --ddp, --fsdp or --zero 2")
     if workload.training is None:
         return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
     return _schedule_refusal(p)
