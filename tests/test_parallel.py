@@ -287,7 +287,7 @@ def test_cli(run, tmp_path) -> None:
     data = json.loads(out)
     # no TP: every weight is whole, a quarter of each on a rank (a (16, 16) weight's 4 rows, a bias's 4 elements)
     assert data["parallel"] == {"gpus": 4, "data": "fsdp", "rank": 0, "tp": 1, "describe": "fsdp",
-                                "held_tp_sharded": 0, "held_whole": 3 * (4 * 16 + 4), "pp": 1}
+                                "held_tp_sharded": 0, "held_whole": 3 * (4 * 16 + 4)}
     assert sum(c["bytes"] for c in data["comm"] if c["kind"] == "all_gather") == 6 * BLOCK_BYTES
     code, out, err = run(*base, "--gpus", "4", "--fsdp")
     assert code == 0 and "Rank 0 of 4 (fsdp)" in out and "reduce_scatter" in out, err

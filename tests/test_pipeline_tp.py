@@ -199,3 +199,28 @@ def test_pp_with_tp_refuses_a_model_it_cannot_cut_by_layers(run, tmp_path) -> No
     code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
                          "2", "--gpus", "4", "--tp", "2", "--tp-plan", str(plan))
     assert code == 2 and "--pp with --tp cuts a transformers decoder by its layers" in err, err
+
+
+def test_fit_finds_the_fewest_gpus_of_a_3d_job(run) -> None:
+    """fit --fsdp --tp 2 --pp 2 without --gpus: the fewest GPUs (4, 8, 16 ...: tp × pp × a power of two) on which
+    the step's batch of each data-parallel rank fits, each job size's peak the highest of its stages' first ranks,
+    as stats counts them."""
+    job = [TINY, "--input", "input_ids=64:int64:1000", "--train", "--batch", "4", "--fsdp", "--tp", "2", "--pp", "2"]
+
+    def peak(gpus: int) -> int:
+        peaks = []
+        for rank in (0, gpus // 2):
+            code, out, err = run("stats", *job, "--gpus", str(gpus), "--rank", str(rank), "--device", "meta",
+                                 "--format", "json")
+            assert code == 0, err
+            peaks.append(json.loads(out)["memory"]["peak"])
+        return max(peaks)
+
+    at4, at8 = peak(4), peak(8)
+    assert at8 < at4
+    code, out, err = run("fit", *job, "--memory", str(at4 - 1), "--format", "json")
+    assert code == 0, err
+    gpus = json.loads(out)["gpus"]
+    assert (gpus["fewest"], gpus["peak_at_fewest"], gpus["stages"]) == (8, at8, 2)
+    assert gpus["layout"] == "fsdp × tp 2 × pp 2, 2 microbatches, GPipe"
+    assert [p["gpus"] for p in gpus["peaks"]] == [4, 8]

@@ -177,25 +177,30 @@ MAX_GPUS = 4096
 
 def fewest_gpus(source: ModelSource, workload: Workload, memory: int, batch: int = 1, memory_source: str = ""
                 ) -> GpuFit:
-    """The fewest GPUs of ``workload``'s sharded layout (FSDP or ZeRO-2, with its TP degree) on which ``batch`` per
-    GPU fits ``memory``: rank 0's peak (the largest shards: FSDP pads the last) at the TP degree times 1, 2, 4 ...
-    up to :data:`MAX_GPUS`, counted on meta from the smallest up, the first that fits."""
+    """The fewest GPUs of ``workload``'s sharded layout (FSDP or ZeRO-2, with its TP degree and pipeline stages) on
+    which ``batch`` per GPU (with ``--pp``: a step's batch per data-parallel rank, in its microbatches) fits
+    ``memory``: rank 0's peak (the largest shards: FSDP pads the last), or with stages the highest of each stage's
+    first rank's, at the TP degree times the stages times 1, 2, 4 ... up to :data:`MAX_GPUS`, counted on meta from
+    the smallest up, the first that fits."""
     p = workload.parallel
     if p.data is None or p.data == "ddp":
         raise UsageError("fit finds the fewest GPUs for a layout that shards the model (--fsdp or --zero 1|2); DDP "
                          "and TP alone hold the same on every job size beyond the TP degree: give --gpus N")
     meta = replace(source, device=Device.META)
     model = meta.build_model()
-    sizes = [p.tp * 2**k for k in range(13) if p.tp * 2**k <= MAX_GPUS]
+    group = p.tp * p.pp
+    sizes = [group * 2**k for k in range(13) if group * 2**k <= MAX_GPUS]
     peaks: dict[int, int] = {}
 
     def peak(gpus: int) -> int:
         if gpus not in peaks:
-            job = replace(workload, parallel=replace(p, gpus=gpus, rank=0))
-            peaks[gpus] = max(phase_peaks(meta, job, batch, model).values())
+            firsts = [stage * (gpus // p.pp) for stage in range(p.pp)]  # each stage's first rank
+            peaks[gpus] = max(max(phase_peaks(meta, replace(workload, parallel=replace(p, gpus=gpus, rank=rank)),
+                                              batch, model).values()) for rank in firsts)
         return peaks[gpus]
 
-    layout = replace(p, gpus=sizes[-1]).describe().replace(f" {sizes[-1] // p.tp}", "")
+    largest = replace(p, gpus=sizes[-1])
+    layout = largest.describe().replace(f"{p.data.value} {largest.dp}", p.data.value, 1)
     # upward, not a bisection: a GPU's share need not fall as the job grows (FSDP pads every tensor to a multiple
     # of the data-parallel size, which outgrows a small model's tensors)
     fewest = next((n for n in sizes if peak(n) <= memory), None)
@@ -206,7 +211,7 @@ def fewest_gpus(source: ModelSource, workload: Workload, memory: int, batch: int
                          "given")
     return GpuFit(memory=memory, batch=batch, train=workload.training is not None, layout=layout,
                   peaks=tuple(GpuPoint(n, v) for n, v in sorted(peaks.items())), fewest=fewest,
-                  memory_source=memory_source)
+                  memory_source=memory_source, stages=p.pp if p.pp > 1 else None)
 
 
 def parse_memory(text: str) -> tuple[int, str]:

@@ -65,7 +65,9 @@ class GpuPoint(NamedTuple):
 class GpuFit(Saved):
     """The fewest GPUs of a sharded job on which ``batch`` per GPU fits ``memory``: rank 0's peak (it holds the
     largest shards) counted on meta at job sizes of ``layout`` (the TP degree times a power of two, up to 4,096),
-    from the smallest up; ``fewest`` is the first that fits."""
+    from the smallest up; ``fewest`` is the first that fits. A pipelined job's (``stages``, else None): the highest
+    of each stage's first rank's peaks, at the TP degree times the stages times a power of two, ``batch`` a step's
+    per data-parallel rank."""
 
     memory: int
     batch: int
@@ -74,6 +76,7 @@ class GpuFit(Saved):
     peaks: tuple[GpuPoint, ...]
     fewest: int
     memory_source: str = ""
+    stages: int | None = field(default=None, metadata=omit_none())
 
     @property
     def peak_at_fewest(self) -> int:
@@ -126,10 +129,12 @@ def fit_document(fits: FitReport) -> Document:
         columns = (Column("GPUs", True), Column("Peak memory per GPU", True))
         rows = tuple((Cell(f"{n:,}", n), Cell(units.nbytes(p), p)) for n, p in g.peaks)
         where = f" ({g.memory_source})" if g.memory_source else ""
+        per, counted = (("data-parallel rank", f"the highest of the {g.stages} stages' first ranks' peaks") if g.stages
+                        else ("GPU", "rank 0's peak"))
         blocks += [
             Table(columns, rows, title=f"Fewest GPUs ({g.layout})"),
-            Note(f"Fewest GPUs on which batch {g.batch} per GPU fits {units.nbytes(g.memory)}{where} "
-                 f"({'a training step' if g.train else 'a forward'}, rank 0's peak counted on the meta device): "
+            Note(f"Fewest GPUs on which batch {g.batch} per {per} fits {units.nbytes(g.memory)}{where} "
+                 f"({'a training step' if g.train else 'a forward'}, {counted} counted on the meta device): "
                  f"{g.fewest:,}, peak {units.nbytes(g.peak_at_fewest)}"),
         ]
     return Document(FitReport.KIND, fits.model, tuple(blocks), fits.to_dict())

@@ -187,7 +187,7 @@ class ParallelLayout(Saved):
     ``describe`` the layout in words; ``held_tp_sharded`` and ``held_whole`` the parameter elements this rank holds
     of the weights the TP plan shards (divided over every rank of the job, or of its pipeline stage) and of those
     it leaves whole (divided over the data-parallel ranks only), FSDP's padding of a last shard included (None where
-    not counted: a bench); ``pp`` the pipeline stages."""
+    not counted: a bench); ``pp`` the pipeline stages (None: not pipelined)."""
 
     gpus: int
     data: str | None
@@ -196,7 +196,7 @@ class ParallelLayout(Saved):
     describe: str = ""
     held_tp_sharded: int | None = field(default=None, metadata=omit_none())
     held_whole: int | None = field(default=None, metadata=omit_none())
-    pp: int = 1
+    pp: int | None = field(default=None, metadata=omit_none())
 
 
 @dataclass(frozen=True)
@@ -376,10 +376,10 @@ def _parallel_blocks(report: Report) -> list:
     p = report.parallel
     held = ""
     if p.held_tp_sharded or p.held_whole:
-        per_stage = p.gpus // p.pp
+        per_stage = p.gpus // (p.pp or 1)
         dp = per_stage // p.tp
         whole = f"over the {dp} data-parallel ranks" if dp > 1 else "the same on every rank"
-        over = f"all {p.gpus} ranks" if p.pp == 1 else f"the {per_stage} ranks of its stage"
+        over = f"the {per_stage} ranks of its stage" if p.pp else f"all {p.gpus} ranks"
         held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over {over}) "
                 f"and {p.held_whole:,} of those it leaves whole ({whole})" if p.tp > 1
                 else f"; it holds {p.held_whole:,} parameters")
