@@ -224,3 +224,18 @@ def test_fit_finds_the_fewest_gpus_of_a_3d_job(run) -> None:
     assert (gpus["fewest"], gpus["peak_at_fewest"], gpus["stages"]) == (8, at8, 2)
     assert gpus["layout"] == "fsdp × tp 2 × pp 2, 2 microbatches, GPipe"
     assert [p["gpus"] for p in gpus["peaks"]] == [4, 8]
+
+
+def test_a_16_bit_model_sends_what_its_residual_stream_holds(run, tmp_path) -> None:
+    """tiny-llama in float16, --pp 2 --tp 2, rank 0: its 2 microbatches of (2, 64, 64) hidden states are sent in
+    float16 (2 · 8,192 · 2 = 32,768 bytes), and under --amp's bfloat16 autocast in float32 (65,536 bytes): the
+    residual stream adds each layer's bfloat16 output to the float16 embeddings, which PyTorch promotes to float32.
+    (A stage told otherwise fails, not miscounts: its outputs are checked against the shapes it was given.)"""
+    config = json.loads((Path(TINY) / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "torch_dtype": "float16"}))
+    base = ["stats", str(tmp_path), *BASE[2:], "--gpus", "4", "--tp", "2"]
+    for amp, size in (((), 2), (("--amp",), 4)):
+        code, out, err = run(*base, *amp)
+        assert code == 0, err
+        sent = sum(c["bytes"] for c in json.loads(out)["comm"] if c["kind"] == "send" and c["phase"] == "forward")
+        assert sent == 2 * 2 * 64 * 64 * size + 4  # and the 4-byte start-up vote

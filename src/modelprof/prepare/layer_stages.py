@@ -29,14 +29,15 @@ CUT_BY_LAYERS = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "
 
 
 def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[Any], bounds: list[int],
-                 given: tuple, example: Any, param_dtype: Any = None) -> list[Any]:
+                 given: tuple, example: Any, param_dtype: Any = None, autocast: Any = None) -> list[Any]:
     """This rank's stages (``p.stages_held``) of ``model`` cut between its ``blocks`` (its layer list's items) at
     ``bounds`` (stage ``i`` holds ``blocks[bounds[i]:bounds[i + 1]]``): each a ``PipelineStage`` over a copy of
     the model holding those layers under their own names, sending to its neighbours over ``group``. ``given`` are
     the first stage's positional inputs of a microbatch (its keyword inputs are not checked), ``example`` is a
-    microbatch of its token ids; the hidden states a stage sends are that shape and the
-    model's width, in the type of its input embeddings, or in ``param_dtype`` (FSDP's mixed-precision policy runs
-    the stage in it)."""
+    microbatch of its token ids. The hidden states a stage sends are that shape and the model's width, in
+    ``param_dtype`` (FSDP's mixed-precision policy runs the stage in it), or in the type of the input embeddings
+    promoted with the ``autocast`` type (the residual stream adds the layers' autocast outputs to it: a float32
+    or float16 model's stays float32 under bfloat16 autocast)."""
     import torch
 
     config = getattr(model, "config", None)
@@ -51,7 +52,8 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
             or list(model.get_submodule(list_name)) != blocks):
         raise UsageError(f"--pp with --tp: {type(model).__name__}'s repeated blocks are not its base model's layers")
     hidden = (*example.shape, config.hidden_size)
-    hidden_dtype = param_dtype or model.get_input_embeddings().weight.dtype
+    embedded = model.get_input_embeddings().weight.dtype
+    hidden_dtype = param_dtype or (torch.promote_types(embedded, autocast) if autocast is not None else embedded)
     held = []
     for index in p.stages_held:
         first, last = index == 0, index == len(bounds) - 2

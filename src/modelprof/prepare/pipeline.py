@@ -76,7 +76,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
                              f"{len(inputs)} tensors")
         given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them
         built = layer_stages(model, p, group, device, blocks, bounds, given, inputs[0][: batch // p.chunks],
-                             param_dtype)
+                             param_dtype, autocast)
     else:
         built = _traced_stages(run, p, group, device, [names[id(blocks[b])] for b in bounds[1:-1]], mb_args,
                                mb_kwargs, param_dtype, autocast)
