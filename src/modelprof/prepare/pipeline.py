@@ -5,7 +5,8 @@ evenly spaced repeated blocks. A value a stage makes from no input and no traina
 tables, a causal mask: functions of the sequence's shape and of buffers) is then made again by each later stage
 that uses it, as torchtitan's stages do, instead of being sent: PyTorch's traced stages would send it, and refuse
 the backward of one sent past the next stage ("skip connections"), which is every decoder cut into more than two.
-Torch is imported inside the functions (the command line checks a workload without it).
+With ``--tp`` a decoder is cut by its layers instead (``layer_stages.py``). Torch is imported inside the functions
+(the command line checks a workload without it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     keeps its parameters in their own. ``autocast`` is the type the step's autocast runs in (``--amp`` without
     FSDP): a model whose weights are not float32 is traced under it (traced without it, its dtype checks fail under
     autocast), which makes its weights' casts ops of each microbatch's forward, where eager autocast casts each
-    weight once a step; a float32 model is traced as it is, and autocast casts at run time."""
+    weight once a step; a float32 model is traced as it is, and autocast casts at run time. With ``--tp`` the model
+    is not traced but cut by its layers into eager stages (:mod:`~modelprof.prepare.layer_stages`), whose
+    ``nn.Linear`` layers the TP plan can shard."""
     import torch
     from torch.utils._pytree import tree_leaves, tree_map_only
 
