@@ -1,9 +1,12 @@
 """The fewest H100s for full fine-tuning of Llama-2 7B, 13B and 70B at 4,096 tokens: `modelprof fit` without
 --gpus, one training step of rank 0 counted on meta (AdamW, float32 master weights, bfloat16 compute through FSDP2's
 mixed-precision policy, batch 1 per GPU), for three layouts: FSDP, FSDP with activation checkpointing of every
-decoder layer, and FSDP × TP 8. Each fit runs the real command line in a child process.
+decoder layer, and FSDP × TP 8; with --pipelined, 3D layouts (FSDP × TP × PP, checkpointed, microbatches of 1,
+one a stage: --batch is then a step's per data-parallel rank). Each fit runs the real command line in a child
+process.
 
     python benchmarks/fewest_gpus.py -o /tmp/fewest.md
+    python benchmarks/fewest_gpus.py --pipelined -o /tmp/fewest-3d.md
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 LAYOUTS = {"FSDP": ["--fsdp"], "FSDP + checkpointing": ["--fsdp", "--checkpoint", "auto"],
            "FSDP × TP 8": ["--fsdp", "--tp", "8"]}
+#: ``--pipelined``: 3D layouts, their --batch a step's per data-parallel rank (microbatches of 1, one a stage)
+PIPELINED = {"FSDP × TP 4 × PP 2 + checkpointing": ["--fsdp", "--tp", "4", "--pp", "2", "--checkpoint", "auto",
+                                                   "--batch", "2"],
+             "FSDP × TP 8 × PP 4 + checkpointing": ["--fsdp", "--tp", "8", "--pp", "4", "--checkpoint", "auto",
+                                                   "--batch", "4"]}
 
 
 def fewest(model: str, layout: list[str], memory: str) -> tuple[dict, float]:
     """The fit report's ``gpus`` block, and the seconds the command took."""
     command = [sys.executable, "-m", "modelprof", "fit", str(ROOT / "examples" / "configs" / model), "--input",
                "input_ids=4096:int64:32000", "--train", "--amp", "--dtype", "float32", "--batch", "1", "--memory",
-               memory, *layout, "--format", "json"]
+               memory, *layout, "--format", "json"]  # (a layout's own --batch comes later and wins)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -38,11 +46,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memory", default="H100")
     parser.add_argument("-o", "--output", default="-")
+    parser.add_argument("--pipelined", action="store_true", help="the 3D layouts (--pp with --tp) instead")
     args = parser.parse_args()
+    layouts = PIPELINED if args.pipelined else LAYOUTS
     lines = [f"| model | layout | fewest GPUs ({args.memory}) | rank 0's peak there [GiB] | peaks counted "
              "(GPUs: GiB) | fit [s] |", "|---|---|---:|---:|---|---:|"]
     for model in MODELS:
-        for name, layout in LAYOUTS.items():
+        for name, layout in layouts.items():
             found, seconds = fewest(model, layout, args.memory)
             if "error" in found:
                 lines.append(f"| {model} | {name} | — ({found['error']}) | | | {seconds:.0f} |")

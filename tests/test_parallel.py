@@ -508,6 +508,13 @@ def test_tp_cli_on_a_transformers_config(run, tmp_path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def save_comm_counts(mode, folder: str, rank: int) -> None:  # noqa: ANN001
+    """A real rank's ``CommDebugMode`` counts, collective -> calls, written to ``folder/rank{rank}.json``."""
+    counts = {str(op): n for op, n in mode.get_comm_counts().items()}
+    with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+        json.dump(counts, f)
+
+
 def _real_rank(rank: int, world: int, layout: str, folder: str) -> None:
     from torch.distributed.tensor.debug import CommDebugMode
 
@@ -537,9 +544,7 @@ def _real_rank(rank: int, world: int, layout: str, folder: str) -> None:
         with CommDebugMode() as mode:
             model(torch.randn(8, 16)).sum().backward()
             optimizer.step()
-        counts = {str(op): n for op, n in mode.get_comm_counts().items()}
-        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
-            json.dump(counts, f)
+        save_comm_counts(mode, folder, rank)
     finally:
         dist.destroy_process_group()
     # Leave without destructors: freeing DDP's Reducer drops the last reference to the gloo process group, whose

@@ -73,6 +73,8 @@ def _real_rank(rank: int, folder: str) -> None:
     from torch.distributed.tensor.debug import CommDebugMode
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+    from tests.test_parallel import save_comm_counts
+
     transformers = _transformers()
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
     try:
@@ -120,9 +122,7 @@ def _real_rank(rank: int, folder: str) -> None:
             else:
                 schedule.step(target=torch.zeros(2), losses=[])
             optimizer.step()
-        counts = {str(op): n for op, n in mode.get_comm_counts().items()}
-        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
-            json.dump(counts, f)
+        save_comm_counts(mode, folder, rank)
     finally:
         dist.destroy_process_group()
     os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
