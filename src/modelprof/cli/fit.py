@@ -25,7 +25,8 @@ def fit(source: ModelSource, workload: Workload, out: OutputOptions, batch: int,
 
     Sharded (--gpus N with --fsdp/--zero/--ddp/--tp): the largest batch per GPU of that job, rank 0's share. With
     --fsdp or --zero 2 and no --gpus: the fewest GPUs (the TP degree times 1, 2, 4 ... 4096) on which --batch per
-    GPU fits. With --pp N: the largest microbatch on which every pipeline stage fits."""
+    GPU fits. With --pp N: the largest microbatch on which every pipeline stage fits, or without --gpus the fewest
+    GPUs (TP × PP × 1, 2, 4 ...) on which every stage fits --batch per data-parallel rank."""
     from modelprof.planning.fit import parse_memory, run_fit
     from modelprof.reports.catalog import document
 
