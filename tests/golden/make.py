@@ -33,9 +33,13 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "convention": ("stats", WORKED, "--shape", "3,500,500", "--convention", "ptflops"),
     "parallel": ("stats", LLAMA, "--input", "input_ids=64:int64:1000", "--train", "--gpus", "4", "--tp", "2",
                  "--fsdp"),
+    "pipeline": ("stats", LLAMA, "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--pp", "2",
+                 "--gpus", "8", "--tp", "2", "--fsdp", "--rank", "4"),
     "sweep": ("stats", WORKED, "--shape", "3,64,64", "--sweep", "batch=1,2,4"),
     "fit": ("fit", LLAMA, "--input", "input_ids=SEQ:int64:1000", "--seq", "64", "--memory", "16MiB"),
     "fit-gpus": ("fit", LLAMA, "--input", "input_ids=512:int64:1000", "--train", "--fsdp", "--memory", "11MiB"),
+    "fit-gpus-pp": ("fit", LLAMA, "--input", "input_ids=64:int64:1000", "--train", "--batch", "4", "--fsdp", "--tp",
+                    "2", "--pp", "2", "--memory", "3.5MiB"),
     "check": ("check", WORKED, "--shape", "3,500,500", "--max-flops", "19M", "--max-peak-memory", "1MB"),
     "compare": ("compare", "tests/golden/generate.json", "tests/golden/generate-long.json"),
     "bench": ("bench", WORKED, "--shape", "3,32,32", "--batch", "2", *FAST),
@@ -47,8 +51,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 #: The kinds whose numbers are counted, not timed: running the command again gives the same JSON.
-EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "parallel", "sweep", "fit",
-         "fit-gpus", "check", "compare")
+EXACT = ("stats", "train", "generate", "generate-long", "crosscheck", "convention", "parallel", "pipeline", "sweep",
+         "fit", "fit-gpus", "fit-gpus-pp", "check", "compare")
 
 
 def make(name: str, python: str = sys.executable, folder: Path = HERE) -> None:
