@@ -56,10 +56,7 @@ class Run:
             from modelprof.prepare.parallel import held_parameters
             from modelprof.reports.stats import ParallelLayout
 
-            p = self.parallel
-            report = replace(report, parallel=ParallelLayout(p.gpus, p.data.value if p.data else None, p.rank, p.tp,
-                                                             p.describe(), *held_parameters(self.model),
-                                                             pp=p.pp if p.pp > 1 else None))
+            report = replace(report, parallel=ParallelLayout.of(self.parallel, held_parameters(self.model)))
         if self.fake_mode is not None:  # fake CPU tensors stood in for meta ones
             report = replace(report, device=self.device)
         how, dtype = (("FSDP mixed precision", self.mixed_precision) if self.mixed_precision is not None

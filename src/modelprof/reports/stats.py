@@ -198,6 +198,13 @@ class ParallelLayout(Saved):
     held_whole: int | None = field(default=None, metadata=omit_none())
     pp: int | None = field(default=None, metadata=omit_none())
 
+    @classmethod
+    def of(cls, p: Any, held: tuple[int, int] | tuple = ()) -> ParallelLayout:
+        """The layout of the job ``p`` (a :class:`~modelprof.workload.Parallel`), as rank ``p.rank`` holds it
+        (``held``: its TP-sharded and whole parameter elements, where counted)."""
+        return cls(p.gpus, p.data.value if p.data else None, p.rank, p.tp, p.describe(), *held,
+                   pp=p.pp if p.pp > 1 else None)
+
 
 @dataclass(frozen=True)
 class CommCall(Saved):

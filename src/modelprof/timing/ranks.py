@@ -70,8 +70,7 @@ def run_ranks(source: ModelSource, workload: Workload, settings: TimingSettings,
         results = [BatchResult.from_dict(_answer(folder, rank)["result"]) for rank in range(p.gpus)]
     base = report or BenchReport(model=source.target, inputs=(), device=source.device.value, dtype="",
                                  environment={}, sweep=())
-    layout = ParallelLayout(p.gpus, p.data.value if p.data else None, 0, p.tp, p.describe(),
-                            pp=p.pp if p.pp > 1 else None)
+    layout = ParallelLayout.of(replace(p, rank=0))
     environment = {**base.environment, "backend": "nccl" if cuda else "gloo", "threads": per_rank_threads}
     return replace(base, sweep=(results[0],), ranks=tuple(results), parallel=layout, environment=environment)
 
