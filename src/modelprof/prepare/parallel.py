@@ -365,7 +365,7 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     for pattern, style in plan.items():
         if style not in TP_STYLES:  # the model's own plan (a given one was checked with the workload)
             raise UsageError(f"--tp: the plan's style {style!r} for {pattern} is not built; the styles are "
-                             f"{', '.join(TP_STYLES)}")
+                             f"{', '.join(TP_STYLES)}: give a plan in them with --tp-plan FILE")
         rowwise = style in ("rowwise", "embedding_rowwise")
         named = [(name, m) for name, m in modules.items() if _matches(name, pattern)]
         if not named and stage:
