@@ -239,3 +239,14 @@ def test_a_16_bit_model_sends_what_its_residual_stream_holds(run, tmp_path) -> N
         assert code == 0, err
         sent = sum(c["bytes"] for c in json.loads(out)["comm"] if c["kind"] == "send" and c["phase"] == "forward")
         assert sent == 2 * 2 * 64 * 64 * size + 4  # and the 4-byte start-up vote
+
+
+def test_a_checkpointed_3d_stage_keeps_each_layer_s_input_only(run) -> None:
+    """--pp 2 --tp 2 --checkpoint auto, rank 0: stage 0's one layer is checkpointed inside the eager stage, so of
+    everything the stage saved for its backward (hundreds of KiB without) it keeps only that layer's input hidden
+    states, whole on every TP rank: 2 microbatches · (2, 64, 64) float32 = 65,536 bytes, on the layer's row."""
+    code, out, err = run(*BASE, "--gpus", "4", "--tp", "2", "--checkpoint", "auto")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["memory"]["saved"] == 2 * 2 * 64 * 64 * 4
+    assert [(r["name"], r["saved"]) for r in report["layers"] if r.get("saved")] == [("model.layers.0", 65_536)]
