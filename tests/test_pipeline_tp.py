@@ -250,3 +250,48 @@ def test_a_checkpointed_3d_stage_keeps_each_layer_s_input_only(run) -> None:
     report = json.loads(out)
     assert report["memory"]["saved"] == 2 * 2 * 64 * 64 * 4
     assert [(r["name"], r["saved"]) for r in report["layers"] if r.get("saved")] == [("model.layers.0", 65_536)]
+
+
+@pytest.mark.parametrize("schedule", ["zbv", "dualpipev"])
+def test_a_v_shaped_schedule_passes_values_between_its_own_stages(run, tmp_path, schedule: str) -> None:
+    """--pp 2 --schedule zbv | dualpipev on a 4-layer tiny-llama: 4 stages of one layer in a V, rank 0 running
+    stages 0 and 3, rank 1 stages 1 and 2, which pass their values to each other without the process group.
+
+    By hand: a layer holds q 64·64 + k, v 32·64 + o 64·64 + gate, up, down 172·64 + 2 norms of 64 = 45,440 weights;
+    rank 0 also the embeddings and the head (1000·64 each) and the final norm: 2 · 45,440 + 128,000 + 64 = 218,944
+    (875,776 bytes), rank 1 90,880. A microbatch (1 of the batch of 4) is (1, 64, 64) float32 = 16 KiB: each rank
+    sends 4 forward (rank 0 stage 0's outputs, rank 1 stage 2's) and 4 backward, as many as it receives, and the
+    start-up vote's two 4-byte messages each way; nothing is sent between stages 1 and 2. Each Linear runs on one
+    rank, with the unsplit step's forward Flops."""
+    config = json.loads((Path(TINY) / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    step = ["stats", str(tmp_path), "--input", "input_ids=64:int64:1000", "--batch", "4", "--train", "--format", "json"]
+    base = [*step, "--pp", "2"]
+    code, out, err = run(*step)  # the whole step, unsplit
+    assert code == 0, err
+    whole = {r["name"]: r["flops"] for r in json.loads(out)["layers"] if r["type"] == "Linear"}
+    seen = []
+    for rank, weights, stages in ((0, 218_944, (0, 3)), (1, 90_880, (1, 2))):
+        code, out, err = run(*base, "--schedule", schedule, "--microbatches", "4", "--rank", str(rank))
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["memory"]["parameters"] == weights * 4
+        by: dict[tuple[str, str], tuple[int, int]] = {}
+        for c in report["comm"]:
+            calls, size = by.get((c["kind"], c["phase"]), (0, 0))
+            by[(c["kind"], c["phase"])] = (calls + c["count"], size + c["bytes"])
+        sent = 4 * 64 * 64 * 4
+        assert by[("send", "forward")] == by[("recv", "forward")] == (4 + 2, sent + 2 * 4)
+        assert by[("send", "backward")] == by[("recv", "backward")] == (4, sent)
+        for row in report["layers"]:
+            stage, _, name = row["name"].partition(".")
+            if row["type"] == "Linear":
+                assert int(stage.removeprefix("stage")) in stages and row["flops"] == whole[name], row["name"]
+                seen.append(name)
+    assert sorted(seen) == sorted(whole)  # every Linear on one rank
+
+
+def test_a_v_shaped_schedule_refuses_a_model_it_cannot_cut_by_layers(run) -> None:
+    code, out, err = run("stats", "examples/resnet.py:resnet18", "--shape", "3,32,32", "--batch", "4", "--train",
+                         "--pp", "2", "--schedule", "zbv")
+    assert code == 2 and "--schedule zbv cuts a transformers decoder by its layers" in err, err

@@ -124,9 +124,11 @@ TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).
 SCHEDULES = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved-1f1b": "Interleaved 1F1B", "looped-bfs": "Looped BFS",
-             "interleaved-zb": "Interleaved Zero Bubble"}
+             "interleaved-zb": "Interleaved Zero Bubble", "zbv": "ZBV Zero Bubble", "dualpipev": "DualPipeV"}
 #: The schedules that run several stages a rank, looped (rank r runs stages r, r + pp, r + 2·pp, ...).
-MULTI_STAGE = ("interleaved-1f1b", "looped-bfs", "interleaved-zb")
+MULTI_STAGE = ("interleaved-1f1b", "looped-bfs", "interleaved-zb", "zbv", "dualpipev")
+#: The multi-stage schedules that place a rank's two stages in a V: rank r runs stages r and 2·pp - 1 - r.
+V_SHAPED = ("zbv", "dualpipev")
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,9 @@ class Parallel:
     stages after it, one backward and one forward in turn, so a stage holds at most that many microbatches'
     activations), or one of :data:`MULTI_STAGE`: interleaved 1F1B (each rank runs ``stages_per_rank`` stages, the
     model cut into ``pp · stages_per_rank``, which shortens the pipeline's bubble), looped BFS (each stage runs all
-    its microbatches in turn) or interleaved zero bubble (the backward split into the inputs' and the weights'
-    gradients, the latter run to fill the bubble); with a data-parallel layout, each stage is sharded over its
-    ``dp`` ranks (:attr:`stage`)."""
+    its microbatches in turn), interleaved zero bubble (the backward split into the inputs' and the weights'
+    gradients, the latter run to fill the bubble), ZBV or DualPipeV (two stages a rank placed in a V, a decoder
+    cut by its layers); with a data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`)."""
 
     gpus: int = 1
     data: DataParallel | None = None
@@ -185,7 +187,10 @@ class Parallel:
 
     @property
     def stages_held(self) -> tuple[int, ...]:
-        """The pipeline stages rank ``rank`` runs, looped: ``stage``, ``stage + pp``, ..."""
+        """The pipeline stages rank ``rank`` runs: looped (``stage``, ``stage + pp``, ...) or, for a V-shaped
+        schedule (:data:`V_SHAPED`), ``stage`` and ``2·pp - 1 - stage``."""
+        if self.schedule in V_SHAPED:
+            return (self.stage, 2 * self.pp - 1 - self.stage)
         return tuple(self.stage + k * self.pp for k in range(self.virtual))
 
     @property

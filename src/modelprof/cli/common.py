@@ -231,10 +231,11 @@ _PARALLEL_OPTIONS = (
     click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="gpipe", show_default=True,
                  help="With --pp: GPipe (every forward, then every backward), 1F1B (a backward after each "
                  "forward once the pipeline is full: fewer microbatches' activations held), or several stages a "
-                 "rank (--stages-per-rank): interleaved-1f1b, looped-bfs, interleaved-zb (zero bubble)."),
+                 "rank (--stages-per-rank): interleaved-1f1b, looped-bfs, interleaved-zb (zero bubble); zbv and "
+                 "dualpipev place a rank's two stages in a V."),
     click.option("--stages-per-rank", "stages_per_rank", type=click.IntRange(min=1), default=None,
                  help="With a multi-stage --schedule: stages each rank runs (default 2); the model is cut into "
-                 "--pp × this many stages, rank r running stages r, r + pp, ..."),
+                 "--pp × this many stages, rank r running stages r, r + pp, ... (a V: r and 2·pp - 1 - r)."),
 )
 
 

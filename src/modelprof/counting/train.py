@@ -180,7 +180,8 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
 
 #: ``--schedule`` -> the class of ``torch.distributed.pipelining`` that runs it
 _SCHEDULE_CLASSES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B", "interleaved-1f1b": "ScheduleInterleaved1F1B",
-                     "looped-bfs": "ScheduleLoopedBFS", "interleaved-zb": "ScheduleInterleavedZeroBubble"}
+                     "looped-bfs": "ScheduleLoopedBFS", "interleaved-zb": "ScheduleInterleavedZeroBubble",
+                     "zbv": "ScheduleZBVZeroBubble", "dualpipev": "ScheduleDualPipeV"}
 
 
 def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:
@@ -196,7 +197,7 @@ def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], 
     kind = getattr(pipelining, _SCHEDULE_CLASSES[p.schedule])
     schedule = kind(stages if p.schedule in MULTI_STAGE else stages[0], p.chunks, loss_fn=loss_fn)
     first, last = any(s.is_first for s in stages), any(s.is_last for s in stages)
-    target = {"target": torch.zeros(p.chunks), "losses": []} if last else {}
+    target = {"target": torch.zeros(p.chunks), "losses": []} if last else {}  # (a V puts both ends on rank 0)
     if first and len(stages) > 1:  # a multi-stage schedule hands its keyword inputs to every stage: positional
         return lambda: schedule.step(*run.args, *run.kwargs.values(), **target)  # (the trace's order)
     if first:

@@ -43,9 +43,11 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
     config = getattr(model, "config", None)
     kind = getattr(config, "model_type", None)
     if kind not in CUT_BY_LAYERS:
-        raise UsageError(f"--pp with --tp cuts a transformers decoder by its layers, built for "
-                         f"{', '.join(CUT_BY_LAYERS)}; {type(model).__name__} is {kind or 'not a transformers model'}; "
-                         "drop --tp to cut it by tracing")
+        asked, instead = (("--pp with --tp", "drop --tp") if p.tp > 1
+                          else (f"--schedule {p.schedule}", "use another --schedule"))
+        raise UsageError(f"{asked} cuts a transformers decoder by its layers, built for {', '.join(CUT_BY_LAYERS)}; "
+                         f"{type(model).__name__} is {kind or 'not a transformers model'}; {instead} to cut it by "
+                         "tracing")
     names = {id(module): name for name, module in model.named_modules()}
     list_name = names[id(blocks[0])].rpartition(".")[0]
     if (model.get_submodule(list_name.rpartition(".")[0]) is not model.base_model

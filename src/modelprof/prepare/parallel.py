@@ -191,13 +191,15 @@ def _pipeline_refusal(workload: Workload) -> str | None:
 
 def _schedule_refusal(p: Parallel) -> str | None:
     """What ``--schedule``, ``--stages-per-rank`` and ``--microbatches`` cannot go together with, or None."""
-    from modelprof.workload import MULTI_STAGE
+    from modelprof.workload import MULTI_STAGE, V_SHAPED
 
     if p.virtual > 1 and p.schedule not in MULTI_STAGE:
         return (f"--stages-per-rank is for --schedule {', '.join(MULTI_STAGE)} (GPipe and 1F1B run one stage a "
                 "rank)")
+    if p.schedule in V_SHAPED and p.virtual != 2:
+        return f"--schedule {p.schedule} runs two stages a rank, in a V; drop --stages-per-rank {p.virtual}"
     stages = p.pp * p.virtual
-    if p.schedule == "1f1b" and p.chunks < stages:
+    if p.schedule in ("1f1b", "dualpipev") and p.chunks < stages:
         return (f"--schedule {p.schedule} needs at least as many microbatches as stages: --microbatches {stages} or "
                 f"more (given {p.chunks})")
     rounds = max(1, p.chunks // p.pp)  # PyTorch's multi-stage schedules run the microbatches in rounds

@@ -39,7 +39,9 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     autocast), which makes its weights' casts ops of each microbatch's forward, where eager autocast casts each
     weight once a step; a float32 model is traced as it is, and autocast casts at run time. With ``--tp`` the model
     is not traced but cut by its layers into eager stages (:mod:`~modelprof.prepare.layer_stages`), whose
-    ``nn.Linear`` layers the TP plan can shard."""
+    ``nn.Linear`` layers the TP plan can shard; so it is for a V-shaped schedule, whose two stages on a rank pass
+    their values to each other directly (traced stages send them through the process group, which a real gloo job
+    refuses)."""
     import torch
     from torch.utils._pytree import tree_leaves, tree_map_only
 
@@ -73,10 +75,15 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     mb_args, mb_kwargs = tree_map_only(torch.Tensor, lambda t: as_run(microbatch(t)), (run.args, run.kwargs))
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
     device = torch.device("cpu" if run.device == "meta" else run.device)
-    if p.tp > 1:  # tensor parallelism shards nn.Linear layers, which only an eager stage keeps
+    from modelprof.workload import V_SHAPED
+
+    # tensor parallelism shards nn.Linear layers, which only an eager stage keeps; and a V puts two neighbouring
+    # stages on one rank, which only eager stages pass values between without the process group
+    if p.tp > 1 or p.schedule in V_SHAPED:
         if len(inputs) != 1:
-            raise UsageError("--pp with --tp gives the first stage one input, the token ids; the model is given "
-                             f"{len(inputs)} tensors")
+            asked = "--tp" if p.tp > 1 else f"--schedule {p.schedule}"
+            raise UsageError(f"{asked} cuts the model by its layers and gives the first stage one input, the token "
+                             f"ids; the model is given {len(inputs)} tensors")
         given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them
         built = layer_stages(model, p, group, device, blocks, bounds, given, inputs[0][: batch // p.chunks],
                              param_dtype, autocast)
