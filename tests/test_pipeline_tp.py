@@ -22,6 +22,15 @@ BASE = ["stats", TINY, "--input", "input_ids=64:int64:1000", "--batch", "4", "--
         "json"]
 
 
+def _collectives(report: dict) -> dict[tuple[str, str], tuple[int, int]]:
+    """A JSON report's collectives, (kind, phase) -> (calls, bytes), summed over the rows that ran them."""
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    for c in report["comm"]:
+        calls, size = found.get((c["kind"], c["phase"]), (0, 0))
+        found[(c["kind"], c["phase"])] = (calls + c["count"], size + c["bytes"])
+    return found
+
+
 def _transformers():  # noqa: ANN202
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     return pytest.importorskip("transformers")
@@ -160,10 +169,7 @@ def test_pp_with_tp_collects_as_a_real_gloo_job(run, tmp_path) -> None:
         if rank >= 2:
             assert rows["lm_head"]["flops"] == 256 * 64 * 500
         if rank == 0:
-            by: dict[tuple[str, str], tuple[int, int]] = {}
-            for c in report["comm"]:  # one entry per row
-                calls, size = by.get((c["kind"], c["phase"]), (0, 0))
-                by[(c["kind"], c["phase"])] = (calls + c["count"], size + c["bytes"])
+            by = _collectives(report)
             assert by[("all_reduce", "forward")] == (2 * 3, 2 * 3 * 32 * 1024)
             assert by[("all_reduce", "backward")] == (2 * 5, 2 * 5 * 32 * 1024)
             assert by[("send", "forward")][1] - 4 == by[("recv", "backward")][1] == 2 * 32 * 1024  # (and the vote)
@@ -276,10 +282,7 @@ def test_a_v_shaped_schedule_passes_values_between_its_own_stages(run, tmp_path,
         assert code == 0, err
         report = json.loads(out)
         assert report["memory"]["parameters"] == weights * 4
-        by: dict[tuple[str, str], tuple[int, int]] = {}
-        for c in report["comm"]:
-            calls, size = by.get((c["kind"], c["phase"]), (0, 0))
-            by[(c["kind"], c["phase"])] = (calls + c["count"], size + c["bytes"])
+        by = _collectives(report)
         sent = 4 * 64 * 64 * 4
         assert by[("send", "forward")] == by[("recv", "forward")] == (4 + 2, sent + 2 * 4)
         assert by[("send", "backward")] == by[("recv", "backward")] == (4, sent)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -126,23 +127,19 @@ def _stage_forward(stage: Any, first: bool, last: bool) -> Any:
     return forward
 
 
-_STAGE_CLASS: list[Any] = []
-
-
+@functools.cache
 def _stage_class() -> Any:
     """``PipelineStage`` whose start-up vote on static shapes holds on a fake process group: every stage is given
     its shapes, so the vote is unanimous on real ranks, but a fake group's receive leaves its buffer at zero (the
     stage would then infer the shapes by messages the fake group does not carry)."""
-    if not _STAGE_CLASS:
-        import torch
-        import torch.distributed as dist
-        from torch.distributed.pipelining import PipelineStage
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.pipelining import PipelineStage
 
-        class Stage(PipelineStage):
-            def _warmup_backward_result(self, received_result: Any = None) -> Any:
-                result = super()._warmup_backward_result(received_result)
-                # (a literal: under a fake mode, on meta, it keeps its value for the schedule to read)
-                return torch.tensor([1], dtype=result.dtype) if dist.get_backend(self.group) == "fake" else result
+    class Stage(PipelineStage):
+        def _warmup_backward_result(self, received_result: Any = None) -> Any:
+            result = super()._warmup_backward_result(received_result)
+            # (a literal: under a fake mode, on meta, it keeps its value for the schedule to read)
+            return torch.tensor([1], dtype=result.dtype) if dist.get_backend(self.group) == "fake" else result
 
-        _STAGE_CLASS.append(Stage)
-    return _STAGE_CLASS[0]
+    return Stage

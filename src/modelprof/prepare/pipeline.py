@@ -46,6 +46,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     from torch.utils._pytree import tree_leaves, tree_map_only
 
     from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
+    from modelprof.workload import V_SHAPED
 
     model = run.model
     try:
@@ -75,8 +76,6 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     mb_args, mb_kwargs = tree_map_only(torch.Tensor, lambda t: as_run(microbatch(t)), (run.args, run.kwargs))
     # on meta the stage runs on fake CPU tensors (Shard.apply swaps them in): a process group sends none of meta's
     device = torch.device("cpu" if run.device == "meta" else run.device)
-    from modelprof.workload import V_SHAPED
-
     # tensor parallelism shards nn.Linear layers, which only an eager stage keeps; and a V puts two neighbouring
     # stages on one rank, which only eager stages pass values between without the process group
     if p.tp > 1 or p.schedule in V_SHAPED:
@@ -85,8 +84,8 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
             raise UsageError(f"{asked} cuts the model by its layers and gives the first stage one input, the token "
                              f"ids; the model is given {len(inputs)} tensors")
         given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them
-        built = layer_stages(model, p, group, device, blocks, bounds, given, inputs[0][: batch // p.chunks],
-                             param_dtype, autocast)
+        built = layer_stages(model, p, group, device, blocks, bounds, given, microbatch(inputs[0]), param_dtype,
+                             autocast)
     else:
         built = _traced_stages(run, p, group, device, [names[id(blocks[b])] for b in bounds[1:-1]], mb_args,
                                mb_kwargs, param_dtype, autocast)
