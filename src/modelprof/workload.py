@@ -120,6 +120,8 @@ class DataParallel(StrEnum):
 #: The tensor-parallel styles a plan may name (torch's ``ColwiseParallel``/``RowwiseParallel``; transformers' names
 #: for a vocabulary-sharded embedding and for a column-wise layer whose output is gathered whole).
 TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
+#: The tensor-parallel styles DTensor has no class for, applied by transformers' own (``prepare/parallel.py``).
+OWN_STYLES = ("packed_colwise", "packed_rowwise", "moe_tp_experts", "replicated_with_grad_allreduce")
 
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).

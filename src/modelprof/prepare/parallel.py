@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fnmatch
+import functools
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -145,7 +146,7 @@ def _mixed_precision(workload: Workload, device: str):  # noqa: ANN202
 
 def _layout_refusal(workload: Workload) -> str | None:
     """What a data- and tensor-parallel layout cannot do, or None."""
-    from modelprof.workload import TP_STYLES
+    from modelprof.workload import OWN_STYLES, TP_STYLES
 
     p = workload.parallel
     if p.microbatches or p.schedule != "gpipe" or p.stages_per_rank:
@@ -160,9 +161,9 @@ def _layout_refusal(workload: Workload) -> str | None:
     if p.tp > 1 and p.data is not None and p.data.replicated:
         return (f"--tp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp (FSDP2 over the "
                 "data-parallel groups)")
-    bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES})
+    bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES + OWN_STYLES})
     if bad:
-        return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES)}"
+        return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES + OWN_STYLES)}"
     if p.tp_plan and p.tp == 1:
         return "--tp-plan needs --tp N (N > 1)"
     if p.data is not None and p.data.value != "fsdp" and workload.training is None:
@@ -280,13 +281,15 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
 
 def held_parameters(model) -> tuple[int, int]:  # noqa: ANN001
     """The parameter elements this rank holds (its local shards, FSDP's padding included) of the weights the TP
-    plan shards (a ``Shard`` placement on the mesh's ``tp`` dimension), and of the rest."""
+    plan shards (sharded on the mesh's ``tp`` dimension), and of the rest."""
     sharded = whole = 0
     for param in model.parameters():
         local = getattr(param, "_local_tensor", param)
         mesh, placements = getattr(param, "device_mesh", None), getattr(param, "placements", ())
         names = (mesh.mesh_dim_names or ()) if mesh is not None else ()
-        if any(name == "tp" and placement.is_shard() for name, placement in zip(names, placements, strict=False)):
+        # a Shard, or transformers' packed weights' _StridedShard (which is no Shard)
+        if any(name == "tp" and not (placement.is_replicate() or placement.is_partial())
+               for name, placement in zip(names, placements, strict=False)):
             sharded += local.numel()
         else:
             whole += local.numel()
@@ -337,19 +340,17 @@ def _check_shardable(name: str, module, rowwise: bool, tp: int) -> None:  # noqa
 
 
 def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
-    """The plan as torch's ``ParallelStyle`` per pattern, checked against the model: every pattern names linear
-    layers or embeddings whose sharded dimension ``tp`` divides, and ``tp`` divides the attention heads. Of a
+    """The plan as torch's ``ParallelStyle`` per module pattern, checked against the model: every pattern names
+    modules (or parameters) whose sharded dimension ``tp`` divides, and ``tp`` divides the attention heads. Of a
     pipeline ``stage``, the patterns naming none of its modules (another stage's) are left out.
 
     ``colwise`` shards a weight's outputs (``ColwiseParallel``: input replicated, output sharded on its last
     dimension); ``rowwise`` its inputs (``RowwiseParallel``: the partial outputs all-reduced), or an embedding's
     vocabulary (transformers' ``embedding_rowwise``); ``colwise_rep``/``colwise_gather_output`` gather the output
-    whole (a language model's head)."""
-    from torch import nn
-    from torch.distributed.tensor import Replicate
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
-
-    from modelprof.workload import TP_STYLES
+    whole (a language model's head). The styles DTensor has no class for (:data:`~modelprof.workload.OWN_STYLES`:
+    a mixture's packed experts, a per-head norm whose gradient is all-reduced), and a style naming a parameter,
+    are transformers' own classes, the ones ``from_pretrained(tp_plan=...)`` applies (:func:`_own_styles`)."""
+    from modelprof.workload import OWN_STYLES, TP_STYLES
 
     plan = dict(p.tp_plan) or own_tp_plan(model)
     if not plan:
@@ -363,22 +364,107 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
             raise UsageError(f"--tp {p.tp} does not divide the model's {heads} {key.replace('_', ' ')}; "
                              "use a --tp that divides it")
     modules = dict(model.named_modules())
-    styles = {}
+    parameters = dict(model.named_parameters())
+    styles: dict = {}
     for pattern, style in plan.items():
-        if style not in TP_STYLES:  # the model's own plan (a given one was checked with the workload)
+        if style not in TP_STYLES + OWN_STYLES:  # the model's own plan (a given one was checked with the workload)
             raise UsageError(f"--tp: the plan's style {style!r} for {pattern} is not built; the styles are "
-                             f"{', '.join(TP_STYLES)}: give a plan in them with --tp-plan FILE")
-        rowwise = style in ("rowwise", "embedding_rowwise")
+                             f"{', '.join(TP_STYLES + OWN_STYLES)}: give a plan in them with --tp-plan FILE")
         named = [(name, m) for name, m in modules.items() if _matches(name, pattern)]
-        if not named and stage:
+        held = [(name, t) for name, t in parameters.items() if _matches(name, pattern)]
+        if not named and not held and (stage or not p.tp_plan):  # another stage's, or a variant's the model lacks
             continue
-        if not named:
+        if not named and not held:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
-        for name, module in named:
-            _check_shardable(name, module, rowwise, p.tp)
-        embedding = all(isinstance(m, nn.Embedding) for _, m in named)
-        styles[pattern] = (RowwiseParallel(input_layouts=Replicate()) if rowwise and embedding
-                           else RowwiseParallel() if rowwise
-                           else ColwiseParallel() if style == "colwise"
-                           else ColwiseParallel(output_layouts=Replicate()))
+        if held or style in OWN_STYLES:
+            _add_own_style(styles, pattern, style, held, p.tp)
+        else:
+            styles[pattern] = _torch_style(named, style, p.tp)
+    if not styles:
+        raise UsageError(f"--tp: the plan names none of {type(model).__name__}'s modules; give one that does with "
+                         "--tp-plan FILE")
     return styles
+
+
+def _torch_style(named: list, style: str, tp: int):  # noqa: ANN202
+    """DTensor's style for the modules ``named`` (name, module) of one plan entry, checked shardable."""
+    from torch import nn
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    rowwise = style in ("rowwise", "embedding_rowwise")
+    for name, module in named:
+        _check_shardable(name, module, rowwise, tp)
+    embedding = all(isinstance(m, nn.Embedding) for _, m in named)
+    return (RowwiseParallel(input_layouts=Replicate()) if rowwise and embedding
+            else RowwiseParallel() if rowwise
+            else ColwiseParallel() if style == "colwise"
+            else ColwiseParallel(output_layouts=Replicate()))
+
+
+def _add_own_style(styles: dict, pattern: str, style: str, held: list, tp: int) -> None:
+    """One plan entry in transformers' own styles (:func:`_own_styles`), kept under its module's pattern: a style
+    for the parameters ``held`` (name, parameter) that ``pattern`` names, or for the modules it names."""
+    if style not in _transformers_styles():
+        raise UsageError(f"--tp: the installed transformers has no style {style!r} (for {pattern}); upgrade it, or "
+                         "give a plan in colwise | rowwise with --tp-plan FILE")
+    owner = pattern.rpartition(".")[0] if held else pattern
+    own = styles.setdefault(owner, _own_styles()())
+    if not isinstance(own, _own_styles()):
+        raise UsageError(f"--tp-plan: {owner!r} has a style of its own and one for its parameters")
+    own.add(pattern.rpartition(".")[2] if held else None, style)
+    for name, param in held:
+        _check_divides(name, param, style, tp)
+
+
+def _check_divides(name: str, param, style: str, tp: int) -> None:  # noqa: ANN001
+    """A UsageError unless ``tp`` divides the dimension transformers' ``style`` shards of the parameter ``name``
+    (a packed weight's halves each: ``2 × tp``); a bias a row-wise style leaves whole is not checked."""
+    if param.ndim == 1 and style in ("rowwise", "packed_rowwise"):
+        return
+    dim = -1 if param.ndim == 1 or style in ("rowwise", "packed_rowwise") else param.ndim - 2
+    parts = tp * (2 if style.startswith("packed") else 1)
+    if param.shape[dim] % parts:
+        raise UsageError(f"--tp {tp} does not divide {name}'s {param.shape[dim]} {'inputs' if dim == -1 else 'rows'}"
+                         f"{' (two halves packed)' if parts > tp else ''}; use a --tp that divides it")
+
+
+def _transformers_styles():  # noqa: ANN202
+    """transformers' registry of its tensor-parallel styles, its DTensor classes by name; a UsageError naming the
+    way out where transformers (or a release with them, ``transformers.distributed``) is not installed."""
+    try:
+        from transformers.distributed.tensor_parallel import ALL_PARALLEL_STYLES
+    except ImportError as err:
+        raise UsageError("--tp: a plan's packed, mixture-of-experts and gradient-all-reduced styles are "
+                         "transformers' own classes (transformers.distributed.tensor_parallel), which are not "
+                         "installed: pip install -U transformers, or give a plan in colwise | rowwise with --tp-plan "
+                         "FILE") from err
+    return ALL_PARALLEL_STYLES
+
+
+@functools.cache
+def _own_styles() -> type:
+    """transformers' own tensor-parallel classes for one module (``transformers.distributed.tensor_parallel``), as
+    its ``apply_tensor_parallelism`` applies a model's plan: each named parameter wrapped as the DTensor shard its
+    style makes, then the module's forward wrapped by the module's style; a ``ParallelStyle`` for DTensor's
+    ``parallelize_module``, which matches the modules."""
+    from torch.distributed.tensor.parallel import ParallelStyle
+
+    class OwnStyles(ParallelStyle):
+        def __init__(self) -> None:
+            self.entries: list[tuple[str | None, str]] = []
+
+        def add(self, param: str | None, style: str) -> None:
+            """One plan entry: a style for the parameter ``param`` of the module, or for the module (``None``)."""
+            self.entries.append((param, style))
+
+        def _apply(self, module, device_mesh):  # noqa: ANN001, ANN202
+            registry = _transformers_styles()
+            for param, style in sorted(self.entries, key=lambda entry: entry[0] is None):  # parameters first
+                if param is not None:
+                    registry[style].shard_param(module, param, device_mesh)
+                else:
+                    registry[style].install_forward(module, device_mesh)
+            return module
+
+    return OwnStyles

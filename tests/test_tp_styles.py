@@ -1,0 +1,173 @@
+"""``--tp`` with the plan styles DTensor has no class for (a mixture's packed experts, a per-head norm whose
+gradient is all-reduced), applied by transformers' own classes: checked against transformers' own tensor-parallel
+job (``from_pretrained(tp_plan="auto")``) on real gloo ranks under PyTorch's ``CommDebugMode``, and by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+TOKENS = ["--input", "input_ids=64:int64:1000", "--format", "json"]
+# Qwen3-MoE with every layer a mixture: Qwen3's q_norm/k_norm (replicated_with_grad_allreduce) and the experts
+# (packed_colwise gate_up_proj, a rowwise down_proj parameter, moe_tp_experts around them) in one model
+QWEN3_MOE = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 64,
+             "intermediate_size": 128, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
+             "vocab_size": 1000, "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1,
+             "eos_token_id": 2}
+MIXTRAL = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 64,
+           "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000, "tie_word_embeddings": False,
+           "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+
+
+def _transformers():  # noqa: ANN202
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers.distributed.tensor_parallel")
+    return transformers
+
+
+def _config(tmp_path, config: dict) -> str:  # noqa: ANN001
+    folder = tmp_path / config["model_type"]
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+def _kind(op: str) -> str:
+    """A collective's kind as modelprof names it, from the op ``CommDebugMode`` counts (``c10d.allreduce_``,
+    ``c10d_functional.all_reduce``, ...)."""
+    name = op.rpartition(".")[2].replace("allreduce", "all_reduce").replace("allgather", "all_gather")
+    return next(kind for kind in ("all_reduce", "all_gather", "reduce_scatter") if kind in name)
+
+
+def _counts(report: dict) -> dict[str, int]:
+    """A JSON report's collective calls, ``phase/kind`` -> calls, summed over the rows."""
+    found: dict[str, int] = {}
+    for c in report["comm"]:
+        found[f"{c['phase']}/{c['kind']}"] = found.get(f"{c['phase']}/{c['kind']}", 0) + c["count"]
+    return found
+
+
+def _transformers_rank(rank: int, folder: str) -> None:
+    """One rank of transformers' own 2-rank tensor-parallel job: the saved model loaded with its plan
+    (``from_pretrained(tp_plan="auto")``), a forward, the sum of the logits' backward and AdamW's step, each phase
+    under its own ``CommDebugMode``."""
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    try:
+        transformers = _transformers()
+        model = transformers.AutoModelForCausalLM.from_pretrained(f"{folder}/model", tp_plan="auto")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+        forward, backward = CommDebugMode(), CommDebugMode()
+        with forward:
+            loss = model(input_ids=torch.randint(0, 1000, (1, 64))).logits.sum()
+        with backward:
+            loss.backward()
+            optimizer.step()
+        counts: dict[str, int] = {}
+        for phase, mode in (("forward", forward), ("backward", backward)):
+            for op, n in mode.get_comm_counts().items():
+                key = f"{phase}/{_kind(str(op))}"
+                counts[key] = counts.get(key, 0) + n
+        with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
+            json.dump(counts, f)
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
+
+
+def test_own_styles_communicate_as_transformers_own_tp_job(run, tmp_path) -> None:
+    """--gpus 2 --tp 2 --train on Qwen3-MoE (2 layers, width 64, 4 heads of 16, 2 of keys and values, 4 experts of
+    32, top 2, vocabulary 1,000), 64 tokens: each rank's collectives per phase are as many as in transformers' own
+    tensor-parallel job on 2 real gloo ranks.
+
+    By hand, the bytes: the forward all-reduces five (1, 64, 64) float32 partial sums, 16 KiB each (the
+    vocabulary-split embeddings, each o_proj, each layer's experts) and gathers the head's (64, 1000) logits (250
+    KiB). The backward all-reduces the input gradients of the 6 column-wise projections (q, k, v of each layer)
+    and of the head (7 × 16 KiB), of each layer's experts (16 KiB, and their (64, 2) routing weights, 512 B), and
+    the gradients of the 4 per-head norms (16 float32 each, 64 B): 112 KiB + 33 KiB + 256 B."""
+    transformers = _transformers()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**QWEN3_MOE))
+    model.save_pretrained(tmp_path / "model")
+    mp.start_processes(_transformers_rank, args=(str(tmp_path),), nprocs=2, join=True, start_method="spawn")
+    for rank in range(2):
+        code, out, err = run("stats", str(tmp_path / "model"), *TOKENS, "--train", "--gpus", "2", "--tp", "2",
+                             "--rank", str(rank))
+        assert code == 0, err
+        report = json.loads(out)
+        real = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert _counts(report) == real, (rank, real)
+        by_bytes: dict[str, int] = {}
+        for c in report["comm"]:
+            by_bytes[f"{c['phase']}/{c['kind']}"] = by_bytes.get(f"{c['phase']}/{c['kind']}", 0) + c["bytes"]
+        assert by_bytes == {"forward/all_reduce": 5 * 16384, "forward/all_gather": 64 * 1000 * 4,
+                            "backward/all_reduce": 7 * 16384 + 2 * (16384 + 512) + 4 * 64}
+        assert report["unsupported"] == {}
+
+
+def test_packed_experts_halve_what_they_compute(run, tmp_path) -> None:
+    """Mixtral (4 experts of 128, top 2), 64 tokens, --tp 2: each layer's experts compute half of their matmuls
+    and of the product of their halves; the routing they do on every rank. By hand, 64 tokens × 2 experts = 128
+    (token, expert) pairs: gate_up 128 · 64 · 256 and down 128 · 128 · 64 multiply-adds = 3,145,728 Flops, and the
+    gate · up product 128 · 128 = 16,384, halved: 1,581,056 fewer Flops on a rank. A rank holds half of every
+    weight the plan splits (the packed (4, 256, 64) gate_up_proj split within each half) and whole each layer's
+    router (4 · 64) and two norms and the final norm (64 each): 2 · (256 + 128) + 64 = 832."""
+    _transformers()
+    folder = _config(tmp_path, MIXTRAL)
+    reports = []
+    for args in (["--gpus", "1"], ["--gpus", "2", "--tp", "2"]):
+        code, out, err = run("stats", folder, *TOKENS, *args)
+        assert code == 0, err
+        reports.append({r["name"]: r for r in json.loads(out)["layers"]} | {"": json.loads(out)})
+    whole, half = reports
+    for layer in (0, 1):
+        experts = f"model.layers.{layer}.mlp.experts"
+        assert whole[experts]["flops"] - half[experts]["flops"] == (3_145_728 + 16_384) // 2
+        assert half[f"{experts}.act_fn"]["flops"] * 2 == whole[f"{experts}.act_fn"]["flops"] == 128 * 128
+        assert half[f"model.layers.{layer}.mlp.gate"] == whole[f"model.layers.{layer}.mlp.gate"]
+    params = whole[""]["total"]["params"]
+    assert (half[""]["parallel"]["held_tp_sharded"], half[""]["parallel"]["held_whole"]) == ((params - 832) // 2, 832)
+
+
+def test_norm_gradients_are_all_reduced_under_fsdp(run, tmp_path) -> None:
+    """--gpus 4 --tp 2 --fsdp: FSDP2 hands each per-head norm its parameter whole in the forward, where
+    transformers' style hooks its gradient, so the 4 norm gradients are still all-reduced over the tensor-parallel
+    pair (64 B each) beside the 11 input gradients (as in transformers' own fsdp 2 × tp 2 job, tried by hand:
+    15 all-reduces in its backward)."""
+    _transformers()
+    code, out, err = run("stats", _config(tmp_path, QWEN3_MOE), *TOKENS, "--train", "--gpus", "4", "--tp", "2",
+                         "--fsdp")
+    assert code == 0, err
+    reduced = [c for c in json.loads(out)["comm"] if c["kind"] == "all_reduce" and c["phase"] == "backward"]
+    assert sum(c["count"] for c in reduced) == 15
+    assert sorted(c["bytes"] for c in reduced if c["row"].endswith("_norm")) == [64] * 4
+
+
+def test_a_plan_file_may_name_the_packed_styles(run, tmp_path) -> None:
+    """--tp-plan with transformers' styles on a Mixtral: the experts' packed weights split, the projections left
+    whole; a style neither DTensor nor transformers has is refused with the list."""
+    _transformers()
+    folder = _config(tmp_path, MIXTRAL)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model.layers.*.mlp.experts.gate_up_proj": "packed_colwise",
+                                "model.layers.*.mlp.experts.down_proj": "rowwise",
+                                "model.layers.*.mlp.experts": "moe_tp_experts"}))
+    code, out, err = run("stats", folder, *TOKENS, "--gpus", "2", "--tp", "2", "--tp-plan", str(plan))
+    assert code == 0, err
+    # by hand: the experts' (4, 256, 64) and (4, 64, 128) weights of 2 layers, halved
+    assert json.loads(out)["parallel"]["held_tp_sharded"] == 2 * (4 * 256 * 64 + 4 * 64 * 128) // 2
+    plan.write_text(json.dumps({"model.layers.*.mlp.experts": "grouped_gemm"}))
+    code, out, err = run("stats", folder, *TOKENS, "--gpus", "2", "--tp", "2", "--tp-plan", str(plan))
+    assert code == 2 and "unknown style grouped_gemm" in err and "packed_colwise" in err and out == ""
