@@ -224,3 +224,19 @@ def test_fold_depth_keeps_totals():
     assert [r.name for r in report.fold(1).layers][:5] == ["conv1", "bn1", "relu", "maxpool", "layer1"]
     assert report.fold(0).layers == ()
     assert dict((r.name, r.type) for r in report.fold(1).layers)["layer1"] == "Sequential"
+
+
+def test_in_place_scatters_move_data():
+    """The in-place scatters mixtures of experts run (PhiMoE's router: ``scatter_add_``) are counted as their
+    out-of-place forms are, as data movement. By hand: (4, 8) float32 self, (2, 8) int64 index, (2, 8) float32
+    source: MemRead 128 + 128 + 64 bytes, MemWrite the 128-byte result."""
+
+    class Scatters(nn.Module):
+        def forward(self, x: torch.Tensor, index: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+            return x.clone().scatter_add_(0, index, src)
+
+    x, index, src = torch.zeros(4, 8), torch.randint(0, 4, (2, 8)), torch.ones(2, 8)
+    report = modelprof.profile(Scatters(), x, index, src)
+    assert not report.unsupported
+    # clone: reads and writes 128 bytes; scatter_add_: as above
+    assert (report.total.flops, report.total.mem_read, report.total.mem_write) == (0, 128 + 320, 128 + 128)

@@ -1,6 +1,7 @@
-"""``--tp`` with the plan styles DTensor has no class for (a mixture's packed experts, a per-head norm whose
-gradient is all-reduced), applied by transformers' own classes: checked against transformers' own tensor-parallel
-job (``from_pretrained(tp_plan="auto")``) on real gloo ranks under PyTorch's ``CommDebugMode``, and by hand."""
+"""``--tp`` with transformers' plan styles beyond colwise and rowwise (a mixture's packed experts, a per-head norm
+whose gradient is all-reduced, fused layers gathered and split again): checked against transformers' own
+tensor-parallel job (``from_pretrained(tp_plan="auto")``) on real gloo ranks under PyTorch's ``CommDebugMode``,
+and by hand."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ QWEN3_MOE = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe"
              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_hidden_layers": 2,
              "vocab_size": 1000, "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1,
              "eos_token_id": 2}
+# Phi-3: a fused qkv_proj and gate_up_proj gathered whole (colwise_gather_output), o_proj and down_proj splitting
+# that whole input (rowwise_split_input)
+PHI3 = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64, "intermediate_size": 128,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
+        "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+KIB = 1024
+# the bytes per phase and kind, by hand: see the test's docstring
+HAND = {"qwen3_moe": {"forward/all_reduce": 5 * 16 * KIB, "forward/all_gather": 64 * 1000 * 4,
+                      "backward/all_reduce": 7 * 16 * KIB + 2 * (16 * KIB + 512) + 4 * 64},
+        "phi3": {"forward/all_reduce": 5 * 16 * KIB, "forward/all_gather": 2 * (32 + 64) * KIB + 64 * 1000 * 4,
+                 "backward/all_reduce": 5 * 16 * KIB, "backward/all_gather": 2 * (16 + 32) * KIB}}
 MIXTRAL = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 64,
            "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2, "num_attention_heads": 4,
            "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000, "tie_word_embeddings": False,
@@ -87,19 +99,26 @@ def _transformers_rank(rank: int, folder: str) -> None:
     os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
 
 
-def test_own_styles_communicate_as_transformers_own_tp_job(run, tmp_path) -> None:
-    """--gpus 2 --tp 2 --train on Qwen3-MoE (2 layers, width 64, 4 heads of 16, 2 of keys and values, 4 experts of
-    32, top 2, vocabulary 1,000), 64 tokens: each rank's collectives per phase are as many as in transformers' own
-    tensor-parallel job on 2 real gloo ranks.
+@pytest.mark.parametrize("config", [QWEN3_MOE, PHI3], ids=lambda c: c["model_type"])
+def test_plans_communicate_as_transformers_own_tp_job(run, tmp_path, config: dict) -> None:
+    """--gpus 2 --tp 2 --train with the model's own plan, 64 tokens: each rank's collectives per phase are as many
+    as in transformers' own tensor-parallel job on 2 real gloo ranks; their bytes by hand.
 
-    By hand, the bytes: the forward all-reduces five (1, 64, 64) float32 partial sums, 16 KiB each (the
-    vocabulary-split embeddings, each o_proj, each layer's experts) and gathers the head's (64, 1000) logits (250
-    KiB). The backward all-reduces the input gradients of the 6 column-wise projections (q, k, v of each layer)
-    and of the head (7 × 16 KiB), of each layer's experts (16 KiB, and their (64, 2) routing weights, 512 B), and
-    the gradients of the 4 per-head norms (16 float32 each, 64 B): 112 KiB + 33 KiB + 256 B."""
+    Qwen3-MoE (2 layers, width 64, 4 heads of 16, 2 of keys and values, 4 experts of 32, top 2, vocabulary 1,000):
+    the forward all-reduces five (1, 64, 64) float32 partial sums, 16 KiB each (the vocabulary-split embeddings,
+    each o_proj, each layer's experts) and gathers the head's (64, 1000) logits (250 KiB). The backward all-reduces
+    the input gradients of the 6 column-wise projections (q, k, v of each layer) and of the head (7 × 16 KiB), of
+    each layer's experts (16 KiB, and their (64, 2) routing weights, 512 B), and the gradients of the 4 per-head
+    norms (16 float32 each, 64 B).
+
+    Phi-3 (the same sizes, MLP 128): the forward all-reduces the embeddings' and each o_proj's and down_proj's
+    partial sums (5 × 16 KiB) and gathers each layer's qkv_proj output (64 × 128 float32, 32 KiB) and gate_up_proj
+    output (64 × 256, 64 KiB) and the logits (250 KiB). The backward all-reduces the input gradients of qkv_proj,
+    gate_up_proj and the head (5 × 16 KiB) and gathers the gradients of the halves o_proj and down_proj split off
+    their whole inputs (64 × 64 and 64 × 128 float32: 16 and 32 KiB a layer)."""
     transformers = _transformers()
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**QWEN3_MOE))
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))
     model.save_pretrained(tmp_path / "model")
     mp.start_processes(_transformers_rank, args=(str(tmp_path),), nprocs=2, join=True, start_method="spawn")
     for rank in range(2):
@@ -112,8 +131,7 @@ def test_own_styles_communicate_as_transformers_own_tp_job(run, tmp_path) -> Non
         by_bytes: dict[str, int] = {}
         for c in report["comm"]:
             by_bytes[f"{c['phase']}/{c['kind']}"] = by_bytes.get(f"{c['phase']}/{c['kind']}", 0) + c["bytes"]
-        assert by_bytes == {"forward/all_reduce": 5 * 16384, "forward/all_gather": 64 * 1000 * 4,
-                            "backward/all_reduce": 7 * 16384 + 2 * (16384 + 512) + 4 * 64}
+        assert by_bytes == HAND[config["model_type"]]
         assert report["unsupported"] == {}
 
 

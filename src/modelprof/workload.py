@@ -118,8 +118,10 @@ class DataParallel(StrEnum):
 
 
 #: The tensor-parallel styles a plan may name (torch's ``ColwiseParallel``/``RowwiseParallel``; transformers' names
-#: for a vocabulary-sharded embedding and for a column-wise layer whose output is gathered whole).
-TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
+#: for a vocabulary-sharded embedding, a column-wise layer whose output is gathered whole, and a row-wise one whose
+#: input comes whole and is split).
+TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output", "rowwise_split_input",
+             "rowwise_rep")
 #: The tensor-parallel styles DTensor has no class for, applied by transformers' own (``prepare/parallel.py``).
 OWN_STYLES = ("packed_colwise", "packed_rowwise", "moe_tp_experts", "replicated_with_grad_allreduce")
 

@@ -666,7 +666,8 @@ def embedding_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
         "diag_embed", "channel_shuffle", "native_channel_shuffle", "clone", "copy", "copy_", "_to_copy",
         "fill", "fill_", "zero_", "select_backward", "slice_backward", "index_select_backward", "index_add",
         "index_add_", "index_copy", "scatter_reduce", "_unsafe_index_put", "masked_scatter", "new_empty_strided",
-        "as_strided_scatter", "diagonal_backward", "unfold_backward", "_index_put_impl_",
+        "as_strided_scatter", "diagonal_backward", "unfold_backward", "_index_put_impl_", "scatter_add_",
+        "scatter_reduce_", "index_copy_", "masked_scatter_",
     )
 )
 def data_movement_formula(args: tuple, kwargs: dict, out: Any) -> Cost:

@@ -347,9 +347,10 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     ``colwise`` shards a weight's outputs (``ColwiseParallel``: input replicated, output sharded on its last
     dimension); ``rowwise`` its inputs (``RowwiseParallel``: the partial outputs all-reduced), or an embedding's
     vocabulary (transformers' ``embedding_rowwise``); ``colwise_rep``/``colwise_gather_output`` gather the output
-    whole (a language model's head). The styles DTensor has no class for (:data:`~modelprof.workload.OWN_STYLES`:
-    a mixture's packed experts, a per-head norm whose gradient is all-reduced), and a style naming a parameter,
-    are transformers' own classes, the ones ``from_pretrained(tp_plan=...)`` applies (:func:`_own_styles`)."""
+    whole (a language model's head); ``rowwise_split_input``/``rowwise_rep`` split an input that comes whole. The
+    styles DTensor has no class for (:data:`~modelprof.workload.OWN_STYLES`: a mixture's packed experts, a per-head
+    norm whose gradient is all-reduced), and a style naming a parameter, are transformers' own classes, the ones
+    ``from_pretrained(tp_plan=...)`` applies (:func:`_own_styles`)."""
     from modelprof.workload import OWN_STYLES, TP_STYLES
 
     plan = dict(p.tp_plan) or own_tp_plan(model)
@@ -392,11 +393,11 @@ def _torch_style(named: list, style: str, tp: int):  # noqa: ANN202
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
-    rowwise = style in ("rowwise", "embedding_rowwise")
+    rowwise = style in ("rowwise", "embedding_rowwise", "rowwise_split_input", "rowwise_rep")
     for name, module in named:
         _check_shardable(name, module, rowwise, tp)
-    embedding = all(isinstance(m, nn.Embedding) for _, m in named)
-    return (RowwiseParallel(input_layouts=Replicate()) if rowwise and embedding
+    whole_input = all(isinstance(m, nn.Embedding) for _, m in named) or style in ("rowwise_split_input", "rowwise_rep")
+    return (RowwiseParallel(input_layouts=Replicate()) if rowwise and whole_input
             else RowwiseParallel() if rowwise
             else ColwiseParallel() if style == "colwise"
             else ColwiseParallel(output_layouts=Replicate()))
