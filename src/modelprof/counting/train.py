@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,7 +26,7 @@ from modelprof.counting.formulas import Formula
 from modelprof.counting.memory import GRADIENTS, storage_bytes
 from modelprof.counting.runtime import attention_as_on_cpu, fused_attention_off, training_flags_kept
 from modelprof.counting.session import session_for
-from modelprof.counting.tracker import tensors_in
+from modelprof.counting.tracker import tensor_shapes, tensors_in
 from modelprof.errors import ModelError, UsageError, one_line
 from modelprof.loading.build import resolve
 from modelprof.metrics import Phase
@@ -121,7 +122,9 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
         tracker, memory = session.tracker, session.memory
         with _gradients_followed(model, params, memory):
             if run.pipeline is not None:
-                output = _pipelined_step(session, run, loss)
+                # the last stage's schedule hands back every microbatch's output joined, which a training loop
+                # drops before its optimizer steps (torchtitan's does): only its shape is kept, for the report
+                output, shapes = None, tensor_shapes(_pipelined_step(session, run, loss))
             else:
                 with run.autocast():
                     with torch.autograd.graph.saved_tensors_hooks(memory.pack, lambda tensor: tensor):
@@ -142,6 +145,8 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
             optimizer.zero_grad(set_to_none=True)
     saved = {name: {"saved": size} for name, size in memory.saved.items()}
     report = session.report((args, kwargs, output), model_name, extra=saved, gradients=gradients, optimizer=state)
+    if run.pipeline is not None:
+        report = replace(report, total=replace(report.total, output_shape=shapes))
     return run.label(report)
 
 
@@ -164,8 +169,9 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
              ("get_fwd_recv_ops", p2p(Phase.FORWARD)), ("get_fwd_send_ops", p2p(Phase.FORWARD)),
              ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
     step = pipeline_step(run, loss_fn)
-    with session.phase(Phase.FORWARD), run.autocast(), \
-            attributes_wrapped((stage, name, wrap) for stage in stages for name, wrap in steps), \
+    wrapped = [(stage, name, wrap) for stage in stages for name, wrap in steps]
+    wrapped.append((pipelining_schedules(), "_batch_p2p", _works_holding_tensors))
+    with session.phase(Phase.FORWARD), run.autocast(), attributes_wrapped(wrapped), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
             return step()
@@ -203,6 +209,40 @@ def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], 
     if first:
         return lambda: schedule.step(*run.args, **run.kwargs, **target)
     return lambda: schedule.step(**target)
+
+
+def pipelining_schedules() -> Any:
+    """``torch.distributed.pipelining.schedules``, whose ``_batch_p2p`` every schedule sends and receives by."""
+    from torch.distributed.pipelining import schedules
+
+    return schedules
+
+
+class _HeldWork:
+    """A fake process group's work (which holds nothing) holding the tensors its sends and receives work on, as a
+    real backend's work does until it is dropped (gloo's and NCCL's keep them): a schedule that keeps a send's work
+    past its microbatch's backward (1F1B keeps the last one until the next send) keeps that output alive, in the
+    count as on a real job."""
+
+    def __init__(self, work: Any, tensors: list[torch.Tensor]) -> None:
+        self.work, self.tensors = work, tensors
+
+    def wait(self, *args: Any, **kwargs: Any) -> Any:
+        return self.work.wait(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.work, name)
+
+
+def _works_holding_tensors(batch: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """A wrapper for the schedules' ``_batch_p2p``: each work it returns holds its op's tensor (a coalesced work,
+    every op's)."""
+    def call(ops: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        works = batch(ops, *args, **kwargs)
+        if len(works) == len(ops):
+            return [_HeldWork(work, [op.tensor]) for work, op in zip(works, ops, strict=True)]
+        return [_HeldWork(work, [op.tensor for op in ops]) for work in works]
+    return call
 
 
 def _stages(run: Run) -> list[Any]:
