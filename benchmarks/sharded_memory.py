@@ -5,8 +5,11 @@ forward through non-reentrant ``torch.utils.checkpoint``); each rank's peak resi
 (VmHWM, reset before the steps), with glibc's mmap threshold held at 128 KiB (and, for the plain 2-rank jobs, also
 left alone).
 
-    python benchmarks/sharded_memory.py                       # everything (about 10 minutes on 2 cores)
+    python benchmarks/sharded_memory.py                       # everything (about 20 minutes on 2 cores)
     python benchmarks/sharded_memory.py --models cnn --worlds 4 --variants amp
+
+Each real job runs also with a reduce-scatter that holds no copy of its input (gloo's all-reduce in place, as NCCL's
+reduce-scatter holds none): gloo's own clones the whole input first, a buffer the count of the job does not have.
 
 The counted rise is the rank's peak less what exists before the step (its parameter shards, buffers, inputs), as
 `train_memory.py` takes it for one device; the real rise is the process's resident memory at its peak during two
@@ -138,6 +141,11 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import checkpoint
 from sharded_memory import build, units
 dist.init_process_group("gloo")
+if sys.argv[4:] == ["nocopy"]:  # a reduce-scatter that holds no copy of its input, as NCCL's
+    def reduce_scatter_in_place(output, input, op=dist.ReduceOp.SUM, group=None, async_op=False):
+        dist.all_reduce(input, group=group)  # as gloo's own does (summing); FSDP drops the input afterwards
+        output.copy_(input.chunk(dist.get_world_size(group))[dist.get_rank(group)])
+    dist.reduce_scatter_single = reduce_scatter_in_place
 model, x = build(sys.argv[1])
 variant = sys.argv[2]
 policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if variant == "amp"
@@ -177,9 +185,13 @@ os._exit(0)
 """
 
 
-def real_rises(name: str, world: int, variant: str, fixed_mmap: bool, mode: str = "rise") -> list[dict]:
+def real_rises(name: str, world: int, variant: str, fixed_mmap: bool, mode: str = "rise",
+               copy: bool = True) -> list[dict]:
     """Each rank's resident-memory rise over two steps of the real job of ``world`` processes (``base`` and
-    ``peak``), or with ``mode`` ``tracker`` its ``FSDPMemTracker`` peak over one step (``peak`` and ``parts``)."""
+    ``peak``), or with ``mode`` ``tracker`` its ``FSDPMemTracker`` peak over one step (``peak`` and ``parts``).
+    Without ``copy``, each reduce-scatter is gloo's all-reduce in place (then the rank's chunk copied out), which
+    holds no copy of its input, as NCCL's reduce-scatter does not: gloo's own clones its whole input first
+    (``ProcessGroupGloo::reduce_scatter_tensor_coalesced``), a buffer the count of the job does not have."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -188,7 +200,8 @@ def real_rises(name: str, world: int, variant: str, fixed_mmap: bool, mode: str 
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1",
                **({"MALLOC_MMAP_THRESHOLD_": "131072"} if fixed_mmap else {})}
-        procs.append(subprocess.Popen([sys.executable, "-c", SAMPLER + CHILD, name, variant, mode],
+        procs.append(subprocess.Popen([sys.executable, "-c", SAMPLER + CHILD, name, variant, mode,
+                                       *(() if copy else ("nocopy",))],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                       cwd=Path(__file__).parent))
     rises = []
@@ -220,23 +233,29 @@ def main() -> None:
     def versus(counted: int, real: int) -> str:
         return f"{real / mib:,.1f} MiB ({100 * (counted / real - 1):+.1f} %)"
 
-    print("| model | job | rank | counted peak | FSDPMemTracker's peak, real run | counted rise | real rise, mmap "
-          "threshold fixed | real rise, threshold left alone |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | job | rank | counted peak | FSDPMemTracker's peak, real run | the same, no copy in the "
+          "reduce-scatter | counted rise | real rise, mmap threshold fixed | the same, no copy in the reduce-scatter "
+          "| real rise, threshold left alone |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         for world in args.worlds:
             for variant in args.variants:
                 if name == "cnn" and variant == "amp":  # PyTorch's own step fails: FSDP's bfloat16 policy casts
                     continue  # batch norm's weights but not its float32 running statistics (the count says so too)
                 tracked = real_rises(name, world, variant, False, "tracker")
+                nocopy = real_rises(name, world, variant, False, "tracker", copy=False)
                 fixed = real_rises(name, world, variant, True)
+                fixed_nocopy = real_rises(name, world, variant, True, copy=False)
                 default = real_rises(name, world, variant, False) if variant == "plain" and world == 2 else None
                 for rank in range(world):
                     peak, rise = counted_rise(name, world, variant, rank)
                     alone = versus(rise, default[rank]["peak"] - default[rank]["base"]) if default else ""
                     print(f"| {name} | {world} ranks, {variant} | {rank} | {peak / mib:,.1f} MiB | "
-                          f"{versus(peak, tracked[rank]['peak'])} | {rise / mib:,.1f} MiB | "
-                          f"{versus(rise, fixed[rank]['peak'] - fixed[rank]['base'])} | {alone} |", flush=True)
+                          f"{versus(peak, tracked[rank]['peak'])} | {versus(peak, nocopy[rank]['peak'])} | "
+                          f"{rise / mib:,.1f} MiB | "
+                          f"{versus(rise, fixed[rank]['peak'] - fixed[rank]['base'])} | "
+                          f"{versus(rise, fixed_nocopy[rank]['peak'] - fixed_nocopy[rank]['base'])} | {alone} |",
+                          flush=True)
                 print(f"<!-- {name} {world} {variant} FSDPMemTracker rank 0: {tracked[0]['parts']} -->", flush=True)
 
 
