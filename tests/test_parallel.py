@@ -1026,7 +1026,7 @@ def test_pipeline_refusals(run) -> None:
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
                            (["--pp", "2", "--tp", "2", "--gpus", "6"], "--gpus 6 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--tp", "2", "--ddp", "--gpus", "8"], "--tp and --ddp is not built"),
-                           (["--pp", "2", "--zero", "1", "--gpus", "4"], "--pp with --zero 1 is not built"),
+                           (["--pp", "2", "--tp", "2", "--zero", "1", "--gpus", "8"], "--tp and --zero 1 is not built"),
                            (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp, --zero 2 or --ddp"),
                            (["--microbatches", "2"], "needs --pp"),
                            (["--stages-per-rank", "2"], "--stages-per-rank is for a pipelined step"),

@@ -298,3 +298,98 @@ def test_a_v_shaped_schedule_refuses_a_model_it_cannot_cut_by_layers(run) -> Non
     code, out, err = run("stats", "examples/resnet.py:resnet18", "--shape", "3,32,32", "--batch", "4", "--train",
                          "--pp", "2", "--schedule", "zbv")
     assert code == 2 and "--schedule zbv cuts a transformers decoder by its layers" in err, err
+
+
+def _real_zero1_rank(rank: int, folder: str) -> None:
+    """One rank of a real 4-rank gloo job, DeepSpeed's pipeline with ZeRO-1 written with PyTorch's own parts:
+    tiny-llama cut into 2 stages of one layer (as ``_real_rank`` cuts it), each stage's module in
+    ``DistributedDataParallel`` over the stage's 2 data-parallel ranks and its optimizer PyTorch's
+    ``ZeroRedundancyOptimizer`` (AdamW) over them, one GPipe step of 2 microbatches and the optimizer's step, under
+    ``CommDebugMode``."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    from tests.test_parallel import save_comm_counts
+
+    transformers = _transformers()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
+    try:
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.from_pretrained(TINY, use_cache=False))
+        mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("pp", "dp"))
+        index = mesh.get_local_rank("pp")
+        model.model.layers = nn.ModuleList([model.model.layers[index]])
+        if index == 0:
+            model.model.norm, model.lm_head = nn.Identity(), None
+        else:
+            model.model.embed_tokens = None
+
+        class Chunk(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if index == 0:
+                    return self.inner.model(input_ids=x).last_hidden_state
+                return self.inner(inputs_embeds=x).logits
+
+        chunk = nn.parallel.DistributedDataParallel(Chunk(), process_group=mesh["dp"].get_group())
+        hidden = torch.empty(2, 64, 64, requires_grad=True)
+        inputs = (torch.zeros(2, 64, dtype=torch.long),) if index == 0 else (hidden,)
+        outputs = hidden if index == 0 else torch.empty(2, 64, 1000, requires_grad=True)
+        stage = PipelineStage(chunk, index, 2, torch.device("cpu"), input_args=inputs, output_args=outputs,
+                              group=mesh["pp"].get_group())
+        schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
+        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW,
+                                            process_group=mesh["dp"].get_group(), lr=0.0)
+        mode = CommDebugMode()
+        mode.advanced_module_tracker = _NoModules()
+        with mode:
+            if index == 0:
+                schedule.step(torch.randint(0, 1000, (4, 64)))
+            else:
+                schedule.step(target=torch.zeros(2), losses=[])
+            optimizer.step()
+        save_comm_counts(mode, folder, rank)
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
+
+
+def test_pp_with_zero1_collects_as_a_real_gloo_job(run, tmp_path) -> None:
+    """--pp 2 --zero 1 --gpus 4 on tiny-llama, batch 4 in 2 microbatches: each stage in DDP over its 2
+    data-parallel ranks, the optimizer's state sharded over them (DeepSpeed's pipeline with ZeRO-1). Every rank's
+    all-reduces and broadcasts are as many as the real job's.
+
+    By hand, the ZeRO volumes: a stage's gradients are all-reduced once, at the last microbatch's backward (stage 0:
+    the embeddings 1,000 · 64 and layer 0, 64 · 64 · 2 + 32 · 64 · 2 + 172 · 64 · 3 + 64 · 2 = 45,440: 109,440
+    float32 = 437,760 bytes; stage 1: layer 1, the final norm 64 and the head 1,000 · 64: 109,504), and after the
+    optimizer's step every parameter is broadcast from the rank that owns it, each once (stage 0's 10 tensors,
+    stage 1's 11); DDP broadcasts the stage's buffers before the first forward (the rotary embedding's inv_freq and
+    original_inv_freq, 8 float32 each: head size 16 / 2)."""
+    mp.start_processes(_real_zero1_rank, args=(str(tmp_path),), nprocs=4, join=True, start_method="spawn")
+    names = {"all_reduce": "c10d.allreduce_", "broadcast": "c10d.broadcast_"}
+    for rank in range(4):
+        code, out, err = run(*BASE, "--gpus", "4", "--zero", "1", "--rank", str(rank))
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["parallel"]["describe"] == "zero1 2 × pp 2, 2 microbatches, GPipe"
+        ours: dict[str, int] = {}
+        for c in report["comm"]:
+            if c["kind"] in names:
+                ours[names[c["kind"]]] = ours.get(names[c["kind"]], 0) + c["count"]
+        real = {op: n for op, n in json.loads((tmp_path / f"rank{rank}.json").read_text()).items() if op in
+                names.values()}
+        assert ours == real, (rank, ours, real)
+        held = 109_440 if rank < 2 else 109_504
+        by = _collectives(report)
+        assert by[("all_reduce", "backward")] == (1, held * 4)
+        assert by[("broadcast", "optimizer")] == (10 if rank < 2 else 11, held * 4)
+        assert by[("broadcast", "forward")] == (1, 2 * 8 * 4)
+    code, out, err = run("stats", "tests.test_parallel:MlpNet", "--shape", "16", "--batch", "8", "--train", "--pp",
+                         "2", "--gpus", "4", "--zero", "1")
+    assert code == 2 and "--pp with --zero 1 cuts a transformers decoder by its layers" in err, err

@@ -40,17 +40,19 @@ OPTIMIZER = "(optimizer)"
 
 
 def build_optimizer(optimizer: Optimizer | str, params: list[nn.Parameter], foreach: bool | None = False,
-                    sharded: bool = False) -> torch.optim.Optimizer:
+                    sharded: bool = False, group: Any = None) -> torch.optim.Optimizer:
     """The optimizer with a learning rate of 0. ``foreach=False`` (counting) runs one PyTorch op per tensor, so
     every op is counted; timing passes None, PyTorch's default. ``sharded`` (ZeRO-1): PyTorch's
-    ``ZeroRedundancyOptimizer`` around it, over the running process group."""
+    ``ZeroRedundancyOptimizer`` around it, over the process group ``group`` (None: every rank;
+    :func:`zero1_group`)."""
     optimizer = Optimizer(optimizer)
     kind, options = {Optimizer.SGD: (torch.optim.SGD, {}), Optimizer.MOMENTUM: (torch.optim.SGD, {"momentum": 0.9}),
                      Optimizer.ADAM: (torch.optim.Adam, {})}.get(optimizer, (torch.optim.AdamW, {}))
     if sharded:
         from torch.distributed.optim import ZeroRedundancyOptimizer
 
-        return ZeroRedundancyOptimizer(params, optimizer_class=kind, lr=0.0, foreach=foreach, **options)
+        return ZeroRedundancyOptimizer(params, optimizer_class=kind, process_group=group, lr=0.0, foreach=foreach,
+                                       **options)
     return kind(params, lr=0.0, foreach=foreach, **options)
 
 
@@ -139,7 +141,7 @@ def count_train(run: Run, step: Training, *, model_name: str | None = None,
         memory.holds(grads, GRADIENTS)  # FSDP's sharded gradients too, which it sets itself
         gradients = storage_bytes(grads)
         with session.phase(Phase.OPTIMIZER, OPTIMIZER):
-            optimizer = build_optimizer(step.optimizer, params, sharded=_zero1(run))
+            optimizer = build_optimizer(step.optimizer, params, sharded=_zero1(run), group=zero1_group(run))
             optimizer.step()
             state = optimizer_state(optimizer)
             optimizer.zero_grad(set_to_none=True)
@@ -333,6 +335,13 @@ def _unsharded_gradients_followed(model: nn.Module, memory: Any) -> Iterator[Non
 
 def _zero1(run: Run) -> bool:
     return run.parallel is not None and run.parallel.data == "zero1"
+
+
+def zero1_group(run: Run) -> Any:
+    """The process group ZeRO-1 shards the optimizer's state over: a pipeline stage's data-parallel ranks (the
+    group its ``DistributedDataParallel`` reduces over), else every rank (None)."""
+    stage = _stages(run)[0] if run.pipeline is not None else None
+    return getattr(stage.submod, "process_group", None) if stage is not None else None
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
     kind = getattr(config, "model_type", None)
     if kind not in CUT_BY_LAYERS:
         asked, instead = (("--pp with --tp", "drop --tp") if p.tp > 1
+                          else ("--pp with --zero 1", "use --ddp, --fsdp or --zero 2") if p.data == "zero1"
                           else (f"--schedule {p.schedule}", "use another --schedule"))
         raise UsageError(f"{asked} cuts a transformers decoder by its layers, built for {', '.join(CUT_BY_LAYERS)}; "
                          f"{type(model).__name__} is {kind or 'not a transformers model'}; {instead} to cut it by "

@@ -76,7 +76,7 @@ class Shard(Transform):
             with on_fake_cpu(replace(run, model=model)) as sharded:
                 device = "cpu" if sharded.fake_mode is not None else run.device
                 mixed = _mixed_precision(workload, device)
-                shard(model, p, device, mixed, _mesh(device, p))
+                shard(model, p, device, mixed, _mesh(device, p), fake_mode=sharded.fake_mode)
                 with sharded.fake_mode or contextlib.nullcontext():
                     yield replace(sharded, parallel=p, mixed_precision=mixed)
         finally:
@@ -100,11 +100,32 @@ def _staged(run: Run, workload: Workload) -> Iterator[Run]:
         staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
                                                workload.checkpoint.modules)
         with checkpointed_forwards(recomputed):
-            for submod in _stage_modules(staged) if p.data is not None or p.tp > 1 else ():
+            for submod in _stage_modules(staged) if p.data not in (None, "zero1") or p.tp > 1 else ():
                 inside = {id(m) for m in submod.modules()}
                 shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
+            held = staged.pipeline if isinstance(staged.pipeline, list) else [staged.pipeline]
+            for stage in held if p.data == "zero1" else ():
+                with faked.fake_mode or contextlib.nullcontext():  # (DDP's buckets: fake on meta, as the grads)
+                    _in_ddp(stage, mesh["dp"].get_group())
             with faked.fake_mode or contextlib.nullcontext():
                 yield replace(staged, mixed_precision=mixed)
+
+
+def _in_ddp(stage, group) -> None:  # noqa: ANN001
+    """ZeRO-1 of a pipeline stage (``--pp --zero 1``, DeepSpeed's pipeline with ZeRO-1): its module in PyTorch's
+    ``DistributedDataParallel`` over the stage's data-parallel ``group``, which ``PipelineStage`` knows (it reduces
+    the gradients once, in the last microbatch's backward); the optimizer's state is then sharded over the same
+    group (``counting/train.py``). The report's rows stay the module's own."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    fake = dist.get_backend(group) == "fake"
+    # on a fake group DDP's set-up checks and broadcasts nothing (they come before the step; on meta the stage's
+    # fake tensors hold no data to check); a real job (bench --gpus) runs them and keeps DDP's asynchronous hook
+    ddp = DistributedDataParallel(stage.submod, process_group=group, init_sync=not fake)
+    if fake:
+        ddp.register_comm_hook(group, _all_reduce_now)
+    stage.submod = ddp
 
 
 def _forget_meshes() -> None:
@@ -182,9 +203,6 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     if p.dp > 1 and p.data is None:
         return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
                 "--fsdp, --zero 2 or --ddp")
-    if p.data == "zero1":
-        return ("--pp with --zero 1 is not built (PyTorch's traced stages take FSDP2 or its replicate, whose DTensor "
-                "parameters ZeroRedundancyOptimizer cannot broadcast, and not DDP); use --ddp, --fsdp or --zero 2")
     if workload.training is None:
         return "--pp runs a pipelined training step (PyTorch's pipeline schedules); add --train"
     return _schedule_refusal(p)
@@ -211,20 +229,22 @@ def _schedule_refusal(p: Parallel) -> str | None:
 
 
 def _all_reduce_now(state, bucket):  # noqa: ANN001, ANN202  (DDP refuses a hook whose annotations are strings)
-    """DDP's default communication hook (divide by the world size, all-reduce the bucket, a ``dist.GradBucket``),
-    waited for at once: a fake process group's work carries no result for DDP's asynchronous hook to hand back."""
+    """DDP's default communication hook (divide by the group's size, all-reduce the bucket, a ``dist.GradBucket``,
+    over the process group ``state``: None for every rank), waited for at once: a fake process group's work
+    carries no result for DDP's asynchronous hook to hand back."""
     import torch
     import torch.distributed as dist
 
     tensor = bucket.buffer()
-    tensor.div_(dist.get_world_size())
-    dist.all_reduce(tensor)
+    tensor.div_(dist.get_world_size(state))
+    dist.all_reduce(tensor, group=state)
     future: torch.futures.Future[torch.Tensor] = torch.futures.Future()
     future.set_result(tensor)
     return future
 
 
-def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, blocks=None) -> None:  # noqa: ANN001
+def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, blocks=None,  # noqa: ANN001
+          fake_mode=None) -> None:  # noqa: ANN001
     """Shard ``model`` in place as rank ``p.rank`` of the job ``p``: tensor parallelism over the mesh's ``tp``
     dimension first, then ``ddp`` replicates it, or ``fsdp``/``zero2`` put each repeated block (the class with
     children that has the most instances, as ``--checkpoint auto`` finds it) in an FSDP2 unit of its own, then the
@@ -232,7 +252,8 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
     their parameters in that type and reduce the gradients in float32 (``MixedPrecisionPolicy``), as torchtitan
     trains with FSDP, instead of autocast: autocast would cache a 16-bit copy of every block's gathered weights
     until the forward ends. ``mesh`` is the job's (:func:`_mesh`); ``blocks`` the FSDP units when given (a
-    pipeline stage's blocks: every module of a traced stage is of one class)."""
+    pipeline stage's blocks: every module of a traced stage is of one class); ``fake_mode`` the fake tensors' mode
+    on meta, in which DDP makes its buckets."""
     from modelprof.counting.formulas import register_distributed_formulas
 
     register_distributed_formulas()
@@ -254,12 +275,16 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
         import torch.distributed as dist
         from torch.distributed._composable.replicate import replicate
 
-        replicate(model)
-        if dist.get_backend() == "fake":  # a real job (bench --gpus) keeps DDP's own asynchronous hook
+        fake = dist.get_backend() == "fake"
+        # on a fake group DDP's set-up checks and broadcasts nothing (on meta the fake tensors hold no data to
+        # check); a real job (bench --gpus) runs them and keeps DDP's own asynchronous hook
+        replicate(model, init_sync=not fake)
+        if fake:
             model.register_comm_hook(None, _all_reduce_now)
-        # DDP's set-up (checking shapes across ranks, broadcasting rank 0's weights) runs at the first forward;
-        # run it now, so the counted step has only what every step has
-        replicate.state(model).lazy_init()
+        # DDP's set-up (its gradient buckets; fake ones on meta, as the gradients) runs at the first forward; run it
+        # now, so the counted step has only what every step has
+        with fake_mode or contextlib.nullcontext():
+            replicate.state(model).lazy_init()
         return
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -78,9 +78,9 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     device = torch.device("cpu" if run.device == "meta" else run.device)
     # tensor parallelism shards nn.Linear layers, which only an eager stage keeps; and a V puts two neighbouring
     # stages on one rank, which only eager stages pass values between without the process group
-    if p.tp > 1 or p.schedule in V_SHAPED:
+    if p.tp > 1 or p.schedule in V_SHAPED or p.data == "zero1":
         if len(inputs) != 1:
-            asked = "--tp" if p.tp > 1 else f"--schedule {p.schedule}"
+            asked = "--tp" if p.tp > 1 else "--zero 1" if p.data == "zero1" else f"--schedule {p.schedule}"
             raise UsageError(f"{asked} cuts the model by its layers and gives the first stage one input, the token "
                              f"ids; the model is given {len(inputs)} tensors")
         given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them

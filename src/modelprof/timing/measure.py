@@ -220,10 +220,17 @@ def _how_to_run(run: Run, workload: Workload) -> tuple[contextlib.AbstractContex
                 return model(*args, **kwargs)
 
         return eval_inference(model), forward
-    from modelprof.counting.train import build_optimizer, default_loss, pipeline_step, trainable_parameters, training
+    from modelprof.counting.train import (
+        build_optimizer,
+        default_loss,
+        pipeline_step,
+        trainable_parameters,
+        training,
+        zero1_group,
+    )
 
     optimizer = build_optimizer(workload.training.optimizer, trainable_parameters(model), foreach=None,
-                                sharded=workload.parallel.data == "zero1")
+                                sharded=workload.parallel.data == "zero1", group=zero1_group(run))
     # a pipeline stage (--pp) runs its schedule over the microbatches, the loss on the last stage
     pipelined = pipeline_step(run, lambda output, target: default_loss(output)) if run.pipeline else None
 
