@@ -172,7 +172,9 @@ def _pipelined_step(session: Any, run: Run, loss: Callable[..., Any] | None) -> 
              ("get_bwd_recv_ops", p2p(Phase.BACKWARD)), ("get_bwd_send_ops", p2p(Phase.BACKWARD)))
     step = pipeline_step(run, loss_fn)
     wrapped = [(stage, name, wrap) for stage in stages for name, wrap in steps]
-    wrapped.append((pipelining_schedules(), "_batch_p2p", _works_holding_tensors))
+    schedules = _pipelining_schedules()
+    if hasattr(schedules, "_batch_p2p"):  # private: where a release lacks it, a kept work holds no output
+        wrapped.append((schedules, "_batch_p2p", _works_holding_tensors))
     with session.phase(Phase.FORWARD), run.autocast(), attributes_wrapped(wrapped), \
             torch.autograd.graph.saved_tensors_hooks(session.memory.pack, lambda tensor: tensor):
         try:
@@ -213,7 +215,7 @@ def pipeline_step(run: Run, loss_fn: Callable[[Any, Any], Any]) -> Callable[[], 
     return lambda: schedule.step(**target)
 
 
-def pipelining_schedules() -> Any:
+def _pipelining_schedules() -> Any:
     """``torch.distributed.pipelining.schedules``, whose ``_batch_p2p`` every schedule sends and receives by."""
     from torch.distributed.pipelining import schedules
 
