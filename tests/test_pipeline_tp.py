@@ -72,42 +72,68 @@ class _NoModules:
         return None
 
 
-def _real_rank(rank: int, folder: str) -> None:
-    """One rank of a real 4-rank gloo job written as torchtitan writes one: tiny-llama cut into 2 stages of one
-    layer (each stage the model with the other layer left out), each stage tensor-parallel over 2 ranks with the
-    model's own plan, one GPipe step of 2 microbatches and AdamW's step, under ``CommDebugMode``."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
-    from torch.distributed.tensor import Replicate
-    from torch.distributed.tensor.debug import CommDebugMode
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+class _Chunk(nn.Module):
+    """A 2-stage cut of tiny-llama written by hand, as torchtitan cuts a model: stage ``index`` of the model
+    (``inner``) with the other stage's layer left out, the embeddings on the first stage only, the final norm and
+    the head on the second only; the first is given token ids, the second hidden states."""
 
-    from tests.test_parallel import save_comm_counts
-
-    transformers = _transformers()
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
-    try:
+    def __init__(self, transformers, index: int) -> None:  # noqa: ANN001
+        super().__init__()
         torch.manual_seed(0)
-        config = transformers.AutoConfig.from_pretrained(TINY, use_cache=False)
-        model = transformers.AutoModelForCausalLM.from_config(config)
-        mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("pp", "tp"))
-        index = mesh.get_local_rank("pp")
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.from_pretrained(TINY, use_cache=False))
         model.model.layers = nn.ModuleList([model.model.layers[index]])
         if index == 0:
             model.model.norm, model.lm_head = nn.Identity(), None
         else:
             model.model.embed_tokens = None
+        self.inner, self.index = model, index
 
-        class Chunk(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = model
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.index == 0:
+            return self.inner.model(input_ids=x).last_hidden_state
+        return self.inner(inputs_embeds=x).logits
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                if index == 0:
-                    return self.inner.model(input_ids=x).last_hidden_state
-                return self.inner(inputs_embeds=x).logits
 
+def _gpipe_step_counted(chunk: nn.Module, index: int, group, optimizer, folder: str, rank: int) -> None:  # noqa: ANN001
+    """Stage ``index`` of 2 (``chunk``, sending over ``group``): one GPipe step of 2 microbatches of (2, 64) token
+    ids and the optimizer's step under ``CommDebugMode`` (its module tracker stood in for), the counts saved."""
+    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    from tests.test_parallel import save_comm_counts
+
+    hidden = torch.empty(2, 64, 64, requires_grad=True)
+    inputs = (torch.zeros(2, 64, dtype=torch.long),) if index == 0 else (hidden,)
+    outputs = hidden if index == 0 else torch.empty(2, 64, 1000, requires_grad=True)
+    stage = PipelineStage(chunk, index, 2, torch.device("cpu"), input_args=inputs, output_args=outputs, group=group)
+    schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
+    mode = CommDebugMode()
+    mode.advanced_module_tracker = _NoModules()
+    with mode:
+        if index == 0:
+            schedule.step(torch.randint(0, 1000, (4, 64)))
+        else:
+            schedule.step(target=torch.zeros(2), losses=[])
+        optimizer.step()
+    save_comm_counts(mode, folder, rank)
+
+
+def _real_rank(rank: int, folder: str) -> None:
+    """One rank of a real 4-rank gloo job written as torchtitan writes one: tiny-llama cut into 2 stages of one
+    layer (each stage the model with the other layer left out), each stage tensor-parallel over 2 ranks with the
+    model's own plan, one GPipe step of 2 microbatches and AdamW's step, under ``CommDebugMode``."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    transformers = _transformers()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
+    try:
+        mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("pp", "tp"))
+        index = mesh.get_local_rank("pp")
+        chunk = _Chunk(transformers, index)
+        model = chunk.inner
         layer = {"self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
                  "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(),
                  "mlp.gate_proj": ColwiseParallel(), "mlp.up_proj": ColwiseParallel(),
@@ -116,22 +142,8 @@ def _real_rank(rank: int, folder: str) -> None:
         plan.update({"model.embed_tokens": RowwiseParallel(input_layouts=Replicate())} if index == 0 else
                     {"lm_head": ColwiseParallel(output_layouts=Replicate())})
         parallelize_module(model, mesh["tp"], plan)
-        hidden = torch.empty(2, 64, 64, requires_grad=True)
-        inputs = (torch.zeros(2, 64, dtype=torch.long),) if index == 0 else (hidden,)
-        outputs = hidden if index == 0 else torch.empty(2, 64, 1000, requires_grad=True)
-        stage = PipelineStage(Chunk(), index, 2, torch.device("cpu"), input_args=inputs, output_args=outputs,
-                              group=mesh["pp"].get_group())
-        schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
-        mode = CommDebugMode()
-        mode.advanced_module_tracker = _NoModules()
-        with mode:
-            if index == 0:
-                schedule.step(torch.randint(0, 1000, (4, 64)))
-            else:
-                schedule.step(target=torch.zeros(2), losses=[])
-            optimizer.step()
-        save_comm_counts(mode, folder, rank)
+        _gpipe_step_counted(chunk, index, mesh["pp"].get_group(), torch.optim.AdamW(model.parameters(), lr=0.0),
+                            folder, rank)
     finally:
         dist.destroy_process_group()
     os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
@@ -302,59 +314,23 @@ def test_a_v_shaped_schedule_refuses_a_model_it_cannot_cut_by_layers(run) -> Non
 
 def _real_zero1_rank(rank: int, folder: str) -> None:
     """One rank of a real 4-rank gloo job, DeepSpeed's pipeline with ZeRO-1 written with PyTorch's own parts:
-    tiny-llama cut into 2 stages of one layer (as ``_real_rank`` cuts it), each stage's module in
+    tiny-llama cut into 2 stages of one layer (``_Chunk``), each stage's module in
     ``DistributedDataParallel`` over the stage's 2 data-parallel ranks and its optimizer PyTorch's
     ``ZeroRedundancyOptimizer`` (AdamW) over them, one GPipe step of 2 microbatches and the optimizer's step, under
     ``CommDebugMode``."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.optim import ZeroRedundancyOptimizer
-    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
-    from torch.distributed.tensor.debug import CommDebugMode
-
-    from tests.test_parallel import save_comm_counts
 
     transformers = _transformers()
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=4)
     try:
-        torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(
-            transformers.AutoConfig.from_pretrained(TINY, use_cache=False))
         mesh = init_device_mesh("cpu", (2, 2), mesh_dim_names=("pp", "dp"))
         index = mesh.get_local_rank("pp")
-        model.model.layers = nn.ModuleList([model.model.layers[index]])
-        if index == 0:
-            model.model.norm, model.lm_head = nn.Identity(), None
-        else:
-            model.model.embed_tokens = None
-
-        class Chunk(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = model
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                if index == 0:
-                    return self.inner.model(input_ids=x).last_hidden_state
-                return self.inner(inputs_embeds=x).logits
-
-        chunk = nn.parallel.DistributedDataParallel(Chunk(), process_group=mesh["dp"].get_group())
-        hidden = torch.empty(2, 64, 64, requires_grad=True)
-        inputs = (torch.zeros(2, 64, dtype=torch.long),) if index == 0 else (hidden,)
-        outputs = hidden if index == 0 else torch.empty(2, 64, 1000, requires_grad=True)
-        stage = PipelineStage(chunk, index, 2, torch.device("cpu"), input_args=inputs, output_args=outputs,
-                              group=mesh["pp"].get_group())
-        schedule = ScheduleGPipe(stage, 2, loss_fn=lambda output, target: output.sum())
+        model = _Chunk(transformers, index)
+        chunk = nn.parallel.DistributedDataParallel(model, process_group=mesh["dp"].get_group())
         optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW,
                                             process_group=mesh["dp"].get_group(), lr=0.0)
-        mode = CommDebugMode()
-        mode.advanced_module_tracker = _NoModules()
-        with mode:
-            if index == 0:
-                schedule.step(torch.randint(0, 1000, (4, 64)))
-            else:
-                schedule.step(target=torch.zeros(2), losses=[])
-            optimizer.step()
-        save_comm_counts(mode, folder, rank)
+        _gpipe_step_counted(chunk, index, mesh["pp"].get_group(), optimizer, folder, rank)
     finally:
         dist.destroy_process_group()
     os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
