@@ -117,6 +117,7 @@ def test_plans_communicate_as_transformers_own_tp_job(run, tmp_path, config: dic
     gate_up_proj and the head (5 × 16 KiB) and gathers the gradients of the halves o_proj and down_proj split off
     their whole inputs (64 × 64 and 64 × 128 float32: 16 and 32 KiB a layer)."""
     transformers = _transformers()
+    pytest.importorskip("accelerate")  # (transformers' from_pretrained(tp_plan=...) needs it)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))
     model.save_pretrained(tmp_path / "model")
