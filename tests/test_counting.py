@@ -240,3 +240,16 @@ def test_in_place_scatters_move_data():
     assert not report.unsupported
     # clone: reads and writes 128 bytes; scatter_add_: as above
     assert (report.total.flops, report.total.mem_read, report.total.mem_write) == (0, 128 + 320, 128 + 128)
+
+
+def test_polar_makes_complex_numbers_elementwise():
+    """``torch.polar`` (DeepSeek-V2's rotary tables), by hand: (3, 4) float32 magnitudes and angles make 12 complex64
+    numbers, each a cosine, a sine and two products: 48 Flops; MemRead 48 + 48 bytes, MemWrite 12 · 8."""
+
+    class Polar(nn.Module):
+        def forward(self, magnitude: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+            return torch.polar(magnitude, angle)
+
+    report = modelprof.profile(Polar(), torch.ones(3, 4), torch.zeros(3, 4))
+    assert not report.unsupported
+    assert (report.total.flops, report.total.mem_read, report.total.mem_write) == (48, 96, 96)

@@ -28,12 +28,39 @@ QWEN3_MOE = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe"
 PHI3 = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64, "intermediate_size": 128,
         "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000,
         "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+# DeepSeek-V2: multi-head latent attention (its kv_a_proj_with_mqa whole, mla_kv_a_proj: the rotary part's gradient
+# all-reduced), layer 0 dense, layer 1 a mixture with a shared expert
+DEEPSEEK_V2 = {"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "hidden_size": 64,
+               "intermediate_size": 128, "moe_intermediate_size": 32, "n_routed_experts": 4, "n_shared_experts": 1,
+               "num_experts_per_tok": 2, "first_k_dense_replace": 1, "n_group": 1, "topk_group": 1,
+               "kv_lora_rank": 16, "q_lora_rank": None, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8,
+               "v_head_dim": 16, "num_attention_heads": 4, "num_key_value_heads": 4, "num_hidden_layers": 2,
+               "vocab_size": 1000, "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1,
+               "eos_token_id": 2}
+# Granite SWA: attention sinks, a bare parameter its own plan entry splits by head, its module run on local
+# tensors (local_params)
+GRANITE_SWA = {"architectures": ["GraniteSWAForCausalLM"], "model_type": "granite_swa", "hidden_size": 64,
+               "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
+               "vocab_size": 1000, "tie_word_embeddings": False, "pad_token_id": 0, "bos_token_id": 1,
+               "eos_token_id": 2}
 KIB = 1024
 # the bytes per phase and kind, by hand: see the test's docstring
 HAND = {"qwen3_moe": {"forward/all_reduce": 5 * 16 * KIB, "forward/all_gather": 64 * 1000 * 4,
                       "backward/all_reduce": 7 * 16 * KIB + 2 * (16 * KIB + 512) + 4 * 64},
         "phi3": {"forward/all_reduce": 5 * 16 * KIB, "forward/all_gather": 2 * (32 + 64) * KIB + 64 * 1000 * 4,
-                 "backward/all_reduce": 5 * 16 * KIB, "backward/all_gather": 2 * (16 + 32) * KIB}}
+                 "backward/all_reduce": 5 * 16 * KIB, "backward/all_gather": 2 * (16 + 32) * KIB},
+        # forward: the embeddings', each o_proj's, layer 0's down_proj's, layer 1's experts' and shared expert's
+        # partial sums (6 × 16 KiB), the logits gathered; backward: the input gradients of q_proj (16 KiB) and
+        # kv_b_proj ((64, 16): 4 KiB) of each layer, of layer 0's gate and up and the shared expert's (4 × 16 KiB),
+        # of the head (16 KiB), of the experts (16 KiB and 512 B of routing weights), and the rotary part of each
+        # kv_a_proj_with_mqa's output ((64, 8): 2 KiB)
+        # as tiny-llama's: the embeddings', each o_proj's and down_proj's partial sums, the logits gathered; the
+        # input gradients of q, k, v, gate and up of each layer and of the head (11 × 16 KiB); the sinks none
+        "granite_swa": {"forward/all_reduce": 5 * 16 * KIB, "forward/all_gather": 64 * 1000 * 4,
+                        "backward/all_reduce": 11 * 16 * KIB},
+        "deepseek_v2": {"forward/all_reduce": 6 * 16 * KIB, "forward/all_gather": 64 * 1000 * 4,
+                        "backward/all_reduce": 2 * (16 + 4) * KIB + 4 * 16 * KIB + 16 * KIB + 16 * KIB + 512
+                        + 2 * 2 * KIB}}
 MIXTRAL = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 64,
            "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2, "num_attention_heads": 4,
            "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000, "tie_word_embeddings": False,
@@ -99,7 +126,7 @@ def _transformers_rank(rank: int, folder: str) -> None:
     os._exit(0)  # (as test_parallel's real ranks: no destructors racing gloo's threads)
 
 
-@pytest.mark.parametrize("config", [QWEN3_MOE, PHI3], ids=lambda c: c["model_type"])
+@pytest.mark.parametrize("config", [QWEN3_MOE, PHI3, DEEPSEEK_V2, GRANITE_SWA], ids=lambda c: c["model_type"])
 def test_plans_communicate_as_transformers_own_tp_job(run, tmp_path, config: dict) -> None:
     """--gpus 2 --tp 2 --train with the model's own plan, 64 tokens: each rank's collectives per phase are as many
     as in transformers' own tensor-parallel job on 2 real gloo ranks; their bytes by hand.
@@ -115,7 +142,8 @@ def test_plans_communicate_as_transformers_own_tp_job(run, tmp_path, config: dic
     partial sums (5 × 16 KiB) and gathers each layer's qkv_proj output (64 × 128 float32, 32 KiB) and gate_up_proj
     output (64 × 256, 64 KiB) and the logits (250 KiB). The backward all-reduces the input gradients of qkv_proj,
     gate_up_proj and the head (5 × 16 KiB) and gathers the gradients of the halves o_proj and down_proj split off
-    their whole inputs (64 × 64 and 64 × 128 float32: 16 and 32 KiB a layer)."""
+    their whole inputs (64 × 64 and 64 × 128 float32: 16 and 32 KiB a layer). DeepSeek-V2's and Granite SWA's, in
+    ``HAND``."""
     transformers = _transformers()
     pytest.importorskip("accelerate")  # (transformers' from_pretrained(tp_plan=...) needs it)
     torch.manual_seed(0)

@@ -123,7 +123,8 @@ class DataParallel(StrEnum):
 TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output", "rowwise_split_input",
              "rowwise_rep")
 #: The tensor-parallel styles DTensor has no class for, applied by transformers' own (``prepare/parallel.py``).
-OWN_STYLES = ("packed_colwise", "packed_rowwise", "moe_tp_experts", "replicated_with_grad_allreduce")
+OWN_STYLES = ("packed_colwise", "packed_rowwise", "moe_tp_experts", "replicated_with_grad_allreduce", "mla_kv_a_proj",
+              "local_params")
 
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).

@@ -510,6 +510,8 @@ _BINARY = (
 )
 register_formula(*_ops(*_UNARY, *_BINARY))(elementwise_formula(1))
 register_formula(*_ops("addcmul", "addcmul_", "addcdiv", "addcdiv_"))(elementwise_formula(2))
+# polar(abs, angle) = abs · cos(angle) + i · abs · sin(angle): a cosine, a sine and two products per (complex) output
+register_formula(*_ops("polar"))(elementwise_formula(4))
 
 
 @register_formula(*_ops("softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax"))

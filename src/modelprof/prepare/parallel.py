@@ -403,7 +403,7 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
         if not named and not held:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
         if held or style in OWN_STYLES:
-            _add_own_style(styles, pattern, style, held, p.tp)
+            _add_own_style(styles, pattern, style, held, p.tp, config)
         else:
             styles[pattern] = _torch_style(named, style, p.tp)
     if not styles:
@@ -428,9 +428,10 @@ def _torch_style(named: list, style: str, tp: int):  # noqa: ANN202
             else ColwiseParallel(output_layouts=Replicate()))
 
 
-def _add_own_style(styles: dict, pattern: str, style: str, held: list, tp: int) -> None:
+def _add_own_style(styles: dict, pattern: str, style: str, held: list, tp: int, config=None) -> None:  # noqa: ANN001
     """One plan entry in transformers' own styles (:func:`_own_styles`), kept under its module's pattern: a style
-    for the parameters ``held`` (name, parameter) that ``pattern`` names, or for the modules it names."""
+    for the parameters ``held`` (name, parameter) that ``pattern`` names, or for the modules it names. ``config``
+    is the model's (multi-head latent attention's style reads its rotary width from it)."""
     if style not in _transformers_styles():
         raise UsageError(f"--tp: the installed transformers has no style {style!r} (for {pattern}); upgrade it, or "
                          "give a plan in colwise | rowwise with --tp-plan FILE")
@@ -439,6 +440,7 @@ def _add_own_style(styles: dict, pattern: str, style: str, held: list, tp: int) 
     if not isinstance(own, _own_styles()):
         raise UsageError(f"--tp-plan: {owner!r} has a style of its own and one for its parameters")
     own.add(pattern.rpartition(".")[2] if held else None, style)
+    own.config = getattr(config, "get_text_config", lambda: config)()
     for name, param in held:
         _check_divides(name, param, style, tp)
 
@@ -479,6 +481,7 @@ def _own_styles() -> type:
     class OwnStyles(ParallelStyle):
         def __init__(self) -> None:
             self.entries: list[tuple[str | None, str]] = []
+            self.config = None
 
         def add(self, param: str | None, style: str) -> None:
             """One plan entry: a style for the parameter ``param`` of the module, or for the module (``None``)."""
@@ -489,8 +492,10 @@ def _own_styles() -> type:
             for param, style in sorted(self.entries, key=lambda entry: entry[0] is None):  # parameters first
                 if param is not None:
                     registry[style].shard_param(module, param, device_mesh)
-                else:
-                    registry[style].install_forward(module, device_mesh)
+                    continue
+                if style == "mla_kv_a_proj":  # as apply_tensor_parallelism gives it the rotary width
+                    module.config = self.config
+                registry[style].install_forward(module, device_mesh)
             return module
 
     return OwnStyles
