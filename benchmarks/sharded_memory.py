@@ -34,6 +34,7 @@ from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT))  # the CNN is the tests' (tests/test_parallel.py), larger
 
 #: The rise as the kernel saw it: the peak resident memory (VmHWM) reset just before the steps (``clear_refs``),
 #: read after them, less the resident memory before (no sampling, so no peak shorter than a sample is missed).
@@ -54,6 +55,7 @@ def report_rise(work):
 
 from modelprof import count_costs  # noqa: E402
 from modelprof.workload import Checkpointing, Parallel, Precision, Training, Workload  # noqa: E402
+from tests.test_parallel import Cnn  # noqa: E402
 
 MODELS = ("mlp", "decoder", "cnn")
 WORLDS = (2, 4)
@@ -81,30 +83,6 @@ class Mlp(nn.Module):
         return self.blocks(x)
 
 
-class ConvBlock(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(64, 64, 3, padding=1)
-        self.bn = nn.BatchNorm2d(64)
-        self.act = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
-class Cnn(nn.Module):
-    """A stem convolution 3 -> 64, four blocks of Conv2d(64, 64, 3) + BatchNorm2d + ReLU, a pooled linear head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 64, 3, padding=1)
-        self.blocks = nn.Sequential(*(ConvBlock() for _ in range(4)))
-        self.head = nn.Linear(64, 100)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
-
-
 class Logits(nn.Module):
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
@@ -120,7 +98,7 @@ def build(name: str) -> tuple[nn.Module, torch.Tensor]:
     if name == "mlp":
         return Mlp(), torch.randn(256, 1024)
     if name == "cnn":
-        return Cnn(), torch.randn(16, 3, 64, 64)
+        return Cnn(width=64, depth=4, classes=100), torch.randn(16, 3, 64, 64)
     import transformers
 
     config = transformers.LlamaConfig(hidden_size=512, intermediate_size=1376, num_hidden_layers=4,

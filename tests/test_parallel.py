@@ -180,10 +180,10 @@ def test_fsdp_peaks_equal_fsdpmemtracker(amp: bool, checkpointed: bool) -> None:
 
 
 class ConvBlock(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,13 +191,14 @@ class ConvBlock(nn.Module):
 
 
 class Cnn(nn.Module):
-    """A stem, three convolution blocks with batch norm (the FSDP units), a pooled linear head."""
+    """A stem convolution 3 -> ``width``, ``depth`` blocks of Conv2d(width, width, 3) + BatchNorm2d + ReLU (the FSDP
+    units), a pooled linear head to ``classes`` (``benchmarks/sharded_memory.py`` builds a larger one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 8, depth: int = 3, classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.blocks = nn.Sequential(ConvBlock(), ConvBlock(), ConvBlock())
-        self.head = nn.Linear(8, 10)
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.blocks = nn.Sequential(*(ConvBlock(width) for _ in range(depth)))
+        self.head = nn.Linear(width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
