@@ -22,7 +22,7 @@ BASE = ["stats", TINY, "--input", "input_ids=64:int64:1000", "--batch", "4", "--
         "json"]
 
 
-def _collectives(report: dict) -> dict[tuple[str, str], tuple[int, int]]:
+def collectives(report: dict) -> dict[tuple[str, str], tuple[int, int]]:
     """A JSON report's collectives, (kind, phase) -> (calls, bytes), summed over the rows that ran them."""
     found: dict[tuple[str, str], tuple[int, int]] = {}
     for c in report["comm"]:
@@ -181,7 +181,7 @@ def test_pp_with_tp_collects_as_a_real_gloo_job(run, tmp_path) -> None:
         if rank >= 2:
             assert rows["lm_head"]["flops"] == 256 * 64 * 500
         if rank == 0:
-            by = _collectives(report)
+            by = collectives(report)
             assert by[("all_reduce", "forward")] == (2 * 3, 2 * 3 * 32 * 1024)
             assert by[("all_reduce", "backward")] == (2 * 5, 2 * 5 * 32 * 1024)
             assert by[("send", "forward")][1] - 4 == by[("recv", "backward")][1] == 2 * 32 * 1024  # (and the vote)
@@ -294,7 +294,7 @@ def test_a_v_shaped_schedule_passes_values_between_its_own_stages(run, tmp_path,
         assert code == 0, err
         report = json.loads(out)
         assert report["memory"]["parameters"] == weights * 4
-        by = _collectives(report)
+        by = collectives(report)
         sent = 4 * 64 * 64 * 4
         assert by[("send", "forward")] == by[("recv", "forward")] == (4 + 2, sent + 2 * 4)
         assert by[("send", "backward")] == by[("recv", "backward")] == (4, sent)
@@ -362,7 +362,7 @@ def test_pp_with_zero1_collects_as_a_real_gloo_job(run, tmp_path) -> None:
                 names.values()}
         assert ours == real, (rank, ours, real)
         held = 109_440 if rank < 2 else 109_504
-        by = _collectives(report)
+        by = collectives(report)
         assert by[("all_reduce", "backward")] == (1, held * 4)
         assert by[("broadcast", "optimizer")] == (10 if rank < 2 else 11, held * 4)
         assert by[("broadcast", "forward")] == (1, 2 * 8 * 4)

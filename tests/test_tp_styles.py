@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.test_pipeline_tp import collectives
+
 TOKENS = ["--input", "input_ids=64:int64:1000", "--format", "json"]
 # Qwen3-MoE with every layer a mixture: Qwen3's q_norm/k_norm (replicated_with_grad_allreduce) and the experts
 # (packed_colwise gate_up_proj, a rowwise down_proj parameter, moe_tp_experts around them) in one model
@@ -88,14 +90,6 @@ def _kind(op: str) -> str:
     return next(kind for kind in ("all_reduce", "all_gather", "reduce_scatter") if kind in name)
 
 
-def _counts(report: dict) -> dict[str, int]:
-    """A JSON report's collective calls, ``phase/kind`` -> calls, summed over the rows."""
-    found: dict[str, int] = {}
-    for c in report["comm"]:
-        found[f"{c['phase']}/{c['kind']}"] = found.get(f"{c['phase']}/{c['kind']}", 0) + c["count"]
-    return found
-
-
 def _transformers_rank(rank: int, folder: str) -> None:
     """One rank of transformers' own 2-rank tensor-parallel job: the saved model loaded with its plan
     (``from_pretrained(tp_plan="auto")``), a forward, the sum of the logits' backward and AdamW's step, each phase
@@ -156,11 +150,9 @@ def test_plans_communicate_as_transformers_own_tp_job(run, tmp_path, config: dic
         assert code == 0, err
         report = json.loads(out)
         real = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert _counts(report) == real, (rank, real)
-        by_bytes: dict[str, int] = {}
-        for c in report["comm"]:
-            by_bytes[f"{c['phase']}/{c['kind']}"] = by_bytes.get(f"{c['phase']}/{c['kind']}", 0) + c["bytes"]
-        assert by_bytes == HAND[config["model_type"]]
+        by = {f"{phase}/{kind}": calls_bytes for (kind, phase), calls_bytes in collectives(report).items()}
+        assert {key: calls for key, (calls, _) in by.items()} == real, (rank, real)
+        assert {key: size for key, (_, size) in by.items()} == HAND[config["model_type"]]
         assert report["unsupported"] == {}
 
 
