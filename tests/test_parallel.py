@@ -394,6 +394,28 @@ def test_tp_inside_fsdp_shards_over_both() -> None:
     assert report.parallel.describe == "fsdp 2 × tp 2"
 
 
+@pytest.mark.parametrize("data", ["ddp", "zero1"])
+def test_tp_inside_ddp_and_zero1_reduces_each_shard_once(data: str) -> None:
+    """4 ranks as 2 data-parallel groups of 2 tensor-parallel ranks, each TP shard replicated over its data-parallel
+    pair (FSDP2's ``replicate``, which takes DTensor parameters: Megatron's TP × DP). By hand, a rank holds half of
+    each of the 4 weights, 4 · 256 elements = 4,096 bytes; the TP collectives are tp_step's (two forward all-reduces
+    of (8, 16) float32, one backward); the data-parallel all-reduces are one per block (each its 2 half-weights,
+    2,048 bytes). ZeRO-1 adds one broadcast of each weight's shard after the step, by the rank that owns it (every
+    weight once: 4 calls, 4,096 bytes), and shards the optimizer's state over the pair by whole tensors (4 equal
+    ones, 2 each): 2 shards' two Adam moments and step counts, 2 · 256 · 8 + 2 · 4 bytes on each rank."""
+    report = tp_step(gpus=4, data=data)
+    assert report.parallel.describe == f"{data} 2 × tp 2"
+    assert (report.parallel.held_tp_sharded, report.parallel.held_whole) == (4 * 256, 0)
+    optimizer = ({("broadcast", "optimizer"): (4, 4096)} if data == "zero1" else {})
+    assert comm(report) == {("all_reduce", "forward"): (2, 2 * 512), ("all_reduce", "backward"): (1 + 2, 512 + 4096),
+                            **optimizer}
+    m = report.memory
+    assert (m.parameters, m.gradients) == (4096, 4096)
+    assert m.optimizer == (2 * 256 * 8 + 2 * 4 if data == "zero1" else 4 * 256 * 8 + 4 * 4)
+    for rank in range(4):  # the same on every rank: its half of each weight
+        assert tp_step(gpus=4, data=data, rank=rank).memory.optimizer == m.optimizer
+
+
 def test_tp_forward_peak_equals_fsdpmemtracker() -> None:
     """FSDP × TP (2 × 2 on a fake 4-rank group): FSDPMemTracker's forward peak (:func:`fsdpmemtracker_peaks`) is
     modelprof's. A functional collective's ``AsyncCollectiveTensor`` wraps the result and holds no memory of its own,
@@ -448,7 +470,6 @@ def test_a_meta_model_shards_as_a_real_one(data: str | None, tp: int, train: boo
 def test_tp_refusals() -> None:
     for parallel, message in ((Parallel(6, "fsdp", tp=4), "not a multiple of --tp 4"),
                               (Parallel(4, None, tp=2), "2 data-parallel groups of --tp 2"),
-                              (Parallel(4, "ddp", tp=2), "--tp with --ddp is not built"),
                               (Parallel(2, None, tp=2, tp_plan={"fc": "diagonal"}), "unknown style diagonal"),
                               (Parallel(2, "fsdp", tp_plan=PLAN), "--tp-plan needs --tp")):
         with pytest.raises(UsageError, match=message):
@@ -522,13 +543,18 @@ def _real_rank(rank: int, world: int, layout: str, folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        model = MlpNet() if layout == "tp" else Net()
-        if layout == "tp":
+        model = MlpNet() if layout.startswith("tp") else Net()
+        if layout.startswith("tp"):  # tp: every rank; tp_ddp: 2 × 2, each shard replicated as torchtitan's DDP
+            from torch.distributed._composable.replicate_with_fsdp import replicate
             from torch.distributed.device_mesh import init_device_mesh
             from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
             styles = {"blocks.*.fc1": ColwiseParallel(), "blocks.*.fc2": RowwiseParallel()}
-            parallelize_module(model, init_device_mesh("cpu", (world,)), styles)
+            mesh = init_device_mesh("cpu", (world // 2, 2) if layout == "tp_ddp" else (1, world),
+                                    mesh_dim_names=("dp", "tp"))
+            parallelize_module(model, mesh["tp"], styles)
+            for module in [*model.blocks, model] if layout == "tp_ddp" else ():
+                replicate(module, mesh=mesh["dp"])
         elif layout in ("ddp", "zero1"):
             model = nn.parallel.DistributedDataParallel(model)
         else:
@@ -564,6 +590,17 @@ def test_collectives_equal_commdebugmode_on_a_real_gloo_run(layout: str, tmp_pat
              "all_reduce": "c10d_functional.all_reduce" if layout == "tp" else "c10d.allreduce_",
              "broadcast": "c10d.broadcast_"}
     assert {names[k]: n for k, n in counted.items()} == real
+
+
+def test_tp_inside_ddp_collects_as_a_real_gloo_job(tmp_path) -> None:
+    """--gpus 4 --tp 2 --ddp on MlpNet: every rank's all-reduces are as many as a real 4-rank gloo job's, DTensor's
+    (the TP layers' partial sums and input gradients) and FSDP2's ``replicate``'s (each block's gradients) together."""
+    mp.start_processes(_real_rank, args=(4, "tp_ddp", str(tmp_path)), nprocs=4, join=True, start_method="spawn")
+    for rank in range(4):
+        real = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert real == {"c10d_functional.all_reduce": 3, "c10d.allreduce_": 2}, real
+        ours = comm(tp_step(gpus=4, data="ddp", rank=rank))
+        assert sum(n for (kind, _), (n, _b) in ours.items() if kind == "all_reduce") == 3 + 2
 
 
 def _real_pipeline_rank(rank: int, world: int, folder: str, layout: str = "fsdp") -> None:
@@ -716,20 +753,27 @@ class BreaksOnRank1(Net):
         return super().forward(x)
 
 
-@pytest.mark.parametrize("layout", [["--fsdp"], ["--ddp"], ["--pp", "2", "--microbatches", "4", "--schedule", "1f1b"]])
-def test_bench_times_every_rank_of_a_real_job(layout: list[str]) -> None:
+@pytest.mark.parametrize("layout", [["--fsdp"], ["--ddp"], ["--pp", "2", "--microbatches", "4", "--schedule", "1f1b"],
+                                    ["--gpus", "4", "--tp", "2", "--zero", "1"]])
+def test_bench_times_every_rank_of_a_real_job(layout: list[str], tmp_path) -> None:
     """``bench --gpus 2``: two gloo processes run the sharded step, as many calls each (collectives need it); with
-    ``--pp 2`` each runs its pipeline stage under the schedule (MlpNet: one Mlp block a stage)."""
-    target = "tests.test_parallel:MlpNet" if "--pp" in layout else "tests.test_parallel:Net"
+    ``--pp 2`` each runs its pipeline stage under the schedule (MlpNet: one Mlp block a stage); with ``--gpus 4 --tp
+    2 --zero 1`` four run MlpNet's TP shards, each shard's optimizer state sharded over its data-parallel pair
+    (the owner broadcasting its shard after the step)."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    target = "tests.test_parallel:Net" if layout[0] in ("--fsdp", "--ddp") else "tests.test_parallel:MlpNet"
+    gpus = int(layout[1]) if layout[0] == "--gpus" else 2
+    options = [*layout, "--tp-plan", str(plan)] if "--tp" in layout else ["--gpus", "2", *layout]
     done = subprocess.run([sys.executable, "-m", "modelprof", "bench", target, "--shape", "16", "--batch", "8",
-                           "--train", "--gpus", "2", *layout, "--reps", "5", "--warmup", "1", "--warmup-time", "0",
+                           "--train", *options, "--reps", "5", "--warmup", "1", "--warmup-time", "0",
                            "--format", "json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert [len(r["samples_s"]) for r in report["ranks"]] == [5, 5]
+    assert [len(r["samples_s"]) for r in report["ranks"]] == [5] * gpus
     assert report["sweep"][0] == report["ranks"][0] and report["environment"]["backend"] == "gloo"
-    data = None if "--pp" in layout else layout[0].removeprefix("--")
-    assert report["parallel"]["gpus"] == 2 and report["parallel"]["data"] == data
+    data = "zero1" if "--zero" in layout else None if "--pp" in layout else layout[0].removeprefix("--")
+    assert report["parallel"]["gpus"] == gpus and report["parallel"]["data"] == data
     if "--pp" in layout:
         assert report["parallel"]["describe"] == "pp 2, 4 microbatches, 1F1B"
     # each rank's collectives ran on gloo's threads in the profiled call: FSDP gathers and scatters, DDP all-reduces,
@@ -1026,8 +1070,6 @@ def test_pipeline_refusals(run) -> None:
                            (["--pp", "2", "--gpus", "3"], "--gpus 3 is not a multiple of --tp × --pp"),
                            (["--pp", "2", "--batch", "3"], "is not a multiple of it"),
                            (["--pp", "2", "--tp", "2", "--gpus", "6"], "--gpus 6 is not a multiple of --tp × --pp"),
-                           (["--pp", "2", "--tp", "2", "--ddp", "--gpus", "8"], "--tp and --ddp is not built"),
-                           (["--pp", "2", "--tp", "2", "--zero", "1", "--gpus", "8"], "--tp and --zero 1 is not built"),
                            (["--pp", "2", "--gpus", "4"], "say how they shard: --fsdp, --zero 2 or --ddp"),
                            (["--microbatches", "2"], "needs --pp"),
                            (["--stages-per-rank", "2"], "--stages-per-rank is for a pipelined step"),

@@ -210,6 +210,41 @@ def test_pp_with_tp_and_fsdp_on_meta_counts_what_the_cpu_runs(run) -> None:
     assert on_cpu["parallel"]["describe"] == "fsdp 2 × tp 2 × pp 2, 2 microbatches, GPipe"
 
 
+@pytest.mark.parametrize("data", ["ddp", "zero1"])
+def test_3d_with_ddp_or_zero1_reduces_each_stage_s_shards_once(run, data: str) -> None:
+    """ddp (or zero1) 2 × tp 2 × pp 2 on 8 ranks, Megatron's layout (with its distributed optimizer: ZeRO-1). Rank
+    2 is stage 0's data-parallel rank 1, tensor-parallel rank 0 (the mesh is (pp, dp, tp)); rank 0 its peer.
+
+    By hand, stage 0 holds the embeddings (1,000 · 64, split over the vocabulary: 32,000 a rank) and layer 0 (q and
+    o 64 · 64, k and v 32 · 64, gate, up and down 172 · 64, each halved: 2,048 + 2,048 + 1,024 + 1,024 + 3 · 5,504)
+    = 54,656 elements of sharded weights, and its two 64-element norms whole: 54,784 in all, 219,136 bytes. Its
+    backward all-reduces the input gradients of 5 column-wise layers per microbatch, (2, 64, 64) float32 = 32 KiB
+    each, as tp 2 × pp 2 does, and then the gradients of its 2 replicated units (the layer, the rest of the stage)
+    over its data-parallel pair, once, at the last microbatch: 219,136 bytes. ZeRO-1 then broadcasts each of its 10
+    parameter tensors' shards from the rank that owns it (219,136 bytes), and the pair holds the Adam moments of
+    every shard once between them (8 bytes an element) and one step count a tensor (4 bytes)."""
+    reports = {}
+    for rank in (0, 2):
+        code, out, err = run(*BASE, "--gpus", "8", "--tp", "2", f"--{data[:4]}", *(["1"] if data == "zero1" else []),
+                             "--rank", str(rank))
+        assert code == 0, err
+        reports[rank] = json.loads(out)
+    report = reports[2]
+    assert report["parallel"]["describe"] == f"{data} 2 × tp 2 × pp 2, 2 microbatches, GPipe"
+    assert (report["parallel"]["held_tp_sharded"], report["parallel"]["held_whole"]) == (54_656, 128)
+    held = 54_784 * 4
+    assert report["memory"]["parameters"] == report["memory"]["gradients"] == held
+    by = collectives(report)
+    assert by[("all_reduce", "forward")] == (2 * 3, 2 * 3 * 32 * 1024)
+    assert by[("all_reduce", "backward")] == (2 * 5 + 2, 2 * 5 * 32 * 1024 + held)
+    if data == "zero1":
+        assert by[("broadcast", "optimizer")] == (10, held)
+        assert sum(r["memory"]["optimizer"] for r in reports.values()) == 2 * held + 4 * 10
+    else:
+        assert ("broadcast", "optimizer") not in by and report["memory"]["optimizer"] == 2 * held + 4 * 10
+    assert report["unsupported"] == {}
+
+
 def test_pp_with_tp_refuses_a_model_it_cannot_cut_by_layers(run, tmp_path) -> None:
     """(The layouts it cannot shard are refused with test_parallel's pipeline refusals.)"""
     plan = tmp_path / "plan.json"

@@ -58,10 +58,11 @@ def tensor_shapes(*values: Any) -> tuple[Shape, ...]:
 
 
 def class_name(module: nn.Module) -> str:
-    """The name of the module's own class: FSDP2 and DDP's ``replicate`` swap a module's class for a generated
-    subclass (``FSDPBlock``, ``DDPNet``) whose last base is the class the model was written with."""
+    """The name of the module's own class: FSDP2 and DDP's ``replicate`` (and FSDP2's) swap a module's class for a
+    generated subclass (``FSDPBlock``, ``DDPNet``, ``ReplicateNet``) whose last base is the class the model was
+    written with."""
     cls = type(module)
-    if cls.__name__.startswith(("FSDP", "DDP")) and len(cls.__bases__) == 2:
+    if cls.__name__.startswith(("FSDP", "DDP", "Replicate")) and len(cls.__bases__) == 2:
         return cls.__bases__[1].__name__
     return cls.__name__
 

@@ -49,11 +49,29 @@ def build_optimizer(optimizer: Optimizer | str, params: list[nn.Parameter], fore
     kind, options = {Optimizer.SGD: (torch.optim.SGD, {}), Optimizer.MOMENTUM: (torch.optim.SGD, {"momentum": 0.9}),
                      Optimizer.ADAM: (torch.optim.Adam, {})}.get(optimizer, (torch.optim.AdamW, {}))
     if sharded:
-        from torch.distributed.optim import ZeroRedundancyOptimizer
-
-        return ZeroRedundancyOptimizer(params, optimizer_class=kind, process_group=group, lr=0.0, foreach=foreach,
-                                       **options)
+        return _zero_optimizer()(params, optimizer_class=kind, process_group=group, lr=0.0, foreach=foreach,
+                                 **options)
     return kind(params, lr=0.0, foreach=foreach, **options)
+
+
+@functools.cache
+def _zero_optimizer() -> type:
+    """PyTorch's ``ZeroRedundancyOptimizer``, whose broadcasts after the step send a DTensor parameter's local
+    shard (tensor parallelism's: every rank of the group holds the same shard of it, as Megatron's distributed
+    optimizer shards each tensor-parallel rank's own parameters over the data-parallel ranks); a broadcast of the
+    DTensor itself has no sharding rule. A plain parameter is broadcast as PyTorch does. Overrides the private
+    ``_broadcast_params_from_rank`` of its unbucketed path (``parameters_as_bucket_view=False``, the default)."""
+    import torch.distributed as dist
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    class ZeroOfShards(ZeroRedundancyOptimizer):
+        def _broadcast_params_from_rank(self, rank: int) -> list:
+            source = dist.get_global_rank(self.process_group, rank)
+            return [dist.broadcast(getattr(param.data, "_local_tensor", param.data), src=source,
+                                   group=self.process_group, async_op=True)
+                    for group in self._partition_parameters()[rank] for param in group["params"]]
+
+    return ZeroOfShards
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> int:
@@ -340,8 +358,13 @@ def _zero1(run: Run) -> bool:
 
 
 def zero1_group(run: Run) -> Any:
-    """The process group ZeRO-1 shards the optimizer's state over: a pipeline stage's data-parallel ranks (the
-    group its ``DistributedDataParallel`` reduces over), else every rank (None)."""
+    """The process group ZeRO-1 shards the optimizer's state over: the data-parallel ranks. Under tensor
+    parallelism the ``dp`` dimension of the parameters' device mesh (the ranks holding the same shards); of a
+    pipeline stage, the group its ``DistributedDataParallel`` reduces over; else every rank (None)."""
+    for param in run.model.parameters():
+        mesh = getattr(param, "device_mesh", None)
+        if mesh is not None and "dp" in (mesh.mesh_dim_names or ()):
+            return mesh.get_group("dp")
     stage = _stages(run)[0] if run.pipeline is not None else None
     return getattr(stage.submod, "process_group", None) if stage is not None else None
 

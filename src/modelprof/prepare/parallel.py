@@ -104,7 +104,7 @@ def _staged(run: Run, workload: Workload) -> Iterator[Run]:
                 inside = {id(m) for m in submod.modules()}
                 shard(submod, p, device, mixed, mesh, [b for b in blocks if id(b) in inside])
             held = staged.pipeline if isinstance(staged.pipeline, list) else [staged.pipeline]
-            for stage in held if p.data == "zero1" else ():
+            for stage in held if p.data == "zero1" and p.tp == 1 else ():
                 with faked.fake_mode or contextlib.nullcontext():  # (DDP's buckets: fake on meta, as the grads)
                     _in_ddp(stage, mesh["dp"].get_group())
             with faked.fake_mode or contextlib.nullcontext():
@@ -179,9 +179,6 @@ def _layout_refusal(workload: Workload) -> str | None:
     if p.dp > 1 and p.data is None:
         groups = f" ({p.dp} data-parallel groups of --tp {p.tp})" if p.tp > 1 else ""
         return f"--gpus {p.gpus} runs one rank of a job{groups}; say how it shards: --fsdp, --zero 2 or --ddp"
-    if p.tp > 1 and p.data is not None and p.data.replicated:
-        return (f"--tp with --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp (FSDP2 over the "
-                "data-parallel groups)")
     bad = sorted({style for _, style in p.tp_plan if style not in TP_STYLES + OWN_STYLES})
     if bad:
         return f"--tp-plan: unknown style {', '.join(bad)}; the styles are {', '.join(TP_STYLES + OWN_STYLES)}"
@@ -198,8 +195,6 @@ def _pipeline_refusal(workload: Workload) -> str | None:
     p = workload.parallel
     if p.gpus % (p.pp * p.tp):
         return f"--gpus {p.gpus} is not a multiple of --tp × --pp ({p.tp} × {p.pp})"
-    if p.tp > 1 and p.data is not None and p.data.replicated:
-        return f"--pp with --tp and --{'ddp' if p.data == 'ddp' else 'zero 1'} is not built; use --fsdp or --zero 2"
     if p.dp > 1 and p.data is None:
         return (f"--gpus {p.gpus} runs {p.dp} data-parallel ranks of each of the {p.pp} stages; say how they shard: "
                 "--fsdp, --zero 2 or --ddp")
@@ -265,10 +260,12 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
         _warm_dtensor(device)
     if p.data is None:
         return
-    if p.data.replicated and p.pp > 1:  # a pipeline stage: FSDP2's replicate, which PyTorch's stages know
+    if p.data.replicated and (p.pp > 1 or p.tp > 1):
+        # a pipeline stage, or DTensor's shards: FSDP2's replicate (each unit's gradients all-reduced over the
+        # data-parallel ranks), which PyTorch's stages know and which takes DTensor parameters, as DDP does not
         from torch.distributed._composable.replicate_with_fsdp import replicate
 
-        for module in [*(blocks or ()), model]:
+        for module in [*(_blocks(model) if blocks is None else blocks), model]:
             replicate(module, mesh=mesh["dp"])
         return
     if p.data.replicated:  # DDP, and ZeRO-1 (DDP with a sharded optimizer: counting/train.py)
@@ -289,19 +286,23 @@ def shard(model, p: Parallel, device: str, mixed_precision=None, mesh=None, bloc
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
-
     reshard = p.data == "fsdp"
     policy = (MixedPrecisionPolicy(param_dtype=mixed_precision, reduce_dtype=torch.float32)
               if mixed_precision is not None else MixedPrecisionPolicy())
-    if blocks is None:
-        try:
-            blocks = checkpointed_modules(model, (AUTO,))
-        except UsageError:  # no repeated block: the model is one unit
-            blocks = []
-    for block in blocks:
+    for block in _blocks(model) if blocks is None else blocks:
         fully_shard(block, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)
     fully_shard(model, mesh=mesh["dp"], reshard_after_forward=reshard, mp_policy=policy)
+
+
+def _blocks(model) -> list:  # noqa: ANN001
+    """The model's repeated blocks (as ``--checkpoint auto`` finds them), each a unit of its own; none when it has
+    no repeated block (the model is one unit)."""
+    from modelprof.prepare.checkpoint import AUTO, checkpointed_modules
+
+    try:
+        return checkpointed_modules(model, (AUTO,))
+    except UsageError:
+        return []
 
 
 def held_parameters(model) -> tuple[int, int]:  # noqa: ANN001

@@ -185,9 +185,10 @@ class ParallelLayout(Saved):
     """The job a report is one rank of (``--gpus N --fsdp [--tp T]``): its rows, totals and memory are that rank's
     share. ``data`` is the data-parallel layout (None: tensor parallelism only), ``tp`` the tensor-parallel degree,
     ``describe`` the layout in words; ``held_tp_sharded`` and ``held_whole`` the parameter elements this rank holds
-    of the weights the TP plan shards (divided over every rank of the job, or of its pipeline stage) and of those
-    it leaves whole (divided over the data-parallel ranks only), FSDP's padding of a last shard included (None where
-    not counted: a bench); ``pp`` the pipeline stages (None: not pipelined)."""
+    of the weights the TP plan shards (divided over every rank of the job, or of its pipeline stage; over the
+    tensor-parallel ranks only under DDP and ZeRO-1, which hold every parameter) and of those it leaves whole
+    (divided over the data-parallel ranks only under FSDP and ZeRO-2), FSDP's padding of a last shard included
+    (None where not counted: a bench); ``pp`` the pipeline stages (None: not pipelined)."""
 
     gpus: int
     data: str | None
@@ -384,9 +385,11 @@ def _parallel_blocks(report: Report) -> list:
     held = ""
     if p.held_tp_sharded or p.held_whole:
         per_stage = p.gpus // (p.pp or 1)
-        dp = per_stage // p.tp
+        dp = per_stage // p.tp if p.data in ("fsdp", "zero2") else 1  # DDP and ZeRO-1 hold every parameter
         whole = f"over the {dp} data-parallel ranks" if dp > 1 else "the same on every rank"
-        over = f"the {per_stage} ranks of its stage" if p.pp else f"all {p.gpus} ranks"
+        sharded_over = per_stage if dp > 1 else p.tp
+        over = (f"all {p.gpus} ranks" if sharded_over == p.gpus else f"the {per_stage} ranks of its stage"
+                if sharded_over == per_stage else f"the {p.tp} tensor-parallel ranks")
         held = (f"; it holds {p.held_tp_sharded:,} parameters of the weights the TP plan shards (over {over}) "
                 f"and {p.held_whole:,} of those it leaves whole ({whole})" if p.tp > 1
                 else f"; it holds {p.held_whole:,} parameters")
