@@ -1,9 +1,9 @@
 """The fewest H100s for full fine-tuning of Llama-2 7B, 13B and 70B at 4,096 tokens: `modelprof fit` without
 --gpus, one training step of rank 0 counted on meta (AdamW, float32 master weights, bfloat16 compute through FSDP2's
 mixed-precision policy, batch 1 per GPU), for three layouts: FSDP, FSDP with activation checkpointing of every
-decoder layer, and FSDP × TP 8; with --pipelined, 3D layouts (FSDP × TP × PP, checkpointed, microbatches of 1,
-one a stage: --batch is then a step's per data-parallel rank). Each fit runs the real command line in a child
-process.
+decoder layer, and FSDP × TP 8; with --pipelined, 3D layouts (FSDP or ZeRO-1 × TP × PP, checkpointed,
+microbatches of 1, one a stage: --batch is then a step's per data-parallel rank). Each fit runs the real command
+line in a child process.
 
     python benchmarks/fewest_gpus.py -o /tmp/fewest.md
     python benchmarks/fewest_gpus.py --pipelined -o /tmp/fewest-3d.md
@@ -26,7 +26,10 @@ LAYOUTS = {"FSDP": ["--fsdp"], "FSDP + checkpointing": ["--fsdp", "--checkpoint"
 PIPELINED = {"FSDP × TP 4 × PP 2 + checkpointing": ["--fsdp", "--tp", "4", "--pp", "2", "--checkpoint", "auto",
                                                    "--batch", "2"],
              "FSDP × TP 8 × PP 4 + checkpointing": ["--fsdp", "--tp", "8", "--pp", "4", "--checkpoint", "auto",
-                                                   "--batch", "4"]}
+                                                   "--batch", "4"],
+             # Megatron-DeepSpeed's layout: ZeRO-1 (the optimizer state sharded) in place of FSDP
+             "ZeRO-1 × TP 8 × PP 4 + checkpointing": ["--zero", "1", "--tp", "8", "--pp", "4", "--checkpoint",
+                                                     "auto", "--batch", "4"]}
 
 
 def fewest(model: str, layout: list[str], memory: str) -> tuple[dict, float]:

@@ -150,7 +150,8 @@ class Parallel:
     model cut into ``pp · stages_per_rank``, which shortens the pipeline's bubble), looped BFS (each stage runs all
     its microbatches in turn), interleaved zero bubble (the backward split into the inputs' and the weights'
     gradients, the latter run to fill the bubble), ZBV or DualPipeV (two stages a rank placed in a V, a decoder
-    cut by its layers); with a data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`)."""
+    cut by its layers); with a data-parallel layout, each stage is sharded over its ``dp`` ranks (:attr:`stage`).
+    ``sequence_parallel`` splits the activations between the TP layers along the sequence (``--sp``)."""
 
     gpus: int = 1
     data: DataParallel | None = None
@@ -162,6 +163,10 @@ class Parallel:
     schedule: str = "gpipe"  #: the pipeline schedule, a key of :data:`SCHEDULES`
     #: stages a rank runs (0: 2 under a schedule of :data:`MULTI_STAGE`, else 1); rank r's are r, r + pp, ...
     stages_per_rank: int = 0
+    #: sequence parallelism with ``tp`` (Megatron's, torchtitan's): between the tensor-parallel layers, the
+    #: activations (and the norms' work) split over the TP ranks along the sequence, gathered before and
+    #: reduce-scattered after each group of sharded layers
+    sequence_parallel: bool = False
 
     def __post_init__(self) -> None:
         if self.data is not None:
@@ -214,7 +219,8 @@ class Parallel:
             return f"{layout}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
         if self.tp == 1:
             return data or "one rank"
-        return f"{data} {self.dp} × tp {self.tp}" if data else f"tp {self.tp}"
+        tp = f"tp {self.tp}{' + sp' if self.sequence_parallel else ''}"
+        return f"{data} {self.dp} × {tp}" if data else tp
 
 
 @dataclass(frozen=True)

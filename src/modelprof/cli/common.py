@@ -220,6 +220,10 @@ _PARALLEL_OPTIONS = (
     click.option("--tp-plan", "tp_plan", type=click.Path(dir_okay=False), metavar="FILE",
                  help="With --tp: a JSON object of module-name patterns ('layers.*.mlp.up_proj') -> colwise | "
                  "rowwise, for a model without a plan of its own."),
+    click.option("--sp", "sequence_parallel", is_flag=True,
+                 help="With --tp: sequence parallelism (Megatron's, torchtitan's): the activations between the "
+                 "sharded layers, and the norms' work, split over the TP ranks along the sequence (dimension 1), "
+                 "all-gathered before and reduce-scattered after each attention and MLP."),
     click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
                  help="With --gpus: the rank whose share is counted."),
     click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True,
@@ -242,7 +246,7 @@ _PARALLEL_OPTIONS = (
 def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str | None = None, ddp: bool = False,
                           rank: int = 0, tp: int = 1, tp_plan: str | None = None, pp: int = 1,
                           microbatches: int | None = None, schedule: str = "gpipe",
-                          stages_per_rank: int | None = None) -> Parallel:
+                          stages_per_rank: int | None = None, sequence_parallel: bool = False) -> Parallel:
     """The job the parallel options describe (``gpus`` None: one tensor-parallel group, ``tp`` ranks); two layouts
     at once are refused, and a plan file is read here."""
     chosen = [name for name, on in (("--fsdp", fsdp), ("--zero", zero), ("--ddp", ddp)) if on]
@@ -251,7 +255,7 @@ def parallel_from_options(gpus: int | None = None, fsdp: bool = False, zero: str
     data = DataParallel.FSDP if fsdp or zero == "3" else DataParallel.ZERO2 if zero == "2" else \
         DataParallel.ZERO1 if zero == "1" else DataParallel.DDP if ddp else None
     return Parallel(tp * pp if gpus is None else gpus, data, rank, tp, read_tp_plan(tp_plan) if tp_plan else (), pp,
-                    microbatches or 0, schedule, stages_per_rank or 0)
+                    microbatches or 0, schedule, stages_per_rank or 0, sequence_parallel)
 
 
 def read_tp_plan(path: str) -> tuple[tuple[str, str], ...]:
@@ -321,7 +325,8 @@ def model_command(generate: str | None = None, min_new: int = 1
             parallel = parallel_from_options(**{k: options.pop(k) for k in ("gpus", "fsdp", "zero", "ddp", "rank",
                                                                                   "tp", "tp_plan", "pp",
                                                                                   "microbatches", "schedule",
-                                                                                  "stages_per_rank")})
+                                                                                  "stages_per_rank",
+                                                                                  "sequence_parallel")})
             workload = workload_from_options(**{k: options.pop(k) for k in names if k in options}, parallel=parallel)
             generation = workload.generation
             if generation and (shape or input_specs or inputs_factory):

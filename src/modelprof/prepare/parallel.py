@@ -49,6 +49,9 @@ class Shard(Transform):
         if p.sharded and workload.generation is not None:
             return ("--gpus/--tp/--pp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
                     "drop --generate")
+        if p.sequence_parallel and (p.tp == 1 or p.pp > 1):
+            return ("--sp splits the activations between tensor-parallel layers; it needs --tp N (N > 1)" if p.tp == 1
+                    else "--sp with --pp is not built (a later stage is given its hidden states whole); drop --sp")
         return _pipeline_refusal(workload) if p.pp > 1 else _layout_refusal(workload)
 
     @contextlib.contextmanager
@@ -410,7 +413,68 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     if not styles:
         raise UsageError(f"--tp: the plan names none of {type(model).__name__}'s modules; give one that does with "
                          "--tp-plan FILE")
-    return styles
+    return _sequence_parallel(model, plan) if p.sequence_parallel else styles
+
+
+#: ``--sp``: the plan's styles it is built for (DTensor's own: a decoder's column- and row-wise layers, its
+#: vocabulary-split embeddings and its gathered head)
+SP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
+
+
+def _sequence_parallel(model, plan: dict[str, str]) -> dict:  # noqa: ANN001
+    """The ``plan`` made sequence-parallel, as torchtitan's Llama plan is: the residual stream between the sharded
+    layers is a DTensor split along the sequence (dimension 1) over the TP ranks. The row-wise layers (and the
+    vocabulary-split embeddings) reduce-scatter their partial sums into it instead of all-reducing them; each module
+    holding column-wise layers (an attention, an MLP) all-gathers its input first (:func:`_gather_sequence`); the
+    gathered head takes it split; the norms on the stream (:func:`_stream_norms`) work on their slice (DTensor's
+    ``SequenceParallel``). The stream stays a DTensor, so the model's own code sees its whole shape (the positions
+    and the mask a decoder makes from its embeddings). The plan was checked against the model (:func:`tp_styles`)."""
+    from torch import nn
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel
+
+    odd = sorted({style for style in plan.values() if style not in SP_STYLES})
+    if odd:
+        raise UsageError(f"--sp is built for plans in {', '.join(SP_STYLES)}; {type(model).__name__}'s has "
+                         f"{', '.join(odd)}: drop --sp")
+    modules = dict(model.named_modules())
+    kinds = {name: style for name in modules for pattern, style in plan.items() if _matches(name, pattern)}
+    if not any(style in ("colwise_rep", "colwise_gather_output") for style in kinds.values()):
+        raise UsageError("--sp needs a plan whose last layer gathers its output whole (colwise_rep: a language "
+                         "model's head), so that the model's output is whole; drop --sp")
+    gathering = sorted({name.rpartition(".")[0] for name, style in kinds.items() if style == "colwise"})
+    if "" in gathering:
+        raise UsageError("--sp: a column-wise layer of the plan sits directly in the model; its input cannot be "
+                         "gathered from the sequence's slices before it; drop --sp")
+    split = {}
+    for name, style in kinds.items():
+        if isinstance(modules[name], nn.Embedding) or style == "embedding_rowwise":
+            split[name] = RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1), use_local_output=False)
+        elif style == "rowwise":
+            split[name] = RowwiseParallel(output_layouts=Shard(1), use_local_output=False)
+        else:
+            split[name] = ColwiseParallel() if style == "colwise" else ColwiseParallel(input_layouts=Shard(1),
+                                                                                         output_layouts=Replicate())
+    split.update(dict.fromkeys(_stream_norms(modules, kinds, gathering), SequenceParallel()))
+    return {**split, **dict.fromkeys(gathering, _gather_sequence())}
+
+
+def _stream_norms(modules: dict, kinds: dict[str, str], gathering: list[str]) -> list[str]:
+    """The norms on a sequence-parallel residual stream: the leaf modules holding parameters that the plan leaves
+    whole, outside the modules that gather their input; a UsageError for such a module that is no norm (one that
+    cannot work on a slice of the sequence)."""
+    inside = tuple(f"{name}." for name in gathering)
+    norms = []
+    for name, module in modules.items():
+        if (name in kinds or name.startswith(inside) or next(module.children(), None) is not None
+                or next(module.parameters(recurse=False), None) is None):
+            continue
+        if "norm" not in type(module).__name__.lower():
+            raise UsageError(f"--sp: {name} ({type(module).__name__}) holds parameters the plan leaves whole "
+                             "outside the attention and the MLP, and is no norm that can work on a slice of the "
+                             "sequence; drop --sp")
+        norms.append(name)
+    return norms
 
 
 def _torch_style(named: list, style: str, tp: int):  # noqa: ANN202
@@ -456,6 +520,31 @@ def _check_divides(name: str, param, style: str, tp: int) -> None:  # noqa: ANN0
     if param.shape[dim] % parts:
         raise UsageError(f"--tp {tp} does not divide {name}'s {param.shape[dim]} {'inputs' if dim == -1 else 'rows'}"
                          f"{' (two halves packed)' if parts > tp else ''}; use a --tp that divides it")
+
+
+@functools.cache
+def _gather_sequence():  # noqa: ANN202
+    """A ``ParallelStyle`` that all-gathers every DTensor argument of a module's forward whole and hands it on as a
+    plain tensor (``--sp``: an attention's or an MLP's input, split along the sequence), as DTensor's
+    ``PrepareModuleInput`` does for the arguments it is told of; whatever the module's signature (a transformers
+    attention takes its hidden states by keyword, an MLP by position)."""
+    from torch.distributed.tensor import DTensor, Replicate
+    from torch.distributed.tensor.parallel import ParallelStyle
+
+    class GatherSequence(ParallelStyle):
+        def _apply(self, module, device_mesh):  # noqa: ANN001, ANN202
+            def whole(value):  # noqa: ANN001, ANN202
+                if isinstance(value, DTensor):
+                    return value.redistribute(device_mesh, [Replicate()]).to_local()
+                return value
+
+            def gather(_module, args, kwargs):  # noqa: ANN001, ANN202
+                return tuple(whole(a) for a in args), {k: whole(v) for k, v in kwargs.items()}
+
+            module.register_forward_pre_hook(gather, with_kwargs=True)
+            return module
+
+    return GatherSequence()
 
 
 def _transformers_styles():  # noqa: ANN202
