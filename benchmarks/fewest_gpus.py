@@ -1,12 +1,13 @@
 """The fewest H100s for full fine-tuning of Llama-2 7B, 13B and 70B at 4,096 tokens: `modelprof fit` without
 --gpus, one training step of rank 0 counted on meta (AdamW, float32 master weights, bfloat16 compute through FSDP2's
-mixed-precision policy, batch 1 per GPU), for three layouts: FSDP, FSDP with activation checkpointing of every
-decoder layer, and FSDP × TP 8; with --pipelined, 3D layouts (FSDP or ZeRO-1 × TP × PP, checkpointed,
-microbatches of 1, one a stage: --batch is then a step's per data-parallel rank). Each fit runs the real command
-line in a child process.
+mixed-precision policy, batch 1 per GPU), for four layouts: FSDP, FSDP with activation checkpointing of every
+decoder layer, FSDP × TP 8, and the same with sequence parallelism; with --pipelined, 3D layouts (FSDP or ZeRO-1 ×
+TP × PP, checkpointed, microbatches of 1, one a stage: --batch is then a step's per data-parallel rank). Each fit
+runs the real command line in a child process.
 
     python benchmarks/fewest_gpus.py -o /tmp/fewest.md
     python benchmarks/fewest_gpus.py --pipelined -o /tmp/fewest-3d.md
+    python benchmarks/fewest_gpus.py --only "FSDP × TP 8 + SP" -o /tmp/fewest-sp.md   # one layout
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 LAYOUTS = {"FSDP": ["--fsdp"], "FSDP + checkpointing": ["--fsdp", "--checkpoint", "auto"],
-           "FSDP × TP 8": ["--fsdp", "--tp", "8"]}
+           "FSDP × TP 8": ["--fsdp", "--tp", "8"], "FSDP × TP 8 + SP": ["--fsdp", "--tp", "8", "--sp"]}
 #: ``--pipelined``: 3D layouts, their --batch a step's per data-parallel rank (microbatches of 1, one a stage)
 PIPELINED = {"FSDP × TP 4 × PP 2 + checkpointing": ["--fsdp", "--tp", "4", "--pp", "2", "--checkpoint", "auto",
                                                    "--batch", "2"],
@@ -50,8 +51,10 @@ def main() -> None:
     parser.add_argument("--memory", default="H100")
     parser.add_argument("-o", "--output", default="-")
     parser.add_argument("--pipelined", action="store_true", help="the 3D layouts (--pp with --tp) instead")
+    parser.add_argument("--only", action="append", metavar="LAYOUT", help="only this layout (repeatable)")
     args = parser.parse_args()
-    layouts = PIPELINED if args.pipelined else LAYOUTS
+    layouts = {name: layout for name, layout in (PIPELINED if args.pipelined else LAYOUTS).items()
+               if not args.only or name in args.only}
     lines = [f"| model | layout | fewest GPUs ({args.memory}) | rank 0's peak there [GiB] | peaks counted "
              "(GPUs: GiB) | fit [s] |", "|---|---|---:|---:|---|---:|"]
     for model in MODELS:

@@ -101,6 +101,60 @@ def test_sequence_parallel_computes_the_whole_model_and_collects_as_a_real_gloo_
     assert report["unsupported"] == {}
 
 
+def test_sequence_parallel_peak_equals_memtracker() -> None:
+    """tp 2 + sp on tiny-llama (a fake 2-rank group), batch 2 of 64 tokens: PyTorch's ``MemTracker`` on a loop of
+    two AdamW steps (the second runs with the optimizer state the first made) peaks where the count does, to the
+    byte: the norms' halved inputs, the gathered inputs of each attention and MLP, the reduce-scattered outputs."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from modelprof import count_costs
+    from modelprof.prepare.parallel import _forget_meshes, shard
+
+    transformers = _transformers()
+    config = transformers.AutoConfig.from_pretrained(TINY, use_cache=False)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    tokens = torch.randint(0, 1000, (2, 64))
+    parallel = Parallel(2, None, 0, 2, sequence_parallel=True)
+    memory = count_costs(copy.deepcopy(model), (tokens,), workload=Workload(Training(), parallel=parallel)).memory
+    dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=2)
+    try:
+        shard(model, parallel, "cpu")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, foreach=False)
+        tracker = MemTracker()
+        tracker.track_external(model, optimizer, tokens)
+        with tracker:
+            for step in range(2):
+                if step:
+                    tracker.reset_mod_stats()
+                loss = model.train()(tokens).logits.sum()
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                del loss
+    finally:
+        dist.destroy_process_group()
+        _forget_meshes()
+    assert memory.peak == sum(v["Total"] for v in tracker.get_tracker_snapshot("peak").values())
+
+
+def test_sequence_parallel_on_meta_counts_what_the_cpu_runs(run) -> None:
+    """fsdp 2 × tp 2 + sp on --device meta: the stream's DTensors are fake CPU tensors, and every row, the memory and
+    the collectives are the CPU run's (a row's op names aside, as for --pp --tp; rows compared by name: on CPU a
+    gathered input's functional collective first passes through ``_wrap_tensor_autograd`` in its layer's row)."""
+    reports = []
+    for device in ("cpu", "meta"):
+        code, out, err = run("stats", TINY, "--input", "input_ids=64:int64:1000", "--train", "--gpus", "4", "--tp",
+                             "2", "--sp", "--fsdp", "--device", device, "--format", "json")
+        assert code == 0, err
+        reports.append(json.loads(out))
+    on_cpu, on_meta = reports
+    for key in ("total", "memory", "comm"):
+        assert on_meta[key] == on_cpu[key], key
+    rows = [{r["name"]: {**r, "ops": None} for r in report["layers"]} for report in reports]
+    assert rows[0] == rows[1]
+
+
 @pytest.mark.parametrize(("parallel", "message"), [
     (Parallel(2, sequence_parallel=True), "it needs --tp N"),
     (Parallel(4, "fsdp", tp=2, pp=2, sequence_parallel=True), "--sp with --pp is not built"),
