@@ -28,6 +28,8 @@ PIPELINED = {"FSDP × TP 4 × PP 2 + checkpointing": ["--fsdp", "--tp", "4", "--
                                                    "--batch", "2"],
              "FSDP × TP 8 × PP 4 + checkpointing": ["--fsdp", "--tp", "8", "--pp", "4", "--checkpoint", "auto",
                                                    "--batch", "4"],
+             "FSDP × TP 8 + SP × PP 4 + checkpointing": ["--fsdp", "--tp", "8", "--sp", "--pp", "4", "--checkpoint",
+                                                        "auto", "--batch", "4"],
              # Megatron-DeepSpeed's layout: ZeRO-1 (the optimizer state sharded) in place of FSDP
              "ZeRO-1 × TP 8 × PP 4 + checkpointing": ["--zero", "1", "--tp", "8", "--pp", "4", "--checkpoint",
                                                      "auto", "--batch", "4"]}

@@ -209,18 +209,22 @@ class Parallel:
         return self.microbatches or self.pp
 
     def describe(self) -> str:
-        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``, ``fsdp 2 × tp 2 × pp 2``."""
+        """The layout in words: ``fsdp``, ``tp 2``, ``fsdp 4 × tp 2``, ``pp 4``, ``fsdp 2 × tp 2 × pp 2``, ``tp 2 + sp``
+        (sequence-parallel)."""
         data = self.data.value if self.data else None
         if self.pp > 1:
-            layout = " × ".join([*([f"{data} {self.dp}"] if data else []), *([f"tp {self.tp}"] if self.tp > 1 else []),
+            layout = " × ".join([*([f"{data} {self.dp}"] if data else []), *([self._tp] if self.tp > 1 else []),
                                  f"pp {self.pp}"])
             if self.virtual > 1:
                 layout += f" × {self.virtual} stages a rank"
             return f"{layout}, {self.chunks} microbatches, {SCHEDULES[self.schedule]}"
         if self.tp == 1:
             return data or "one rank"
-        tp = f"tp {self.tp}{' + sp' if self.sequence_parallel else ''}"
-        return f"{data} {self.dp} × {tp}" if data else tp
+        return f"{data} {self.dp} × {self._tp}" if data else self._tp
+
+    @property
+    def _tp(self) -> str:
+        return f"tp {self.tp}{' + sp' if self.sequence_parallel else ''}"
 
 
 @dataclass(frozen=True)

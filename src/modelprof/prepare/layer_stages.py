@@ -30,7 +30,8 @@ CUT_BY_LAYERS = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "
 
 
 def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[Any], bounds: list[int],
-                 given: tuple, example: Any, param_dtype: Any = None, autocast: Any = None) -> list[Any]:
+                 given: tuple, example: Any, param_dtype: Any = None, autocast: Any = None,
+                 sequence_mesh: Any = None) -> list[Any]:
     """This rank's stages (``p.stages_held``) of ``model`` cut between its ``blocks`` (its layer list's items) at
     ``bounds`` (stage ``i`` holds ``blocks[bounds[i]:bounds[i + 1]]``): each a ``PipelineStage`` over a copy of
     the model holding those layers under their own names, sending to its neighbours over ``group``. ``given`` are
@@ -38,7 +39,9 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
     microbatch of its token ids. The hidden states a stage sends are that shape and the model's width, in
     ``param_dtype`` (FSDP's mixed-precision policy runs the stage in it), or in the type of the input embeddings
     promoted with the ``autocast`` type (the residual stream adds the layers' autocast outputs to it: a float32
-    or float16 model's stays float32 under bfloat16 autocast)."""
+    or float16 model's stays float32 under bfloat16 autocast). With ``sequence_mesh`` (``--sp``: the TP ranks'
+    mesh) a stage sends and receives its slice of the sequence, as Megatron's stages do under sequence
+    parallelism."""
     import torch
 
     config = getattr(model, "config", None)
@@ -56,12 +59,17 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
             or list(model.get_submodule(list_name)) != blocks):
         raise UsageError(f"--pp with --tp: {type(model).__name__}'s repeated blocks are not its base model's layers")
     hidden = (*example.shape, config.hidden_size)
+    if sequence_mesh is not None:
+        if hidden[1] % p.tp:
+            raise UsageError(f"--sp splits the sequence over --tp {p.tp} ranks; its {hidden[1]} tokens are not a "
+                             "multiple: give a sequence length that is")
+        hidden = (hidden[0], hidden[1] // p.tp, hidden[2])
     embedded = model.get_input_embeddings().weight.dtype
     hidden_dtype = param_dtype or (torch.promote_types(embedded, autocast) if autocast is not None else embedded)
     held = []
     for index in p.stages_held:
         first, last = index == 0, index == len(bounds) - 2
-        stage = stage_model(model, list_name, bounds[index], bounds[index + 1], first, last)
+        stage = stage_model(model, list_name, bounds[index], bounds[index + 1], first, last, sequence_mesh)
         inputs = given if first else (torch.empty(hidden, dtype=hidden_dtype, device="meta", requires_grad=True),)
         vocab = stage.get_output_embeddings().out_features if last else None
         outputs = torch.empty((*example.shape, vocab) if last else hidden, dtype=hidden_dtype, device="meta",
@@ -73,18 +81,20 @@ def layer_stages(model: Any, p: Parallel, group: Any, device: Any, blocks: list[
     return held
 
 
-def stage_model(model: Any, layers: str, start: int, stop: int, first: bool, last: bool) -> Any:
+def stage_model(model: Any, layers: str, start: int, stop: int, first: bool, last: bool,
+                sequence_mesh: Any = None) -> Any:
     """A copy of ``model``'s modules (a decoder of :data:`CUT_BY_LAYERS`; its tensors shared) that runs one stage:
     layers ``start`` to ``stop`` of its base model's list named ``layers`` (a path in the model), its input
     embeddings if ``first``, its final norm and head if ``last``. A later stage is given the hidden states
-    (``inputs_embeds``); the last returns the logits, the others the hidden states."""
+    (``inputs_embeds``); the last returns the logits, the others the hidden states: with ``sequence_mesh``
+    (``--sp``) this rank's slice of them, along the sequence, over that mesh's ranks."""
     base = model.base_model
     # the modules copied, their tensors shared (stages hold different ones; on meta they are fake tensors already,
     # which a deep copy would turn from parameters into plain tensors)
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     with _left_out(model, base, layers.rpartition(".")[2], start, stop, first, last):
         stage = copy.deepcopy(model, shared)
-    stage.forward = _stage_forward(stage, first, last)
+    stage.forward = _stage_forward(stage, first, last, sequence_mesh)
     return stage
 
 
@@ -114,17 +124,25 @@ def _left_out(model: Any, base: Any, attribute: str, start: int, stop: int, firs
             setattr(owner, name, value)
 
 
-def _stage_forward(stage: Any, first: bool, last: bool) -> Any:
+def _stage_forward(stage: Any, first: bool, last: bool, sequence_mesh: Any = None) -> Any:
     """A stage's forward: the first is given the model's inputs, a later one the hidden states as ``inputs_embeds``;
-    the last returns the logits, the others the hidden states (the base model's, its final norm left out)."""
+    the last returns the logits, the others the hidden states (the base model's, its final norm left out). With
+    ``sequence_mesh`` (``--sp``) the hidden states a stage sends and receives are its slice of the sequence,
+    handed to the model as the DTensor stream (``prepare/parallel.py``) whose whole shape the model's code sees."""
     model_forward = type(stage).forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         if not first:
-            args, kwargs = (), {"inputs_embeds": args[0]}
+            hidden = args[0]
+            if sequence_mesh is not None:
+                from torch.distributed.tensor import DTensor, Shard
+
+                hidden = DTensor.from_local(hidden, sequence_mesh, [Shard(1)], run_check=False)
+            args, kwargs = (), {"inputs_embeds": hidden}
         if last:
             return model_forward(stage, *args, **kwargs).logits
-        return stage.base_model(*args, **kwargs).last_hidden_state
+        hidden = stage.base_model(*args, **kwargs).last_hidden_state
+        return hidden.to_local() if sequence_mesh is not None else hidden
     return forward
 
 

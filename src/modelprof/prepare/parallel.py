@@ -49,9 +49,8 @@ class Shard(Transform):
         if p.sharded and workload.generation is not None:
             return ("--gpus/--tp/--pp/--fsdp/--zero/--ddp shard a forward or a training step, not a generation; "
                     "drop --generate")
-        if p.sequence_parallel and (p.tp == 1 or p.pp > 1):
-            return ("--sp splits the activations between tensor-parallel layers; it needs --tp N (N > 1)" if p.tp == 1
-                    else "--sp with --pp is not built (a later stage is given its hidden states whole); drop --sp")
+        if p.sequence_parallel and p.tp == 1:
+            return "--sp splits the activations between tensor-parallel layers; it needs --tp N (N > 1)"
         return _pipeline_refusal(workload) if p.pp > 1 else _layout_refusal(workload)
 
     @contextlib.contextmanager
@@ -101,7 +100,8 @@ def _staged(run: Run, workload: Workload) -> Iterator[Run]:
         # without FSDP's policy, --amp is the autocast transform's, applied later: the model is traced under it
         autocast = amp_dtype(device) if workload.precision.amp and mixed is None else None
         staged, blocks, recomputed = pipelined(faked, p, mesh["pp"].get_group(), mixed, autocast,
-                                               workload.checkpoint.modules)
+                                               workload.checkpoint.modules,
+                                               mesh["tp"] if p.sequence_parallel else None)
         with checkpointed_forwards(recomputed):
             for submod in _stage_modules(staged) if p.data not in (None, "zero1") or p.tp > 1 else ():
                 inside = {id(m) for m in submod.modules()}
@@ -413,7 +413,7 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     if not styles:
         raise UsageError(f"--tp: the plan names none of {type(model).__name__}'s modules; give one that does with "
                          "--tp-plan FILE")
-    return _sequence_parallel(model, plan) if p.sequence_parallel else styles
+    return _sequence_parallel(model, plan, stage) if p.sequence_parallel else styles
 
 
 #: ``--sp``: the plan's styles it is built for (DTensor's own: a decoder's column- and row-wise layers, its
@@ -421,14 +421,15 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
 SP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output")
 
 
-def _sequence_parallel(model, plan: dict[str, str]) -> dict:  # noqa: ANN001
+def _sequence_parallel(model, plan: dict[str, str], stage: bool = False) -> dict:  # noqa: ANN001
     """The ``plan`` made sequence-parallel, as torchtitan's Llama plan is: the residual stream between the sharded
     layers is a DTensor split along the sequence (dimension 1) over the TP ranks. The row-wise layers (and the
     vocabulary-split embeddings) reduce-scatter their partial sums into it instead of all-reducing them; each module
     holding column-wise layers (an attention, an MLP) all-gathers its input first (:func:`_gather_sequence`); the
     gathered head takes it split; the norms on the stream (:func:`_stream_norms`) work on their slice (DTensor's
     ``SequenceParallel``). The stream stays a DTensor, so the model's own code sees its whole shape (the positions
-    and the mask a decoder makes from its embeddings). The plan was checked against the model (:func:`tp_styles`)."""
+    and the mask a decoder makes from its embeddings). The plan was checked against the model (:func:`tp_styles`).
+    A pipeline ``stage`` but the last has no head: it sends its slice of the stream (``layer_stages.py``)."""
     from torch import nn
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, SequenceParallel
@@ -439,7 +440,7 @@ def _sequence_parallel(model, plan: dict[str, str]) -> dict:  # noqa: ANN001
                          f"{', '.join(odd)}: drop --sp")
     modules = dict(model.named_modules())
     kinds = {name: style for name in modules for pattern, style in plan.items() if _matches(name, pattern)}
-    if not any(style in ("colwise_rep", "colwise_gather_output") for style in kinds.values()):
+    if not stage and not any(style in ("colwise_rep", "colwise_gather_output") for style in kinds.values()):
         raise UsageError("--sp needs a plan whose last layer gathers its output whole (colwise_rep: a language "
                          "model's head), so that the model's output is whole; drop --sp")
     gathering = sorted({name.rpartition(".")[0] for name, style in kinds.items() if style == "colwise"})

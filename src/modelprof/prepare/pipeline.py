@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None, autocast: Any = None,
-              checkpoint: tuple[str, ...] = ()) -> tuple[Run, list[Any], list[Any]]:
+              checkpoint: tuple[str, ...] = (), sequence_mesh: Any = None) -> tuple[Run, list[Any], list[Any]]:
     """Rank ``p.rank``'s stage (``p.stage``) of the model cut into ``p.pp`` stages, sending to its neighbours over
     ``group`` (the world when None), the repeated blocks it holds, and its modules of the classes ``checkpoint``
     names (``--checkpoint``: a traced stage's modules are all of one class, so they are found by the model's
@@ -41,7 +41,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
     is not traced but cut by its layers into eager stages (:mod:`~modelprof.prepare.layer_stages`), whose
     ``nn.Linear`` layers the TP plan can shard; so it is for a V-shaped schedule, whose two stages on a rank pass
     their values to each other directly (traced stages send them through the process group, which a real gloo job
-    refuses)."""
+    refuses). ``sequence_mesh`` (``--sp``: the TP ranks' mesh) makes the stages send their slice of the sequence."""
     import torch
     from torch.utils._pytree import tree_leaves, tree_map_only
 
@@ -85,7 +85,7 @@ def pipelined(run: Run, p: Parallel, group: Any = None, param_dtype: Any = None,
                              f"ids; the model is given {len(inputs)} tensors")
         given = (*mb_args, *mb_kwargs.values()) if p.virtual > 1 else mb_args  # as pipeline_step gives them
         built = layer_stages(model, p, group, device, blocks, bounds, given, microbatch(inputs[0]), param_dtype,
-                             autocast)
+                             autocast, sequence_mesh)
     else:
         built = _traced_stages(run, p, group, device, [names[id(blocks[b])] for b in bounds[1:-1]], mb_args,
                                mb_kwargs, param_dtype, autocast)
