@@ -253,3 +253,30 @@ def test_polar_makes_complex_numbers_elementwise():
     report = modelprof.profile(Polar(), torch.ones(3, 4), torch.zeros(3, 4))
     assert not report.unsupported
     assert (report.total.flops, report.total.mem_read, report.total.mem_write) == (48, 96, 96)
+
+
+def test_triangular_solves_count_their_substitution():
+    """``torch.linalg.solve_triangular`` (gated delta-rule attention's chunked form: Qwen3-Next's, Qwen4-Exp's) and
+    the older ``torch.triangular_solve``, by hand. A (2, 4, 4) float32 against B (2, 4, 3): 2 · 3 = 6 systems of
+    n = 4 unknowns, the i-th found from the i - 1 before it: 0 + 1 + 2 + 3 = 6 multiply-adds and 4 divisions a
+    system, Flops 6 · (6 + 4) = 60, MAdd 6 · (12 + 4) = 96; with a unit diagonal no division: 36 and 72. MemRead
+    A's 128 and B's 96 bytes, MemWrite the 96-byte solution (triangular_solve also writes its 128-byte copy of A)."""
+
+    class Solve(nn.Module):
+        def __init__(self, unit: bool, legacy: bool) -> None:
+            super().__init__()
+            self.unit, self.legacy = unit, legacy
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            if self.legacy:
+                return torch.triangular_solve(b, a, upper=False, unitriangular=self.unit).solution
+            return torch.linalg.solve_triangular(a, b, upper=False, unitriangular=self.unit)
+
+    a, b = torch.eye(4).expand(2, 4, 4).contiguous(), torch.ones(2, 4, 3)
+    for unit, flops, madd in ((False, 60, 96), (True, 36, 72)):
+        for legacy in (False, True):
+            report = modelprof.profile(Solve(unit, legacy), a, b)
+            assert not report.unsupported
+            total = report.total
+            assert (total.flops, total.madd, total.mem_read) == (flops, madd, 128 + 96), (unit, legacy)
+            assert total.mem_write == 96 + (128 if legacy else 0), (unit, legacy)

@@ -42,6 +42,14 @@ def test_config_errors_are_one_line(run, tmp_path, monkeypatch):
     bad.write_text(json.dumps({"hidden_size": 8}))
     code, _, err = run("stats", str(bad), "--input", "input_ids=8:int64")
     assert code == 2 and "no 'model_type'" in err
+    # a config transformers' own validation refuses: the line that says why, after the one that introduces it
+    # ("Class validation error for validator 'validate_architecture':"), is kept
+    folder = tmp_path / "qwen4"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen4_exp_text", "hc_count": 1}))
+    code, _, err = run("stats", str(folder), "--input", "input_ids=8:int64")
+    if "transformers cannot read it" in err:  # (a transformers release that has Qwen4-Exp)
+        assert code == 2 and "validate_architecture': ValueError: Qwen4-Exp requires hc_count > 1" in err, err
     monkeypatch.setitem(__import__("sys").modules, "transformers", None)  # as if not installed
     code, _, err = run("stats", str(CONFIGS / "tiny-llama"), "--input", "input_ids=8:int64")
     assert code == 2 and "pip install 'modelprof[hf]'" in err

@@ -17,6 +17,7 @@ class Hint(StrEnum):
     KWARGS = "kwargs"
     STRICT = "strict"
     META_DEVICE = "meta_device"
+    TP_PLAN = "tp_plan"
 
 
 class ModelprofError(Exception):
@@ -49,9 +50,11 @@ def one_line(exc: BaseException | str) -> str:
     """An exception's message as one line: its first non-empty line, spaces collapsed (the type name when empty).
 
     The one way modelprof flattens a message. Every error modelprof prints is a single line; the first line of
-    a user's multi-line error, or of PyTorch's (whose later lines are C++ stack frames), says what went wrong.
+    a user's multi-line error, or of PyTorch's (whose later lines are C++ stack frames), says what went wrong; a first
+    line that ends in a colon introduces the second, which is kept with it (pydantic's and transformers' validation
+    errors: "Class validation error for validator 'validate_architecture':", then the reason).
     """
     lines = [line for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return exc if isinstance(exc, str) else type(exc).__name__
-    return " ".join(lines[0].split())
+    return " ".join(" ".join(lines[:2] if lines[0].rstrip().endswith(":") else lines[:1]).split())

@@ -122,9 +122,10 @@ class DataParallel(StrEnum):
 #: input comes whole and is split).
 TP_STYLES = ("colwise", "rowwise", "embedding_rowwise", "colwise_rep", "colwise_gather_output", "rowwise_split_input",
              "rowwise_rep")
-#: The tensor-parallel styles DTensor has no class for, applied by transformers' own (``prepare/parallel.py``).
+#: The tensor-parallel styles DTensor has no class for, applied by transformers' own (``prepare/parallel.py``): with
+#: the styles above, every style of every transformers config's ``base_model_tp_plan``.
 OWN_STYLES = ("packed_colwise", "packed_rowwise", "moe_tp_experts", "replicated_with_grad_allreduce", "mla_kv_a_proj",
-              "local_params")
+              "local_params", "embedding_colwise", "all_reduce", "moe_identity_expert", "replicate")
 
 
 #: The pipeline schedules ``--schedule`` names -> PyTorch's name for them (``torch.distributed.pipelining``).

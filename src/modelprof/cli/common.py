@@ -54,6 +54,8 @@ HINTS = {
     Hint.KWARGS: """give its arguments as JSON, e.g. --kwargs '{"num_classes": 10}'""",
     Hint.STRICT: "register one with modelprof.register_formula or drop --strict",
     Hint.META_DEVICE: "count it without allocating anything with --device meta",
+    Hint.TP_PLAN: "the layer cannot take what the tensor-parallel plan hands it; give a plan that leaves it whole with "
+                  "--tp-plan FILE",
 }
 
 

@@ -274,6 +274,32 @@ def addmm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     return io_cost(args, out, kwargs, madd, flops)
 
 
+def triangular_solve_cost(a: TensorSpec, unitriangular: bool, args: tuple, kwargs: dict, out: Any) -> Cost:
+    """A triangular system solved by substitution: A (n × n, batched) against B's columns or rows; each of the
+    S = solution elements / n systems finds its n unknowns in turn, the i-th from the i - 1 found before it:
+
+        MAdd = S * (n(n - 1) + d * n);  Flops = S * (n(n - 1)/2 + d * n)
+
+    (n(n - 1)/2 multiplications and as many subtractions, then a division per unknown: d = 0 for a unit diagonal)."""
+    n = a.shape[-1]
+    systems = _first(out).numel // max(n, 1)
+    division = 0 if unitriangular else n
+    return io_cost(args, out, kwargs, systems * (n * (n - 1) + division), systems * (n * (n - 1) // 2 + division))
+
+
+@register_formula(*_ops("linalg_solve_triangular"))
+def solve_triangular_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """``linalg_solve_triangular(A, B, *, upper, left, unitriangular)`` (gated delta-rule attention's chunked
+    form): see :func:`triangular_solve_cost`."""
+    return triangular_solve_cost(args[0], kwargs.get("unitriangular", False), args, kwargs, out)
+
+
+@register_formula(*_ops("triangular_solve"))
+def legacy_triangular_solve_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
+    """``triangular_solve(B, A, upper, transpose, unitriangular)``, A second: see :func:`triangular_solve_cost`."""
+    return triangular_solve_cost(args[1], arg(args, kwargs, 4, "unitriangular", False), args, kwargs, out)
+
+
 @register_formula(*_ops("_grouped_mm"))
 def grouped_mm_formula(args: tuple, kwargs: dict, out: Any) -> Cost:
     """Grouped matrix product (mixture-of-experts layers): G products with one call, ``offs`` marking the groups.

@@ -9,6 +9,7 @@ call the model through :meth:`CountingSession.forward`, and end with :meth:`Coun
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -103,7 +104,8 @@ class CountingSession:
             where = f"in layer '{layer}' ({self.tracker.type_of(layer)}) with input shapes {got}"
             if isinstance(exc, SystemExit):
                 raise ModelError(f"the forward pass called sys.exit({exc.code!r}) {where}") from exc
-            raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=Hint.INPUTS) from exc
+            raise ModelError(f"the forward pass failed {where}: {one_line(exc)}",
+                             hint=Hint.TP_PLAN if _through_dtensor(exc) else Hint.INPUTS) from exc
 
     def report(self, call: tuple[tuple, dict, Any], model_name: str | None = None,
                extra: Mapping[str, Mapping[str, int]] | None = None, gradients: int = 0, optimizer: int = 0
@@ -124,3 +126,17 @@ class CountingSession:
 def session_for(model: nn.Module, args: tuple, kwargs: dict, **options: Any) -> CountingSession:
     """A session whose static part is ``model``'s parameters and buffers and the inputs ``args``/``kwargs``."""
     return CountingSession(model, args, kwargs, **options)
+
+
+def _through_dtensor(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside DTensor's dispatch (``torch.distributed.tensor``, or its C++ part, whose
+    messages name it): a layer handed a tensor-parallel shard or partial sum it cannot take, as transformers' own
+    job fails on it too."""
+    if "DTensor" in str(exc):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}torch{os.sep}distributed{os.sep}tensor{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False

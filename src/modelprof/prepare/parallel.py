@@ -378,8 +378,9 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
     vocabulary (transformers' ``embedding_rowwise``); ``colwise_rep``/``colwise_gather_output`` gather the output
     whole (a language model's head); ``rowwise_split_input``/``rowwise_rep`` split an input that comes whole. The
     styles DTensor has no class for (:data:`~modelprof.workload.OWN_STYLES`: a mixture's packed experts, a per-head
-    norm whose gradient is all-reduced), and a style naming a parameter, are transformers' own classes, the ones
-    ``from_pretrained(tp_plan=...)`` applies (:func:`_own_styles`)."""
+    norm whose gradient is all-reduced, a shared expert's partial sums all-reduced, an embedding split along its
+    width), and a style naming a parameter, are transformers' own classes, the ones ``from_pretrained(tp_plan=...)``
+    applies (:func:`_own_styles`)."""
     from modelprof.workload import OWN_STYLES, TP_STYLES
 
     plan = dict(p.tp_plan) or own_tp_plan(model)
@@ -406,7 +407,8 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
             continue
         if not named and not held:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
-        if held or style in OWN_STYLES:
+        nested = style == "embedding_rowwise" and any(any(m.children()) for _, m in named)  # (Inkling's normed
+        if held or style in OWN_STYLES or nested:  # embedding: DTensor's style would shard its norm's weight too)
             _add_own_style(styles, pattern, style, held, p.tp, config)
         else:
             styles[pattern] = _torch_style(named, style, p.tp)
@@ -514,8 +516,8 @@ def _add_own_style(styles: dict, pattern: str, style: str, held: list, tp: int, 
 def _check_divides(name: str, param, style: str, tp: int) -> None:  # noqa: ANN001
     """A UsageError unless ``tp`` divides the dimension transformers' ``style`` shards of the parameter ``name``
     (a packed weight's halves each: ``2 × tp``); a bias a row-wise style leaves whole is not checked."""
-    if param.ndim == 1 and style in ("rowwise", "packed_rowwise"):
-        return
+    if param.ndim == 1 and style in ("rowwise", "packed_rowwise") or style.startswith("embedding"):
+        return  # (transformers' embeddings take a dimension the ranks split unevenly)
     dim = -1 if param.ndim == 1 or style in ("rowwise", "packed_rowwise") else param.ndim - 2
     parts = tp * (2 if style.startswith("packed") else 1)
     if param.shape[dim] % parts:
@@ -580,10 +582,14 @@ def _own_styles() -> type:
 
         def _apply(self, module, device_mesh):  # noqa: ANN001, ANN202
             registry = _transformers_styles()
+            named = {param for param, _ in self.entries}
             for param, style in sorted(self.entries, key=lambda entry: entry[0] is None):  # parameters first
                 if param is not None:
                     registry[style].shard_param(module, param, device_mesh)
                     continue
+                # the module's own parameters without an entry take its style, as _expand_parallel_plan gives them
+                for own in [name for name in module._parameters if name not in named]:
+                    registry[style].shard_param(module, own, device_mesh)
                 if style == "mla_kv_a_proj":  # as apply_tensor_parallelism gives it the rotary width
                     module.config = self.config
                 registry[style].install_forward(module, device_mesh)
