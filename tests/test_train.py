@@ -369,8 +369,21 @@ class MaskedAttention(nn.Module):
         return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+class LearnedMask(MaskedAttention):
+    """Attention whose additive mask is learned (Doge's dynamic mask): the CPU's fused kernel has no gradient for a
+    mask, so the CPU runs the math."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(4, 64, 64))
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).view(x.shape[0], x.shape[1], 3, 4, 8).permute(2, 0, 3, 1, 4)
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)
+
+
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("which", ["decoder", "masked"])
+@pytest.mark.parametrize("which", ["decoder", "masked", "learned"])
 def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
     # the reference is the CPU itself: its dispatcher picks the fused attention kernel, which never holds the
     # length x length scores; on meta (no kernel of its own) the same count must come out, memory included
@@ -382,7 +395,7 @@ def test_attention_on_meta_counts_what_the_cpu_runs(train, which):
         torch.manual_seed(0)
         if which == "decoder":
             return Decoder(dim=64, mlp_dim=172, layers=2, heads=4, kv_heads=2), torch.randint(0, 1000, (2, 64))
-        return MaskedAttention(), torch.randn(2, 64, 32)
+        return (MaskedAttention() if which == "masked" else LearnedMask()), torch.randn(2, 64, 32)
 
     count = count_train_step if train else count_costs
     model, x = build()

@@ -65,8 +65,9 @@ class AttentionAsOnCPU(TorchFunctionMode):
     The dispatcher picks a fused attention kernel by device; the meta device has none of its own and falls back to
     the math: the scores and their softmax as whole (length x length) tensors, which autograd saves. CPU and CUDA
     run fused kernels that never hold them (they save the output and one logsumexp per row). So on meta this mode
-    applies CPU's rule: 4-D inputs without dropout go to the CPU flash kernel (a boolean mask made additive first,
-    as CPU does); anything else runs as before. Tensors on other devices pass through untouched.
+    applies CPU's rule: 4-D inputs without dropout and without a mask that requires a gradient go to the CPU flash
+    kernel (a boolean mask made additive first, as CPU does); anything else runs as before. Tensors on other
+    devices pass through untouched.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -79,7 +80,9 @@ class AttentionAsOnCPU(TorchFunctionMode):
 def _attention_as_on_cpu(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0, is_causal: bool = False,
                          scale: float | None = None, enable_gqa: bool = False) -> torch.Tensor:
-    if query.device.type != "meta" or query.dim() != 4 or dropout_p > 0:
+    if (query.device.type != "meta" or query.dim() != 4 or dropout_p > 0
+            or attn_mask is not None and attn_mask.requires_grad):  # (CPU's rule: the math, as the kernel has no
+        # gradient for a mask; Doge's is learned)
         return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                                               enable_gqa=enable_gqa)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
