@@ -293,3 +293,29 @@ def test_a_plan_transformers_own_job_cannot_run_is_a_model_error(run, tmp_path) 
     code, out, err = run("stats", folder, *TOKENS, "--gpus", "2", "--tp", "2")
     assert code == 1 and out == "", err
     assert "'model.embed_tokens.embed_norm'" in err and "tensor-parallel plan" in err and "--tp-plan" in err, err
+
+
+class HeadsFromConfig(torch.nn.Module):
+    """An attention-like layer that splits its projection into 4 heads of 4 by number, as a model's code takes its
+    head count from its config: column-wise split over 2 ranks, each holds 2 heads, and the view fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = torch.nn.Linear(16, 16)
+        self.out = torch.nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heads = self.qkv(x).view(x.shape[0], 4, 4)
+        return self.out(heads.flatten(1))
+
+
+def test_a_layer_that_cannot_take_its_shards_points_to_the_plan(run, tmp_path) -> None:
+    """A forward that fails only because a layer got its shards (a plain shape error, not in DTensor) names the
+    layer, and the way out besides the inputs: a plan that leaves it whole; the same model runs without --tp."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"qkv": "colwise", "out": "rowwise"}))
+    target = "tests.test_tp_styles:HeadsFromConfig"
+    code, out, err = run("stats", target, "--shape", "16", "--gpus", "2", "--tp", "2", "--tp-plan", str(plan))
+    assert code == 1 and out == "" and "in layer '(root)'" in err and "if they run without --tp" in err, err
+    code, out, err = run("stats", target, "--shape", "16")
+    assert code == 0, err

@@ -18,6 +18,7 @@ class Hint(StrEnum):
     STRICT = "strict"
     META_DEVICE = "meta_device"
     TP_PLAN = "tp_plan"
+    INPUTS_OR_TP_PLAN = "inputs_or_tp_plan"
 
 
 class ModelprofError(Exception):

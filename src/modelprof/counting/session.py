@@ -104,8 +104,9 @@ class CountingSession:
             where = f"in layer '{layer}' ({self.tracker.type_of(layer)}) with input shapes {got}"
             if isinstance(exc, SystemExit):
                 raise ModelError(f"the forward pass called sys.exit({exc.code!r}) {where}") from exc
-            raise ModelError(f"the forward pass failed {where}: {one_line(exc)}",
-                             hint=Hint.TP_PLAN if _through_dtensor(exc) else Hint.INPUTS) from exc
+            hint = (Hint.TP_PLAN if _through_dtensor(exc) else Hint.INPUTS_OR_TP_PLAN if _tensor_parallel(self.model)
+                    else Hint.INPUTS)
+            raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=hint) from exc
 
     def report(self, call: tuple[tuple, dict, Any], model_name: str | None = None,
                extra: Mapping[str, Mapping[str, int]] | None = None, gradients: int = 0, optimizer: int = 0
@@ -140,3 +141,12 @@ def _through_dtensor(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def _tensor_parallel(model: nn.Module) -> bool:
+    """Whether ``model`` holds parameters a tensor-parallel plan shards (DTensors on a mesh with a ``tp``
+    dimension): a layer may then fail on the shards it gets (a per-head shape the model's code takes from its
+    config), as it would in transformers' own tensor-parallel job."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) and "tp" in (p.device_mesh.mesh_dim_names or ()) for p in model.parameters())
