@@ -173,3 +173,16 @@ class ExitsWhenBuilt(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         raise SystemExit(4)
+
+
+class ValueShaped(nn.Module):
+    """Keeps the positive outputs of a layer: a shape that depends on the values (``nonzero``), as a mixture's
+    Python loop over the experts its tokens chose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y[torch.nonzero(y > 0, as_tuple=True)]

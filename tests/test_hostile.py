@@ -105,3 +105,14 @@ def test_find_batch_on_cpu_defaults_to_the_available_memory(run, monkeypatch):
     assert 8 <= report["max_batch"] <= 20
     code, out, err = run("bench", "fixtures:Hungry", "--shape", "1024", "--find-batch", *FAST, "--quiet")
     assert "Memory limit: 256.00MiB (the memory available on this machine)" in out
+
+
+@pytest.mark.parametrize("train", [[], ["--train"]])
+def test_a_shape_from_the_values_on_meta_points_to_the_cpu(run, train):
+    # torch's own message proposes a config flag that would make nonzero pretend every element is non-zero
+    code, out, err = run("stats", "fixtures:ValueShaped", "--shape", "4", "--device", "meta", *train)
+    line = one_error_line(err)
+    assert code == 1 and out == "" and "in layer '(root)'" in line and "--device cpu" in line, err
+    assert "meta_nonzero_assume_all_nonzero" not in line
+    code, out, err = run("stats", "fixtures:ValueShaped", "--shape", "4", *train)
+    assert code == 0, err

@@ -19,6 +19,7 @@ class Hint(StrEnum):
     META_DEVICE = "meta_device"
     TP_PLAN = "tp_plan"
     INPUTS_OR_TP_PLAN = "inputs_or_tp_plan"
+    VALUES = "values"
 
 
 class ModelprofError(Exception):

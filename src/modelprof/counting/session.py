@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -104,6 +105,10 @@ class CountingSession:
             where = f"in layer '{layer}' ({self.tracker.type_of(layer)}) with input shapes {got}"
             if isinstance(exc, SystemExit):
                 raise ModelError(f"the forward pass called sys.exit({exc.code!r}) {where}") from exc
+            if _value_dependent(exc):  # (torch's message proposes a config flag that would count wrong shapes)
+                op = re.search(r"for (torch\.\w+)\(\)", str(exc))
+                raise ModelError(f"the forward pass failed {where}: {op[1] if op else one_line(exc)} needs the "
+                                 "values of its input", hint=Hint.VALUES) from exc
             hint = (Hint.TP_PLAN if _through_dtensor(exc) else Hint.INPUTS_OR_TP_PLAN if _tensor_parallel(self.model)
                     else Hint.INPUTS)
             raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=hint) from exc
@@ -150,3 +155,11 @@ def _tensor_parallel(model: nn.Module) -> bool:
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) and "tp" in (p.device_mesh.mesh_dim_names or ()) for p in model.parameters())
+
+
+def _value_dependent(exc: BaseException) -> bool:
+    """Whether ``exc`` is an op whose output's shape depends on tensor values that meta and fake tensors do not
+    have (``nonzero``, a boolean mask's indexing: a mixture's expert loop in Python)."""
+    names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
+    return bool(names & {"DataDependentOutputException", "DynamicOutputShapeException"}) or (
+        isinstance(exc, NotImplementedError) and "data-independent" in str(exc))
