@@ -407,8 +407,9 @@ def tp_styles(model, p: Parallel, stage: bool = False) -> dict:
             continue
         if not named and not held:
             raise UsageError(f"--tp-plan: {pattern!r} names no module of the model")
-        nested = style == "embedding_rowwise" and any(any(m.children()) for _, m in named)  # (Inkling's normed
-        if held or style in OWN_STYLES or nested:  # embedding: DTensor's style would shard its norm's weight too)
+        # an embedding with a module inside (Inkling's normed one): DTensor's style would shard that one's weight too
+        nested = style == "embedding_rowwise" and any(any(m.children()) for _, m in named)
+        if held or style in OWN_STYLES or nested:
             _add_own_style(styles, pattern, style, held, p.tp, config)
         else:
             styles[pattern] = _torch_style(named, style, p.tp)
@@ -588,7 +589,7 @@ def _own_styles() -> type:
                     registry[style].shard_param(module, param, device_mesh)
                     continue
                 # the module's own parameters without an entry take its style, as _expand_parallel_plan gives them
-                for own in [name for name in module._parameters if name not in named]:
+                for own in [k for k, v in module._parameters.items() if v is not None and k not in named]:
                     registry[style].shard_param(module, own, device_mesh)
                 if style == "mla_kv_a_proj":  # as apply_tensor_parallelism gives it the rotary width
                     module.config = self.config
