@@ -57,7 +57,7 @@ HINTS = {
     Hint.TP_PLAN: "the layer cannot take what the tensor-parallel plan hands it; give a plan that leaves it whole with "
                   "--tp-plan FILE",
     Hint.VALUES: "the layer's shapes depend on tensor values, which the meta device does not have: count it on "
-                 "the CPU with --device cpu",
+                 "the CPU with --device cpu (fit, which counts on meta, cannot: measure with bench --find-batch)",
     Hint.INPUTS_OR_TP_PLAN: "check the input shapes and dtypes given with --shape/--input/--inputs; if they run "
                             "without --tp, the layer cannot take the tensor-parallel plan's shards: give a plan that "
                             "leaves it whole with --tp-plan FILE",
