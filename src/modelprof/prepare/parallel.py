@@ -551,6 +551,13 @@ def _gather_sequence():  # noqa: ANN202
     return GatherSequence()
 
 
+def _takes_config(method) -> bool:  # noqa: ANN001
+    """Whether transformers' style ``method`` takes the model's config as a keyword (transformers 5.25 on)."""
+    import inspect
+
+    return "config" in inspect.signature(method).parameters
+
+
 def _transformers_styles():  # noqa: ANN202
     """transformers' registry of its tensor-parallel styles, its DTensor classes by name; a UsageError naming the
     way out where transformers (or a release with them, ``transformers.distributed``) is not installed."""
@@ -585,15 +592,17 @@ def _own_styles() -> type:
             registry = _transformers_styles()
             named = {param for param, _ in self.entries}
             for param, style in sorted(self.entries, key=lambda entry: entry[0] is None):  # parameters first
+                # the model's text config, as apply_tensor_parallelism hands it (transformers 5.25 on: a keyword)
+                given = {"config": self.config} if _takes_config(registry[style].install_forward) else {}
                 if param is not None:
-                    registry[style].shard_param(module, param, device_mesh)
+                    registry[style].shard_param(module, param, device_mesh, **given)
                     continue
                 # the module's own parameters without an entry take its style, as _expand_parallel_plan gives them
                 for own in [k for k, v in module._parameters.items() if v is not None and k not in named]:
-                    registry[style].shard_param(module, own, device_mesh)
-                if style == "mla_kv_a_proj":  # as apply_tensor_parallelism gives it the rotary width
+                    registry[style].shard_param(module, own, device_mesh, **given)
+                if style == "mla_kv_a_proj" and not given:  # (before 5.25: the rotary width read off the module)
                     module.config = self.config
-                registry[style].install_forward(module, device_mesh)
+                registry[style].install_forward(module, device_mesh, **given)
             return module
 
     return OwnStyles
