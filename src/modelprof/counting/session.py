@@ -26,6 +26,7 @@ from modelprof.counting.peer import FUNCTIONS_ROW, PeerCounter, formula_table
 from modelprof.counting.tracker import ModuleTracker, tensors_in
 from modelprof.errors import Hint, ModelError, one_line
 from modelprof.metrics import Phase
+from modelprof.prepare.parallel import held_parameters
 from modelprof.reports.stats import CountedAs, Report
 
 
@@ -109,8 +110,8 @@ class CountingSession:
                 op = re.search(r"for (torch\.\w+)\(\)", str(exc))
                 raise ModelError(f"the forward pass failed {where}: {op[1] if op else one_line(exc)} needs the "
                                  "values of its input", hint=Hint.VALUES) from exc
-            hint = (Hint.TP_PLAN if _through_dtensor(exc) else Hint.INPUTS_OR_TP_PLAN if _tensor_parallel(self.model)
-                    else Hint.INPUTS)
+            hint = (Hint.TP_PLAN if _through_dtensor(exc)  # a rank holding TP shards: the plan may be the cause
+                    else Hint.INPUTS_OR_TP_PLAN if held_parameters(self.model)[0] else Hint.INPUTS)
             raise ModelError(f"the forward pass failed {where}: {one_line(exc)}", hint=hint) from exc
 
     def report(self, call: tuple[tuple, dict, Any], model_name: str | None = None,
@@ -146,15 +147,6 @@ def _through_dtensor(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _tensor_parallel(model: nn.Module) -> bool:
-    """Whether ``model`` holds parameters a tensor-parallel plan shards (DTensors on a mesh with a ``tp``
-    dimension): a layer may then fail on the shards it gets (a per-head shape the model's code takes from its
-    config), as it would in transformers' own tensor-parallel job."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) and "tp" in (p.device_mesh.mesh_dim_names or ()) for p in model.parameters())
 
 
 def _value_dependent(exc: BaseException) -> bool:
